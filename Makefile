@@ -1,0 +1,43 @@
+# skyops: `make demo` runs the default pipeline, `make test` the tests. Both install first.
+PY      ?= python3.11
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml requirements-lock.txt 2>/dev/null | sha256sum | cut -c1-12)
+PYTEST  := $(BIN)/python -m pytest
+
+.PHONY: install demo test test-slow bench lint format clean
+
+$(STAMP):
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch comes from this machine's disk (pip finds it); the lock pins everything else.
+	$(BIN)/pip install --quiet -r requirements-lock.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+demo: install  ## run the default pipeline on embedded defaults
+	$(BIN)/skyops run drone-detection
+
+test: install  ## the default test suite (under ~25 minutes on 2 cores)
+	$(PYTEST) -q -m "not slow"
+
+test-slow: install  ## long checks: real training runs
+	$(PYTEST) -q -m slow
+
+bench: install  ## comparative benchmarks, each prints its ratio against its anchor
+	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: install  ## style, types and the layering contract of DESIGN.md
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: install
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf .skyops .pytest_cache .mypy_cache .ruff_cache

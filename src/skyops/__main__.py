@@ -1,0 +1,3 @@
+from skyops.cli import main
+
+main()

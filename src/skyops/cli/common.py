@@ -1,0 +1,61 @@
+"""Helpers shared by CLI commands: settings, pipeline loading, the engine, console output."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from skyops.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from skyops.pipeline.definition import Pipeline
+    from skyops.pipeline.engine import LocalEngine
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+def load(name: str) -> Pipeline:
+    from skyops.pipeline.definition import load_pipeline
+
+    return load_pipeline(name, search=settings().pipeline_dirs)
+
+
+def code_roots(pipeline: Pipeline) -> dict[str, Path]:
+    """Top-level packages whose sources enter cache keys: skyops and each step catalog's package."""
+    roots = {}
+    for top in {"skyops", *(node.definition.script_module.split(".")[0] for node in pipeline.steps)}:
+        spec = importlib.util.find_spec(top)
+        if spec and spec.submodule_search_locations:
+            roots[top] = Path(next(iter(spec.submodule_search_locations)))
+    return roots
+
+
+def engine(pipeline: Pipeline, *, workers: int = 2, use_cache: bool = True) -> LocalEngine:
+    from skyops.pipeline.engine import LocalEngine, StateDir
+
+    return LocalEngine(StateDir(settings().state_dir), code_roots=code_roots(pipeline), workers=workers, use_cache=use_cache)
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    from skyops.errors import ConfigError
+
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param {pair!r} is not key=value", hint="write e.g. --param epochs=3")
+        params[key.strip()] = value
+    return params
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"

@@ -1,0 +1,133 @@
+"""`skyops run`: run a pipeline on this machine, with live progress and a summary."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from skyops.cli.common import engine, format_seconds, load, parse_params
+from skyops.settings import DEFAULT_PIPELINE
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from skyops.pipeline.lineage import RunRecord, StepRecord
+
+_STYLE = {"pending": "dim", "running": "yellow", "cached": "cyan", "done": "green", "failed": "bold red", "skipped": "dim"}
+
+
+def run(
+    name: Annotated[str, typer.Argument(help="Pipeline name (pipelines/NAME.yaml) or path to a pipeline file.")] = DEFAULT_PIPELINE,
+    param: Annotated[list[str], typer.Option("--param", "-p", help="Override a pipeline parameter: --param epochs=3 (repeatable).")] = [],  # noqa: B006
+    explain_cache: Annotated[bool, typer.Option("--explain-cache", help="Say why each step hit or missed the cache.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-run every step, ignoring cached results.")] = False,
+    workers: Annotated[int, typer.Option(help="Most steps running at once.", min=1)] = 2,
+) -> None:
+    """Run a pipeline locally. Finished steps are cached: running again resumes a failed run."""
+    from rich.console import Console
+
+    from skyops.errors import StepFailed
+
+    pipeline = load(name)
+    overrides = parse_params(param)
+    console = Console(stderr=False)
+    display = Progress(console, [s.name for s in pipeline.steps])
+    with display:
+        record = engine(pipeline, workers=workers, use_cache=not no_cache).run(pipeline, overrides, listener=display.update)
+    summarize(console, record, explain_cache=explain_cache)
+    if record.status != "succeeded":
+        failed = [s for s in record.steps.values() if s.status == "failed"]
+        for step in failed:
+            show_failure(console, step)
+        raise StepFailed(
+            f"run {record.run_id} of {pipeline.name!r} failed at step {', '.join(repr(s.name) for s in failed)}",
+            hint=f"fix the cause, then resume with: {record.resume_command}",
+        )
+
+
+class Progress:
+    """Live step table on a terminal; one line per change elsewhere (CI logs)."""
+
+    def __init__(self, console: Console, names: list[str]) -> None:
+        self.console = console
+        self.status = dict.fromkeys(names, "pending")
+        self.started: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._live = None
+        if console.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(self._table(), console=console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> Progress:
+        if self._live:
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live:
+            self._live.update(self._table())
+            self._live.__exit__(None, None, None)
+
+    def update(self, step: StepRecord) -> None:
+        with self._lock:
+            self.status[step.name] = str(step.status)
+            if step.status == "running":
+                self.started[step.name] = time.time()
+            if self._live:
+                self._live.update(self._table())
+            else:
+                took = f" ({format_seconds(step.seconds)})" if step.ended else ""
+                print(f"[{time.strftime('%H:%M:%S')}] {step.name}: {step.status}{took}", flush=True)
+
+    def _table(self) -> Table:
+        from rich.spinner import Spinner
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 2))
+        for name, status in self.status.items():
+            mark = Spinner("dots") if status == "running" else {"done": "✔", "cached": "↺", "failed": "✘", "skipped": "-"}.get(status, "·")
+            elapsed = format_seconds(time.time() - self.started[name]) if status == "running" else ""
+            table.add_row(mark, name, f"[{_STYLE[status]}]{status}[/]", elapsed)
+        return table
+
+
+def summarize(console: Console, record: RunRecord, *, explain_cache: bool) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"run {record.run_id} · {record.pipeline} · {record.status}", title_justify="left")
+    for column in ("step", "status", "time", *(["cache"] if explain_cache else [])):
+        table.add_column(column)
+    for step in record.steps.values():
+        row = [step.name, f"[{_STYLE[str(step.status)]}]{step.status}[/]", format_seconds(step.seconds)]
+        if explain_cache:
+            row.append(cache_explanation(step))
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"lineage: skyops runs show {record.run_id}")
+
+
+def cache_explanation(step: StepRecord) -> str:
+    if step.status == "cached":
+        return f"hit {step.cache_key[:12]}"
+    if step.status in ("done", "failed") and step.cache_key:
+        return f"miss {step.cache_key[:12]}: " + "; ".join(step.miss_reasons or [step.cache_reason])
+    return step.error or step.cache_reason or "-"
+
+
+def show_failure(console: Console, step: StepRecord, lines: int = 20) -> None:
+    if step.error:
+        console.print(f"[bold red]{step.name}[/]: {step.error}")
+        return
+    console.print(f"[bold red]{step.name}[/] exited with code {step.exit_code}; log: {step.log}")
+    if step.log and Path(step.log).is_file():
+        with open(step.log, errors="replace") as f:
+            tail = deque(f, maxlen=lines)
+        sys.stdout.write("".join(f"  | {line}" for line in tail))

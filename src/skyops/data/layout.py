@@ -1,0 +1,134 @@
+"""The canonical dataset layout every data step reads and writes.
+
+    <root>/
+      images/<name>.<ext>        image files, flat, unique names
+      labels/<name>.txt          YOLO labels: `class cx cy w h`, normalised to [0, 1], one box per line
+      manifest.json              see `Manifest`: names, one record per image with sha256s, fingerprint
+      train.txt, val.txt, test.txt   (after `split`) image paths relative to <root>, one per line
+
+`data.yaml` for Ultralytics is never trusted from an upstream artifact (its absolute paths are
+those of wherever that step ran); a consumer writes a fresh one with `write_data_yaml`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skyops.errors import DataValidationError
+
+MANIFEST = "manifest.json"
+IMAGES = "images"
+LABELS = "labels"
+SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRecord:
+    """One image of a dataset. Paths are relative to the dataset root."""
+
+    image: str  # "images/x.jpg"
+    label: str  # "labels/x.txt"
+    width: int
+    height: int
+    sha256: str  # of the image file
+    label_sha256: str  # of the label file
+    boxes: int
+    group: str = ""  # frames that must stay on one side of a split (sequence id, source stem)
+    source: str = ""  # the original file this came from, for lineage
+
+
+@dataclass(frozen=True, kw_only=True)
+class Manifest:
+    """names: class names by id. fingerprint: sha256 over names and every record's hashes."""
+
+    names: list[str]
+    images: list[ImageRecord]
+    source_format: str = "yolo"
+    stats: dict[str, Any] = field(default_factory=dict)  # converter counts: dropped, clipped, ...
+    version: int = MANIFEST_VERSION
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.names).encode())
+        for r in sorted(self.images, key=lambda r: r.image):
+            digest.update(f"{r.image}\0{r.sha256}\0{r.label_sha256}\n".encode())
+        return digest.hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "fingerprint": self.fingerprint}
+
+    def write(self, root: Path) -> Path:
+        path = root / MANIFEST
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def read(cls, root: Path) -> Manifest:
+        path = root / MANIFEST
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise DataValidationError(
+                f"{root} has no {MANIFEST}", hint="produce the dataset with `skyops data convert` or the ingest step"
+            ) from None
+        except json.JSONDecodeError as e:
+            raise DataValidationError(f"{path} is not valid JSON: {e}") from None
+        if data.get("version") != MANIFEST_VERSION:
+            raise DataValidationError(
+                f"{path} has manifest version {data.get('version')!r}; expected {MANIFEST_VERSION}",
+                hint="re-run ingest with this skyops version",
+            )
+        data.pop("fingerprint", None)
+        data["images"] = [ImageRecord(**r) for r in data["images"]]
+        return cls(**data)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link `src` to `dst` (cheap, same bytes), copying where links are not possible."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def read_split(root: Path, split: str) -> list[str]:
+    path = root / f"{split}.txt"
+    return [line for line in path.read_text().splitlines() if line] if path.is_file() else []
+
+
+def write_data_yaml(root: Path, target: Path, names: list[str]) -> Path:
+    """Write an Ultralytics data yaml for the dataset at `root`: absolute paths, no download key.
+
+    Uses `<split>.txt` lists when the dataset is split, else the whole `images/` folder for train
+    and val.
+    """
+    import yaml
+
+    root = root.resolve()
+    data: dict[str, Any] = {"path": str(root), "names": dict(enumerate(names)), "nc": len(names)}
+    if (root / "train.txt").is_file():
+        lists = target.parent / f"{target.stem}-lists"
+        lists.mkdir(parents=True, exist_ok=True)
+        for split in SPLITS:
+            entries = read_split(root, split)
+            if entries:
+                listing = lists / f"{split}.txt"
+                listing.write_text("".join(f"{root / e}\n" for e in entries))
+                data[split] = str(listing)
+        data.setdefault("val", data.get("test", data["train"]))
+    else:
+        data["train"] = data["val"] = str(root / IMAGES)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(data, sort_keys=False))
+    return target

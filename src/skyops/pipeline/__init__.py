@@ -1,0 +1,89 @@
+"""skyops.pipeline: the domain-free core. Specs, contracts, catalog, wiring, check, local engine.
+
+This package knows nothing of drones or YOLO and never imports from `skyops.steps` or the domain
+packages. Public names are re-exported here and loaded on first use, so a step's process imports
+only what it needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "NodeType": "spec",
+    "JobType": "spec",
+    "Port": "spec",
+    "StepSpec": "spec",
+    "JobKind": "contract",
+    "ScriptContract": "contract",
+    "processing_input": "contract",
+    "processing_output": "contract",
+    "training_channel": "contract",
+    "StepConfig": "config",
+    "Range": "config",
+    "Catalog": "catalog",
+    "StepDefinition": "catalog",
+    "EmptyConfig": "catalog",
+    "Parameter": "definition",
+    "ParamType": "definition",
+    "Pipeline": "definition",
+    "StepNode": "definition",
+    "load_pipeline": "definition",
+    "OutputRef": "wiring",
+    "ParamRef": "wiring",
+    "ExternalRef": "wiring",
+    "Edge": "wiring",
+    "LocalEngine": "engine",
+    "StateDir": "engine",
+    "check_catalog": "check",
+    "run": "runtime",
+}
+
+__all__ = [
+    "Catalog",
+    "Edge",
+    "EmptyConfig",
+    "ExternalRef",
+    "JobKind",
+    "JobType",
+    "LocalEngine",
+    "NodeType",
+    "OutputRef",
+    "ParamRef",
+    "ParamType",
+    "Parameter",
+    "Pipeline",
+    "Port",
+    "Range",
+    "ScriptContract",
+    "StateDir",
+    "StepConfig",
+    "StepDefinition",
+    "StepNode",
+    "StepSpec",
+    "check_catalog",
+    "load_pipeline",
+    "processing_input",
+    "processing_output",
+    "run",
+    "training_channel",
+]
+
+if TYPE_CHECKING:
+    from skyops.pipeline.catalog import Catalog, EmptyConfig, StepDefinition
+    from skyops.pipeline.check import check_catalog
+    from skyops.pipeline.config import Range, StepConfig
+    from skyops.pipeline.contract import JobKind, ScriptContract, processing_input, processing_output, training_channel
+    from skyops.pipeline.definition import Parameter, ParamType, Pipeline, StepNode, load_pipeline
+    from skyops.pipeline.engine import LocalEngine, StateDir
+    from skyops.pipeline.runtime import run
+    from skyops.pipeline.spec import JobType, NodeType, Port, StepSpec
+    from skyops.pipeline.wiring import Edge, ExternalRef, OutputRef, ParamRef
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skyops.pipeline' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"skyops.pipeline.{module}"), name)

@@ -1,0 +1,239 @@
+"""The content-addressed step cache and the one predicate that decides whether a step runs.
+
+A cache key is built from named parts, so a miss can be explained part by part:
+  code       sha256 of the step's package and every skyops module it imports (transitively)
+  config     the step's resolved config
+  inputs     content hash of each input artifact
+  env        the contract's env vars as given to the step
+  libraries  versions of the libraries the step declares (and Python's)
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from skyops.pipeline.hashing import write_json_atomic
+
+ENTRY_FILE = "entry.json"
+OUTPUTS_DIR = "outputs"
+
+
+@dataclass(frozen=True)
+class KeyParts:
+    """The named parts of a cache key; `key` is their hash."""
+
+    step: str
+    code: str
+    config: dict[str, Any]
+    inputs: dict[str, str]
+    env: dict[str, str] = field(default_factory=dict)
+    libraries: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:32]
+
+
+def explain_miss(previous: KeyParts | None, current: KeyParts) -> list[str]:
+    """Which parts differ from the last run of the same step, in words."""
+    if previous is None:
+        return ["first run of this step"]
+    reasons = []
+    if previous.code != current.code:
+        reasons.append("step code changed")
+    for part in ("config", "inputs", "env", "libraries"):
+        old, new = getattr(previous, part), getattr(current, part)
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if changed:
+            details = ", ".join(f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}" for k in changed)
+            reasons.append(f"{part} changed ({details})")
+    return reasons or ["same key as last run, but its cache entry is gone"]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text[:12] if len(text) == 64 or len(text) == 32 else text[:40]
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A published step result: its key parts and the digest of each output folder."""
+
+    path: Path
+    parts: KeyParts
+    outputs: dict[str, str]  # port -> tree digest
+
+    def output_dir(self, port: str) -> Path:
+        return self.path / OUTPUTS_DIR / port
+
+
+def should_run(entry: CacheEntry | None, *, use_cache: bool) -> tuple[bool, str]:
+    """Decide whether a step runs. Rules, first match wins:
+
+    1. Caching is off for this run (`--no-cache`): run.
+    2. No published entry exists for the key: run.
+    3. The entry lacks an output folder it lists: run (the entry was damaged by hand).
+    4. Otherwise: reuse the entry.
+    """
+    if not use_cache:
+        return True, "caching is off (--no-cache)"
+    if entry is None:
+        return True, "no cache entry for this key"
+    missing = [p for p in entry.outputs if not entry.output_dir(p).is_dir()]
+    if missing:
+        return True, f"cache entry is missing outputs {', '.join(missing)}"
+    return False, "cache hit"
+
+
+class Cache:
+    """Published entries live at `root/<key>`; work in progress lives in `staging/` until renamed."""
+
+    def __init__(self, root: Path, staging: Path) -> None:
+        self.root = root
+        self.staging = staging
+
+    def lookup(self, key: str) -> CacheEntry | None:
+        path = self.root / key
+        try:
+            data = json.loads((path / ENTRY_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return CacheEntry(path, KeyParts(**data["parts"]), data["outputs"])
+
+    def stage(self, key: str) -> Path:
+        """A fresh private folder for a step's outputs; invisible to lookups until published."""
+        self.staging.mkdir(parents=True, exist_ok=True)
+        path = self.staging / f"{key}.{os.getpid()}.{os.urandom(4).hex()}"
+        (path / OUTPUTS_DIR).mkdir(parents=True)
+        return path
+
+    def publish(self, staged: Path, parts: KeyParts, outputs: dict[str, str], *, replace: bool = False) -> CacheEntry:
+        """Write the entry file, then rename the staged folder into place in one atomic step.
+
+        An entry already published under the key is kept (another run got there first), unless
+        `replace` (a forced re-run): then the old one is moved aside first and deleted after.
+        """
+        write_json_atomic(staged / ENTRY_FILE, {"parts": asdict(parts), "outputs": outputs})
+        target = self.root / parts.key
+        self.root.mkdir(parents=True, exist_ok=True)
+        old = None
+        if replace and target.exists():
+            old = self.staging / f"{parts.key}.{os.getpid()}.{os.urandom(4).hex()}.old"
+            os.rename(target, old)
+        try:
+            os.rename(staged, target)
+        except OSError:
+            if not (target / ENTRY_FILE).is_file():
+                raise
+            shutil.rmtree(staged)  # another run published the same key first
+            return self.lookup(parts.key) or CacheEntry(target, parts, outputs)
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        return CacheEntry(target, parts, outputs)
+
+    def clean_staging(self) -> int:
+        """Remove staged folders whose process is gone (a crash or SIGKILL); return how many."""
+        removed = 0
+        if not self.staging.is_dir():
+            return 0
+        for path in self.staging.iterdir():
+            pid = path.name.split(".")[1] if path.name.count(".") >= 2 else ""
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---- code version -------------------------------------------------------------------------------
+
+
+def code_digest(package_dir: Path, roots: dict[str, Path]) -> str:
+    """sha256 of a step package's sources and every module they import from the given roots.
+
+    Args:
+        package_dir: the step's package folder.
+        roots: top-level package name -> its folder, e.g. {"skyops": .../src/skyops}; imports of
+            other packages are third-party and enter the key through `libraries` instead.
+    """
+    roots_key = tuple(sorted(roots.items()))
+    files = set(package_dir.glob("*.py"))
+    pending = list(files)
+    while pending:
+        path = pending.pop()
+        for dep in _imported_files(path, path.stat().st_mtime_ns, roots_key):
+            if dep not in files:
+                files.add(dep)
+                pending.append(dep)
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        # Relative names keep keys equal across clones in different folders.
+        name = next((path.relative_to(r.parent) for r in roots.values() if path.is_relative_to(r)), path)
+        digest.update(name.as_posix().encode() + b"\0" + _file_sha(path, path.stat().st_mtime_ns).encode())
+    return digest.hexdigest()
+
+
+@cache
+def _file_sha(path: Path, mtime_ns: int) -> str:  # mtime keys the memo: an edited file is re-read
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@cache
+def _imported_files(path: Path, mtime_ns: int, roots_key: tuple[tuple[str, Path], ...]) -> frozenset[Path]:
+    roots = dict(roots_key)
+    found: set[Path] = set()
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            found |= _module_files(name, roots)
+    return frozenset(found)
+
+
+def _module_files(name: str, roots: dict[str, Path]) -> set[Path]:
+    top, *rest = name.split(".")
+    if top not in roots:
+        return set()
+    files = set()
+    folder = roots[top]
+    for i in range(len(rest) + 1):
+        base = folder.joinpath(*rest[:i])
+        if (base / "__init__.py").is_file():
+            files.add(base / "__init__.py")
+        elif i and base.with_suffix(".py").is_file():
+            files.add(base.with_suffix(".py"))
+    return files
+
+
+def library_versions(names: tuple[str, ...]) -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

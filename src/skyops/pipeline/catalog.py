@@ -1,0 +1,167 @@
+"""The step catalog: each step registers itself with a decorator on its script's `main`.
+
+    CATALOG = Catalog("skyops.steps")
+
+    @CATALOG.step(spec=SPEC, contract=CONTRACT, config=SplitConfig)
+    def main(inputs, outputs, env, args): ...
+
+A definition is checked when it is made: the function's signature, the spec's ports against the
+contract's paths, and the config class. A broken step fails at import, not half-way through a run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from skyops.errors import ContractError, PipelineError, SkyopsError, problems_error
+from skyops.pipeline.config import StepConfig
+from skyops.pipeline.contract import ScriptContract
+from skyops.pipeline.spec import StepSpec
+
+# The one signature every script's main has: (inputs, outputs, env, args).
+ScriptMain = Callable[[dict[str, Path], dict[str, Path], dict[str, str], Any], None]
+SCRIPT_PARAMETERS = ("inputs", "outputs", "env", "args")
+
+
+@dataclass(frozen=True)
+class EmptyConfig(StepConfig):
+    """Config of a step that takes no settings."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepDefinition:
+    """The four layers of one step type: spec, contract, config class and script function.
+
+    The builder is chosen by `contract.job_kind`, one builder per job kind.
+    """
+
+    spec: StepSpec
+    contract: ScriptContract
+    config: type[StepConfig]
+    func: ScriptMain
+    libraries: tuple[str, ...] = ()  # distributions whose versions enter the cache key
+    _source_file: str = field(default="", repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.step_type
+
+    @property
+    def script_module(self) -> str:
+        return self.func.__module__
+
+    @property
+    def source_file(self) -> Path:
+        return Path(self._source_file or inspect.getfile(self.func))
+
+    @property
+    def package_dir(self) -> Path:
+        return self.source_file.parent
+
+    def __call__(self, inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: Any) -> None:
+        self.func(inputs, outputs, env, args)
+
+
+def definition_problems(spec: StepSpec, contract: ScriptContract, config: type, func: Callable[..., Any]) -> list[str]:
+    """Problems visible without running anything: signature, spec ports vs contract paths, config."""
+    problems = []
+    params = tuple(inspect.signature(func).parameters)
+    if params != SCRIPT_PARAMETERS:
+        problems.append(f"script {func.__module__}.{func.__name__} takes ({', '.join(params)}); expected ({', '.join(SCRIPT_PARAMETERS)})")
+    for side, ports, paths in (("input", spec.inputs, contract.inputs), ("output", spec.outputs, contract.outputs)):
+        names = {p.name for p in ports}
+        problems += [f"spec {side} port {n!r} has no path in the contract" for n in sorted(names - set(paths))]
+        problems += [f"contract {side} path for {n!r} has no port in the spec" for n in sorted(set(paths) - names)]
+    if not (isinstance(config, type) and issubclass(config, StepConfig) and is_dataclass(config)):
+        problems.append(f"config {config!r} is not a StepConfig dataclass")
+    return problems
+
+
+class Catalog:
+    """Step definitions of one package, registered by decorator and found by importing it.
+
+    Args:
+        package: dotted name of the package whose sub-packages each hold one step
+            (`<package>.<step>.script` registers it).
+    """
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+        self._steps: dict[str, StepDefinition] = {}
+        self._loaded = False
+
+    def step(
+        self,
+        *,
+        spec: StepSpec,
+        contract: ScriptContract,
+        config: type[StepConfig] = EmptyConfig,
+        libraries: tuple[str, ...] = (),
+    ) -> Callable[[ScriptMain], StepDefinition]:
+        """Register the decorated `main(inputs, outputs, env, args)` as a step."""
+
+        def register(func: ScriptMain) -> StepDefinition:
+            problems = definition_problems(spec, contract, config, func)
+            if problems:
+                raise problems_error(ContractError, f"step {spec.step_type!r}", problems, hint="make the spec, contract and main() agree")
+            definition = StepDefinition(spec=spec, contract=contract, config=config, func=func, libraries=libraries)
+            # Re-registration happens when a module is run as __main__ after being imported; keep the first.
+            self._steps.setdefault(spec.step_type, definition)
+            return definition
+
+        return register
+
+    def load(self) -> None:
+        """Import every step of the package once; report every step that fails to define."""
+        if self._loaded:
+            return
+        self._loaded = True
+        package = importlib.import_module(self.package)
+        problems = []
+        for module in pkgutil.iter_modules(package.__path__):
+            if module.ispkg:
+                try:
+                    importlib.import_module(f"{self.package}.{module.name}.script")
+                except SkyopsError as e:
+                    problems += [f"{module.name}: {p}" for p in e.problems]
+        if problems:
+            raise problems_error(PipelineError, f"catalog {self.package!r}", problems)
+
+    def get(self, name: str) -> StepDefinition:
+        self.load()
+        try:
+            return self._steps[name]
+        except KeyError:
+            raise PipelineError(
+                f"unknown step {name!r} in catalog {self.package!r}",
+                hint=f"known steps: {', '.join(sorted(self._steps)) or 'none'}",
+            ) from None
+
+    def __iter__(self) -> Iterator[StepDefinition]:
+        self.load()
+        return iter(sorted(self._steps.values(), key=lambda d: d.name))
+
+    def as_mapping(self) -> Mapping[str, StepDefinition]:
+        self.load()
+        return dict(self._steps)
+
+
+def catalog_of(package: str) -> Catalog:
+    """The Catalog object a step package exposes as `CATALOG`."""
+    try:
+        module = sys.modules.get(package) or importlib.import_module(package)
+    except ModuleNotFoundError as e:
+        raise PipelineError(
+            f"step catalog {package!r} cannot be imported: {e}", hint="install it, or add its folder to PYTHONPATH"
+        ) from None
+    catalog = getattr(module, "CATALOG", None)
+    if not isinstance(catalog, Catalog):
+        raise PipelineError(f"package {package!r} has no CATALOG", hint="define CATALOG = Catalog(__name__) in its __init__.py")
+    return catalog

@@ -1,0 +1,48 @@
+"""Project settings: where state lives, which tracking store and AWS profile to use.
+
+Read from the environment (and `skyops.yaml` at the project root, when present), once per command.
+Nothing here imports a heavy library.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+DEFAULT_AWS_PROFILE = "ab"
+DEFAULT_PIPELINE = "drone-detection"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Args:
+    project_dir: the project root (the folder holding `pipelines/`); default: current folder.
+    state_dir: the engine's state (`.skyops/` under the project by default, or SKYOPS_STATE_DIR).
+    aws_profile: the only AWS profile skyops will use (SKYOPS_AWS_PROFILE, default 'ab').
+    """
+
+    project_dir: Path
+    state_dir: Path
+    aws_profile: str = DEFAULT_AWS_PROFILE
+    tracking_uri: str = ""
+
+    @cached_property
+    def pipeline_dirs(self) -> tuple[Path, ...]:
+        return (self.project_dir / "pipelines",)
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+
+def load_settings(project_dir: Path | None = None) -> Settings:
+    project = (project_dir or Path(os.environ.get("SKYOPS_PROJECT_DIR") or Path.cwd())).resolve()
+    state = Path(os.environ.get("SKYOPS_STATE_DIR") or project / ".skyops").resolve()
+    return Settings(
+        project_dir=project,
+        state_dir=state,
+        aws_profile=os.environ.get("SKYOPS_AWS_PROFILE", DEFAULT_AWS_PROFILE),
+        tracking_uri=os.environ.get("SKYOPS_TRACKING_URI", ""),
+    )

@@ -1,0 +1,70 @@
+"""The `skyops` command as a user meets it: fast help, one-line errors with hints, browsing runs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NUMBERS = ROOT / "tests" / "pipeline" / "pipelines" / "numbers.yaml"
+HEAVY = ("torch", "ultralytics", "mlflow", "boto3", "botocore", "fastapi", "cv2", "matplotlib", "pydantic", "numpy")
+
+
+def skyops(*args: str, state: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SKYOPS_STATE_DIR": str(state)}
+    done = subprocess.run([sys.executable, "-m", "skyops", *args], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    if check and done.returncode:
+        pytest.fail(f"skyops {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def test_help_imports_no_heavy_library() -> None:
+    code = "import sys; from skyops.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit: pass\nprint('\\n'.join(sorted(sys.modules)), file=sys.stderr)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    loaded = {m.split(".")[0] for m in done.stderr.split()}
+    assert "Usage: skyops" in done.stdout
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_config_error_is_one_line_and_a_hint_with_exit_2(tmp_path: Path) -> None:
+    done = skyops("run", str(NUMBERS), "--param", "count=lots", state=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == "error: --param count=lots: expected an integer, got 'lots'\nhint: count is a integer parameter\n"
+
+
+def test_unknown_pipeline_names_known_ones(tmp_path: Path) -> None:
+    done = skyops("pipeline", "explain", "no-such-pipeline", state=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("error: no pipeline 'no-such-pipeline' in ")
+    assert "Traceback" not in done.stderr
+
+
+def test_explain_prints_every_edge_and_why(tmp_path: Path) -> None:
+    out = skyops("pipeline", "explain", str(NUMBERS), state=tmp_path, check=True).stdout
+    assert "  emit.numbers -> double.numbers  (only upstream numbers output matching by name)" in out
+    assert "  double.doubled -> total.values  (only upstream numbers output matching by alias 'values')" in out
+    assert "  count (integer) = 3  how many numbers" in out
+
+
+def test_check_passes_for_aligned_steps(tmp_path: Path) -> None:
+    out = skyops("pipeline", "check", str(NUMBERS), state=tmp_path, check=True).stdout
+    assert out.startswith("ok: 3 steps aligned")
+
+
+def test_runs_list_and_show_browse_lineage(tmp_path: Path) -> None:
+    skyops("run", str(NUMBERS), state=tmp_path, check=True)
+    listing = skyops("runs", "list", state=tmp_path, check=True).stdout
+    assert "numbers" in listing and "3 done" in listing
+    shown = json.loads(skyops("runs", "show", "latest", "--json", state=tmp_path, check=True).stdout)
+    assert shown["status"] == "succeeded" and set(shown["steps"]) == {"emit", "double", "total"}
+    text = skyops("runs", "show", shown["run_id"][:15], state=tmp_path, check=True).stdout
+    assert f"run {shown['run_id']}  pipeline numbers  succeeded" in text
+    assert "    in  numbers: emit.numbers  sha256 " in text
+
+
+def test_explain_cache_says_why(tmp_path: Path) -> None:
+    skyops("run", str(NUMBERS), state=tmp_path, check=True)
+    out = skyops("run", str(NUMBERS), "-p", "factor=5", "--explain-cache", state=tmp_path, check=True).stdout
+    assert "config changed (factor: 2 -> 5)" in out and "hit " in out

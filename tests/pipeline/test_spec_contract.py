@@ -1,0 +1,45 @@
+from dataclasses import replace
+
+import pytest
+
+from skyops.errors import ContractError, SpecError
+from skyops.pipeline import JobKind, NodeType, Port, ScriptContract, StepSpec, processing_output
+
+
+def test_port_rejects_bad_names_and_kinds() -> None:
+    with pytest.raises(SpecError, match=r"port name 'Data' must match .*kind 'Yolo Dataset' must match"):
+        Port(name="Data", kind="Yolo Dataset")
+
+
+def test_spec_reports_duplicates_and_node_type_problems_at_once() -> None:
+    ports = (Port(name="a", kind="k"), Port(name="a", kind="k"))
+    with pytest.raises(SpecError, match=r"a source step may only have optional inputs; input port 'a' is declared twice"):
+        StepSpec(step_type="s", node_type=NodeType.SOURCE, inputs=ports, outputs=(Port(name="o", kind="k"),))
+
+
+def test_sink_has_no_outputs() -> None:
+    with pytest.raises(SpecError, match="a sink step has no outputs"):
+        StepSpec(step_type="s", node_type=NodeType.SINK, outputs=(Port(name="o", kind="k"),))
+
+
+def test_spec_is_frozen_and_replace_returns_a_checked_copy() -> None:
+    spec = StepSpec(step_type="s", node_type=NodeType.SOURCE, outputs=(Port(name="o", kind="k"),))
+    with pytest.raises(AttributeError):
+        spec.step_type = "t"  # type: ignore[misc]
+    assert replace(spec, step_type="t").step_type == "t"
+    with pytest.raises(SpecError, match="needs at least one output"):
+        replace(spec, outputs=())
+
+
+def test_contract_rejects_relative_and_shared_paths_and_bad_env() -> None:
+    with pytest.raises(
+        ContractError,
+        match=r"env var 'lower' must match.*path '/opt/ml/processing/output/o' is used by two ports; path 'rel/x' is not absolute",
+    ):
+        ScriptContract(
+            entry_point="m",
+            job_kind=JobKind.PROCESSING,
+            inputs={"a": "rel/x", "b": processing_output("o")},
+            outputs={"o": processing_output("o")},
+            optional_env={"lower": ""},
+        )
