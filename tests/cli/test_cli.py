@@ -14,7 +14,7 @@ HEAVY = ("torch", "ultralytics", "mlflow", "boto3", "botocore", "fastapi", "cv2"
 
 
 def skyops(*args: str, state: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SKYOPS_STATE_DIR": str(state)}
+    env = {**os.environ, "SKYOPS_STATE_DIR": str(state), "COLUMNS": "200"}  # wide tables: no wrapped cells
     done = subprocess.run([sys.executable, "-m", "skyops", *args], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     if check and done.returncode:
         pytest.fail(f"skyops {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
