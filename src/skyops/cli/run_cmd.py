@@ -102,7 +102,8 @@ class Progress:
 def summarize(console: Console, record: RunRecord, *, explain_cache: bool) -> None:
     from rich.table import Table
 
-    table = Table(title=f"run {record.run_id} · {record.pipeline} · {record.status}", title_justify="left")
+    console.print(f"run {record.run_id} of {record.pipeline}: [{'green' if record.status == 'succeeded' else 'bold red'}]{record.status}[/]")
+    table = Table()
     for column in ("step", "status", "time", *(["cache"] if explain_cache else [])):
         table.add_column(column)
     for step in record.steps.values():

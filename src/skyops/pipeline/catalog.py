@@ -126,11 +126,15 @@ class Catalog:
         package = importlib.import_module(self.package)
         problems = []
         for module in pkgutil.iter_modules(package.__path__):
-            if module.ispkg:
-                try:
-                    importlib.import_module(f"{self.package}.{module.name}.script")
-                except SkyopsError as e:
-                    problems += [f"{module.name}: {p}" for p in e.problems]
+            if not module.ispkg:
+                continue
+            if not Path(module.module_finder.path, module.name, "script.py").is_file():  # type: ignore[union-attr]
+                problems.append(f"{module.name}: step package has no script.py registering its step")
+                continue
+            try:
+                importlib.import_module(f"{self.package}.{module.name}.script")
+            except SkyopsError as e:
+                problems += [f"{module.name}: {p}" for p in e.problems]
         if problems:
             raise problems_error(PipelineError, f"catalog {self.package!r}", problems)
 

@@ -84,9 +84,10 @@ class LocalEngine:
         record = new_record(
             run_id or new_run_id(), pipeline.name, params, {n.name: n.definition.name for n in pipeline.steps}, pipeline.source
         )
+        named = not pipeline.source or Path(pipeline.source).stem == pipeline.name  # found by name in pipelines/
         record.resume_command = (
             "skyops run "
-            + shlex.quote(pipeline.source or pipeline.name)
+            + shlex.quote(pipeline.name if named else pipeline.source)
             + "".join(f" --param {shlex.quote(f'{k}={v}')}" for k, v in sorted(overrides.items()))
         )
         cache = self.state.cache
