@@ -94,3 +94,11 @@ def scratch_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     yield add
     for mod in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
         del sys.modules[mod]
+
+
+def statuses(record) -> dict[str, str]:
+    return {name: str(step.status) for name, step in record.steps.items()}
+
+
+def read_output_text(record, step: str, port: str, file: str) -> str:
+    return Path(record.steps[step].outputs[port]["path"], file).read_text()

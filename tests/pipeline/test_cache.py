@@ -13,7 +13,14 @@ def parts(**changes: object) -> KeyParts:
 
 
 def test_key_depends_on_every_part() -> None:
-    keys = {parts().key, parts(code="x").key, parts(config={"n": 2}).key, parts(inputs={"data": "e"}).key, parts(env={"A": "1"}).key, parts(libraries={"torch": "2"}).key}
+    keys = {
+        parts().key,
+        parts(code="x").key,
+        parts(config={"n": 2}).key,
+        parts(inputs={"data": "e"}).key,
+        parts(env={"A": "1"}).key,
+        parts(libraries={"torch": "2"}).key,
+    }
     assert len(keys) == 6
 
 

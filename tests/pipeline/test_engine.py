@@ -186,7 +186,13 @@ def test_failed_run_says_how_to_resume(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "ValueError: invalid literal for int() with base 10: 'oops'" in done.stdout  # the log's tail
     assert f"hint: fix the cause, then resume with: skyops run {broken} --param count=2" in done.stderr
-    fixed = subprocess.run([sys.executable, "-m", "skyops", "run", str(PIPELINES / "numbers.yaml"), "-p", "count=2"], env=env, capture_output=True, text=True, timeout=60)
+    fixed = subprocess.run(
+        [sys.executable, "-m", "skyops", "run", str(PIPELINES / "numbers.yaml"), "-p", "count=2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert fixed.returncode == 0, fixed.stderr
     record = load_record(tmp_path / "state" / "runs", "latest")
     assert statuses(record) == {"emit": "cached", "double": "done", "total": "done"}, record.steps["emit"].miss_reasons

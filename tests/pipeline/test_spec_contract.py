@@ -43,3 +43,23 @@ def test_contract_rejects_relative_and_shared_paths_and_bad_env() -> None:
             outputs={"o": processing_output("o")},
             optional_env={"lower": ""},
         )
+
+
+def test_training_runtime_reads_sagemaker_hyperparameters(tmp_path) -> None:
+    import json
+
+    from skyops.pipeline.runtime import HYPERPARAMETERS, PATHS_ENV, prepare
+    from skyops.steps.train.script import main as train_step
+
+    hp = tmp_path / "hyperparameters.json"
+    hp.write_text(json.dumps({"epochs": "7", "imgsz": "320", "sagemaker_program": "x"}))
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    paths = {
+        HYPERPARAMETERS: str(hp),
+        "/opt/ml/input/data/splits": str(splits),
+        "/opt/ml/model": str(tmp_path / "m"),
+        "/opt/ml/checkpoints": str(tmp_path / "c"),
+    }
+    _, _, _, args = prepare(train_step, ["--imgsz", "256"], {PATHS_ENV: json.dumps(paths)})
+    assert (args.epochs, args.imgsz) == (7, 256)  # the file fills in, the command line wins

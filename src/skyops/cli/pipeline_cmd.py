@@ -38,6 +38,9 @@ def explain(name: Annotated[str, typer.Argument(help="Pipeline name or path.")])
     print("edges:")
     for edge in pipeline.edges:
         print(f"  {edge}")
+    for gate in pipeline.gates:
+        conditions = " and ".join(str(c) for c in gate.conditions)
+        print(f"gate {gate.name}: after {gate.step}, {gate.output}/{gate.file}: {conditions} -> runs {', '.join(gate.guards)}")
     unbound = [
         f"{node.name}.{port.name}"
         for node in pipeline.steps

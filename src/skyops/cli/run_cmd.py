@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from skyops.cli.common import engine, format_seconds, load, parse_params
+from skyops.cli.results import print_results
 from skyops.settings import DEFAULT_PIPELINE
 
 if TYPE_CHECKING:
@@ -20,7 +21,15 @@ if TYPE_CHECKING:
 
     from skyops.pipeline.lineage import RunRecord, StepRecord
 
-_STYLE = {"pending": "dim", "running": "yellow", "cached": "cyan", "done": "green", "failed": "bold red", "skipped": "dim"}
+_STYLE = {
+    "pending": "dim",
+    "running": "yellow",
+    "cached": "cyan",
+    "done": "green",
+    "failed": "bold red",
+    "skipped": "dim",
+    "gated": "magenta",
+}
 
 
 def run(
@@ -42,6 +51,17 @@ def run(
     with display:
         record = engine(pipeline, workers=workers, use_cache=not no_cache).run(pipeline, overrides, listener=display.update)
     summarize(console, record, explain_cache=explain_cache)
+    print_results(console, record)
+    if record.status == "gated":
+        failed_gates = {name: g for name, g in record.gates.items() if not g["passed"]}
+        for name, gate in failed_gates.items():
+            console.print(f"[bold red]gate {name}[/] stopped {', '.join(gate['guards'])}: {gate['message']}")
+            for line in gate["details"]:
+                console.print(f"  {line}")
+        raise StepFailed(
+            f"run {record.run_id} of {pipeline.name!r} stopped at gate {', '.join(map(repr, failed_gates))}",
+            hint="improve the model (more data or epochs) or change the threshold parameter, then run again",
+        )
     if record.status != "succeeded":
         failed = [s for s in record.steps.values() if s.status == "failed"]
         for step in failed:
@@ -59,6 +79,7 @@ class Progress:
         self.console = console
         self.status = dict.fromkeys(names, "pending")
         self.started: dict[str, float] = {}
+        self.logs: dict[str, str] = {}  # running step -> its log, whose last line the table shows
         self._lock = threading.Lock()
         self._live = None
         if console.is_terminal:
@@ -81,6 +102,7 @@ class Progress:
             self.status[step.name] = str(step.status)
             if step.status == "running":
                 self.started[step.name] = time.time()
+                self.logs[step.name] = step.log
             if self._live:
                 self._live.update(self._table())
             else:
@@ -94,15 +116,31 @@ class Progress:
         table = Table.grid(padding=(0, 2))
         for name, status in self.status.items():
             mark = Spinner("dots") if status == "running" else {"done": "✔", "cached": "↺", "failed": "✘", "skipped": "-"}.get(status, "·")
-            elapsed = format_seconds(time.time() - self.started[name]) if status == "running" else ""
-            table.add_row(mark, name, f"[{_STYLE[status]}]{status}[/]", elapsed)
+            running = status == "running"
+            elapsed = format_seconds(time.time() - self.started[name]) if running else ""
+            table.add_row(mark, name, f"[{_STYLE[status]}]{status}[/]", elapsed, last_line(self.logs.get(name, "")) if running else "")
         return table
+
+
+def last_line(log: str, width: int = 80) -> str:
+    """The last non-empty line of a log (read from its tail only), for the live table."""
+    if not log:
+        return ""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 4096))
+            lines = [line.strip() for line in f.read().decode(errors="replace").replace("\r", "\n").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:width] if lines else ""
 
 
 def summarize(console: Console, record: RunRecord, *, explain_cache: bool) -> None:
     from rich.table import Table
 
-    console.print(f"run {record.run_id} of {record.pipeline}: [{'green' if record.status == 'succeeded' else 'bold red'}]{record.status}[/]")
+    console.print(
+        f"run {record.run_id} of {record.pipeline}: [{'green' if record.status == 'succeeded' else 'bold red'}]{record.status}[/]"
+    )
     table = Table()
     for column in ("step", "status", "time", *(["cache"] if explain_cache else [])):
         table.add_column(column)

@@ -103,7 +103,16 @@ class TrainingBuilder(StepBuilder):
     supports_checkpoints = True
 
 
-BUILDERS: dict[JobKind, StepBuilder] = {b.job_kind: b for b in (ProcessingBuilder(), TrainingBuilder())}
+class RegistrationBuilder(StepBuilder):
+    """Registers a model version. Locally its script runs like a processing job (paths included);
+    on SageMaker it becomes a RegisterModel step fed by its `model` and `evaluation` inputs."""
+
+    job_kind = JobKind.REGISTRATION
+    input_prefixes = (PROCESSING_INPUT + "/",)
+    output_prefixes = (PROCESSING_OUTPUT + "/",)
+
+
+BUILDERS: dict[JobKind, StepBuilder] = {b.job_kind: b for b in (ProcessingBuilder(), TrainingBuilder(), RegistrationBuilder())}
 
 
 def builder_for(contract: ScriptContract) -> StepBuilder:

@@ -57,6 +57,10 @@ def script_problems(definition: StepDefinition) -> list[str]:
         _ENV_MAP: set(contract.env_names),
     }
     problems = []
+    # Container paths belong in the contract itself; anywhere else they bypass it.
+    declaration = {
+        id(n) for call in ast.walk(tree) if isinstance(call, ast.Call) and _name(call.func) == "ScriptContract" for n in ast.walk(call)
+    }
     for node in ast.walk(tree):
         line = f"{path.name}:{getattr(node, 'lineno', '?')}"
         access = _mapping_access(node)
@@ -70,7 +74,12 @@ def script_problems(definition: StepDefinition) -> list[str]:
                     problems.append(f"{line} reads {what} {key!r}, which the contract does not declare")
             elif mapping == "os.environ":  # even a declared variable: env[...] keeps defaults in one place
                 problems.append(f"{line} reads os.environ[{key!r}] directly; declare it in the contract and read env[...]")
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("/opt/ml"):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith("/opt/ml")
+            and id(node) not in declaration
+        ):
             problems.append(f"{line} names the container path {node.value!r}; read it from inputs/outputs instead")
     return problems
 

@@ -29,6 +29,7 @@ class JobKind(StrEnum):
 
     PROCESSING = "processing"
     TRAINING = "training"
+    REGISTRATION = "registration"  # runs like processing locally; a RegisterModel step on SageMaker
 
 
 def processing_input(name: str) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 from skyops.errors import ConfigError, PipelineError, SkyopsError, problems_error
 from skyops.pipeline.catalog import Catalog, StepDefinition, catalog_of
 from skyops.pipeline.config import StepConfig, build_config, coerce
+from skyops.pipeline.gates import Gate, parse_gates
 from skyops.pipeline.wiring import Edge, ExternalRef, OutputRef, ParamRef, Source, WiringNode, wire
 
 _PARAM_REF = re.compile(r"^\$\{([A-Za-z][A-Za-z0-9_]*)\}$")
@@ -104,6 +105,7 @@ class Pipeline:
     parameters: tuple[Parameter, ...] = ()
     description: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    gates: tuple[Gate, ...] = ()
     source: str = ""  # where it was defined, for messages
     edges: tuple[Edge, ...] = field(init=False)
 
@@ -136,9 +138,45 @@ class Pipeline:
             [WiringNode(n.name, n.definition.spec.inputs, n.definition.spec.outputs, dict(n.inputs)) for n in self.steps]
         )
         problems += wiring_problems
+        problems += self._gate_problems(params)
         if problems:
             raise problems_error(PipelineError, f"pipeline {self.name!r}" + (f" ({self.source})" if self.source else ""), problems)
         object.__setattr__(self, "edges", tuple(edges))
+
+    def _gate_problems(self, params: Mapping[str, Any]) -> list[str]:
+        order = [s.name for s in self.steps]
+        problems = []
+        for gate in self.gates:
+            where = f"gate {gate.name!r}"
+            if gate.step not in order:
+                problems.append(f"{where} reads step {gate.step!r}, which is not in the pipeline")
+                continue
+            outputs = [p.name for p in self.step(gate.step).definition.spec.outputs]
+            if gate.output not in outputs:
+                problems.append(f"{where}: step {gate.step!r} has no output {gate.output!r} (outputs: {', '.join(outputs)})")
+            for guarded in gate.guards:
+                if guarded not in order:
+                    problems.append(f"{where} guards unknown step {guarded!r}")
+                elif order.index(guarded) <= order.index(gate.step):
+                    problems.append(f"{where} guards {guarded!r}, which is listed before the gated step {gate.step!r}")
+            problems += [
+                f"{where} references unknown parameter {c.value}"
+                for c in gate.conditions
+                if isinstance(c.value, ParamRef) and c.value.name not in params
+            ]
+        return problems
+
+    def gated_by(self, name: str) -> list[Gate]:
+        """Gates that must pass before step `name` runs: those guarding it or any step upstream of it."""
+        found, seen, todo = [], set(), [name]
+        while todo:
+            current = todo.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            found += [g for g in self.gates if current in g.guards and g not in found]
+            todo += list(self.upstream_of(current))
+        return found
 
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.parameters}
@@ -192,7 +230,7 @@ def pipeline_from_dict(data: Mapping[str, Any], *, catalog: Catalog | None = Non
     where = f"pipeline {source or '<dict>'}"
     if not isinstance(data, Mapping):
         raise PipelineError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
-    allowed = {"name", "description", "catalog", "parameters", "steps", "env"}
+    allowed = {"name", "description", "catalog", "parameters", "steps", "env", "gates"}
     problems = [f"unknown top-level key {k!r} (allowed: {', '.join(sorted(allowed))})" for k in data if k not in allowed]
     catalog = catalog or catalog_of(str(data.get("catalog", "skyops.steps")))
     parameters = []
@@ -234,9 +272,12 @@ def pipeline_from_dict(data: Mapping[str, Any], *, catalog: Catalog | None = Non
             )
         except SkyopsError as e:
             problems.append(e.message + (f" ({e.hint})" if e.hint else ""))
+    gates, gate_problems = parse_gates(data.get("gates"), parse_value)
+    problems += gate_problems
     if problems:
         raise problems_error(PipelineError, where, problems)
     return Pipeline(
+        gates=tuple(gates),
         name=str(data.get("name", "")),
         description=str(data.get("description", "")),
         parameters=tuple(parameters),

@@ -24,12 +24,17 @@ from skyops.pipeline.builders import builder_for
 from skyops.pipeline.cache import Cache, KeyParts, code_digest, explain_miss, library_versions, should_run
 from skyops.pipeline.config import config_to_dict
 from skyops.pipeline.definition import Pipeline, StepNode
+from skyops.pipeline.gates import evaluate_gate
 from skyops.pipeline.hashing import StatMemo, hash_tree, write_json_atomic
 from skyops.pipeline.launch import Launcher, default_launcher
 from skyops.pipeline.lineage import RunRecord, StepRecord, StepStatus, new_record, new_run_id, save_record
 from skyops.pipeline.wiring import ExternalRef, OutputRef, ParamRef
 
 Listener = Callable[[StepRecord], None]
+
+# Set by the engine for every step: where and when it runs, not what it computes, so these never
+# enter cache keys. (The SageMaker compiler maps them to execution variables.)
+RUN_CONTEXT_ENV = ("SKYOPS_RUN_ID", "SKYOPS_STEP_NAME", "SKYOPS_STATE_DIR", "SKYOPS_USER")
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,8 @@ class LocalEngine:
                 launcher.close()
             memo.save()
         failed = [s for s in record.steps.values() if s.status is StepStatus.FAILED]
-        record.status = "failed" if failed else "succeeded"
+        gated = [name for name, g in record.gates.items() if not g["passed"]]
+        record.status = "failed" if failed else "gated" if gated else "succeeded"
         record.ended = time.time()
         self._save(record)
         return record
@@ -125,11 +131,15 @@ class LocalEngine:
             while pending or running:
                 for name in sorted(pending):
                     upstream = [record.steps[u].status for u in pipeline.upstream_of(name)]
-                    if any(s in (StepStatus.FAILED, StepStatus.SKIPPED) for s in upstream):
+                    gates = [record.gates.get(g.name) for g in pipeline.gated_by(name)]
+                    blocked = next((s for s in (StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.GATED) if s in upstream), None)
+                    if blocked or any(g is not None and not g["passed"] for g in gates):
                         pending.discard(name)
-                        record.steps[name].status = StepStatus.SKIPPED
+                        record.steps[name].status = (
+                            StepStatus.SKIPPED if blocked in (StepStatus.FAILED, StepStatus.SKIPPED) else StepStatus.GATED
+                        )
                         notify(record.steps[name])
-                    elif all(s.finished for s in upstream) and len(running) < self.workers:
+                    elif all(s.finished for s in upstream) and all(g is not None for g in gates) and len(running) < self.workers:
                         pending.discard(name)
                         future = pool.submit(
                             self._run_step, pipeline, pipeline.step(name), params, configs[name], record, cache, memo, launcher, notify
@@ -140,6 +150,7 @@ class LocalEngine:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     name = running.pop(future)
+                    self._check_gates(pipeline, name, params, record)
                     error = future.exception()
                     if error is not None:  # a framework error for this step: record it, keep going
                         step = record.steps[name]
@@ -149,6 +160,27 @@ class LocalEngine:
                         notify(step)
                         if not isinstance(error, SkyopsError):
                             raise error
+
+    def _check_gates(self, pipeline: Pipeline, name: str, params: dict[str, Any], record: RunRecord) -> None:
+        """Evaluate the gates that read step `name`, once it has finished."""
+        step = record.steps[name]
+        for gate in (g for g in pipeline.gates if g.step == name):
+            if step.status.finished:
+                result = evaluate_gate(gate, Path(step.outputs[gate.output]["path"]), params)
+                record.gates[gate.name] = {
+                    "passed": result.passed,
+                    "details": result.details,
+                    "message": gate.message,
+                    "guards": list(gate.guards),
+                }
+            else:
+                record.gates[gate.name] = {
+                    "passed": False,
+                    "details": [f"step {name!r} did not finish"],
+                    "message": gate.message,
+                    "guards": list(gate.guards),
+                }
+        self._save(record)
 
     def _run_step(
         self,
@@ -169,12 +201,17 @@ class LocalEngine:
         inputs = self._resolve_inputs(pipeline, node, params, record, memo)
         step.inputs = {port: {"source": src, "path": str(path), "digest": digest} for port, (src, path, digest) in inputs.items()}
         env = {**pipeline.env, **node.env}
+        context = dict(zip(RUN_CONTEXT_ENV, (record.run_id, node.name, str(self.state.root), record.user), strict=True))
         missing = [name for name in definition.contract.required_env if name not in env and name not in os.environ]
         if missing:
             raise ConfigError(
                 f"step {node.name!r} needs env vars {', '.join(missing)}", hint="set them in the pipeline's env: section or in your shell"
             )
-        contract_env = {k: env.get(k, os.environ.get(k, "")) for k in sorted(definition.contract.env_names) if k in env or k in os.environ}
+        contract_env = {
+            k: env.get(k, os.environ.get(k, ""))
+            for k in sorted(definition.contract.env_names - set(RUN_CONTEXT_ENV))
+            if k in env or k in os.environ
+        }
         parts = KeyParts(
             step=definition.name,
             code=code_digest(definition.package_dir, self.code_roots),
@@ -195,6 +232,9 @@ class LocalEngine:
             notify(step)
             return
         step.miss_reasons = explain_miss(_read_parts(last_path), parts)
+        log_file = record_dir(self.state, record) / "logs" / f"{node.name}.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        step.log = str(log_file)
         step.status = StepStatus.RUNNING
         notify(step)
         staged = cache.stage(parts.key)
@@ -204,13 +244,10 @@ class LocalEngine:
             definition, config, {p: path for p, (_, path, _) in inputs.items()}, out_dirs, checkpoints
         )
         step.command = task.command()
-        log_file = record_dir(self.state, record) / "logs" / f"{node.name}.log"
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        step.log = str(log_file)
         with open(log_file, "wb") as log:
             log.write(f"$ {step.command}\n".encode())
             log.flush()
-            step.exit_code = launcher.launch(task.module, task.argv, {**os.environ, **env, **task.env}, log)
+            step.exit_code = launcher.launch(task.module, task.argv, {**os.environ, **env, **context, **task.env}, log)
         if step.exit_code != 0:
             shutil.rmtree(staged, ignore_errors=True)
             step.status, step.ended = StepStatus.FAILED, time.time()

@@ -29,6 +29,7 @@ class StepStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"  # an upstream step failed
+    GATED = "gated"  # a quality gate before it did not pass
 
     @property
     def finished(self) -> bool:
@@ -75,6 +76,7 @@ class RunRecord:
     ended: float | None = None
     resume_command: str = ""
     source: str = ""
+    gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {passed, details, message}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,9 +16,11 @@ from pathlib import Path
 from skyops.errors import ContractError, SkyopsError
 from skyops.pipeline.catalog import StepDefinition
 from skyops.pipeline.config import build_config, parse_arguments
+from skyops.pipeline.contract import JobKind
 
 PATHS_ENV = "SKYOPS_PATHS"  # JSON: container path -> local path (absent in a real container)
 CHECKPOINTS = "checkpoints"  # key of the checkpoint folder in `outputs`, when the contract has one
+HYPERPARAMETERS = "/opt/ml/input/config/hyperparameters.json"
 
 
 def prepare(
@@ -52,8 +54,18 @@ def prepare(
         path.mkdir(parents=True, exist_ok=True)
     env = {name: environ[name] for name in contract.required_env}
     env.update({name: environ.get(name, default) for name, default in contract.optional_env.items()})
-    args = build_config(definition.config, parse_arguments(argv), where=f"step {definition.name!r} arguments")
+    values = parse_arguments(argv)
+    if contract.job_kind is JobKind.TRAINING:  # SageMaker hands a training job its settings as a file
+        values = {**hyperparameters(local(HYPERPARAMETERS)), **values}
+    args = build_config(definition.config, values, where=f"step {definition.name!r} arguments")
     return inputs, outputs, env, args
+
+
+def hyperparameters(path: Path) -> dict[str, str]:
+    """A training job's hyperparameters.json (all values strings), minus SageMaker's own keys."""
+    if not path.is_file():
+        return {}
+    return {k: str(v) for k, v in json.loads(path.read_text()).items() if not k.startswith(("sagemaker_", "_"))}
 
 
 def run(definition: StepDefinition, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
