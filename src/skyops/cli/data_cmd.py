@@ -1,0 +1,111 @@
+"""`skyops data convert|validate|profile|split|synth`: the data steps' logic, by hand, on folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Work on datasets directly: convert to the canonical YOLO layout, validate, profile, split, synthesise.", no_args_is_help=True
+)
+
+Source = Annotated[Path, typer.Argument(help="Dataset folder (or COCO JSON / Ground Truth manifest).", exists=True)]
+Dataset = Annotated[
+    Path, typer.Argument(help="A dataset in the canonical layout (manifest.json, images/, labels/).", exists=True, file_okay=False)
+]
+Target = Annotated[Path, typer.Argument(help="Output folder; must not exist (or be empty). Written atomically.")]
+
+
+@app.command()
+def convert(
+    source: Source,
+    target: Target,
+    format: Annotated[str, typer.Option("--format", "-f", help="auto, visdrone, coco, voc, groundtruth or yolo.")] = "auto",
+    classes: Annotated[str, typer.Option(help="Comma-separated target class names (default: the source's).")] = "",
+    keep_ignored: Annotated[bool, typer.Option(help="Keep boxes the source marks as ignored (VisDrone 0/11, score 0).")] = False,
+    images_dir: Annotated[Path | None, typer.Option(help="Where COCO file names / Ground Truth source-refs resolve.")] = None,
+    s3_prefix: Annotated[str | None, typer.Option(help="s3://bucket/prefix/ stripped from Ground Truth source-refs.")] = None,
+    workers: Annotated[int, typer.Option(help="Processes; 0 = one per CPU.", min=0)] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace TARGET if it exists.")] = False,
+) -> None:
+    """Convert a VisDrone, COCO, VOC, Ground Truth or YOLO dataset into the canonical YOLO layout.
+
+    Example: skyops data convert ../shared/datasets/visdrone-sample out/visdrone --format visdrone
+    """
+    from skyops.data.convert import convert as run_convert
+
+    report = run_convert(
+        source,
+        target,
+        None if format == "auto" else format,
+        names=[c.strip() for c in classes.split(",") if c.strip()] or None,
+        keep_ignored=keep_ignored,
+        workers=workers or None,
+        overwrite=overwrite,
+        images_dir=images_dir,
+        s3_prefix=s3_prefix,
+    )
+    print(f"converted {report.format} -> {report.target}: {report.images} images, {report.boxes} boxes in {report.seconds:.1f} s")
+    print("  per class: " + ", ".join(f"{k} {v}" for k, v in report.per_class.items()))
+    if report.dropped:
+        print("  dropped: " + ", ".join(f"{k} {v}" for k, v in report.dropped.items()))
+    if report.clipped:
+        print(f"  clipped to the image: {report.clipped} boxes")
+    for path, reason in report.skipped[:10]:
+        print(f"  skipped {path}: {reason}")
+    print(f"  fingerprint {report.fingerprint[:16]}")
+
+
+@app.command()
+def profile(dataset: Dataset, target: Target, workers: Annotated[int, typer.Option(min=1)] = 2) -> None:
+    """Profile a dataset: profile.json (the monitoring baseline), plots/ and profile.html."""
+    from skyops.data.profile import profile_dataset
+
+    doc = profile_dataset(dataset, target, workers=workers)
+    print(f"profiled {doc['dataset']['images']} images, {doc['dataset']['boxes']} boxes -> {target / 'profile.html'}")
+
+
+@app.command()
+def split(
+    dataset: Dataset,
+    target: Target,
+    ratios: Annotated[str, typer.Option(help="train,val,test fractions of the images.")] = "0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option(help="Same seed, same lists.")] = 0,
+) -> None:
+    """Split into train/val/test keeping related frames (sequences, augmented copies) on one side."""
+    from skyops.data.split import split_dataset
+    from skyops.errors import ConfigError
+
+    try:
+        values = [float(r) for r in ratios.split(",")]
+    except ValueError:
+        raise ConfigError(f"--ratios {ratios!r} is not three comma-separated numbers", hint="e.g. --ratios 0.8,0.1,0.1") from None
+    report = split_dataset(dataset, target, ratios=values, seed=seed)
+    for side, counts in report.counts.items():
+        print(f"{side:5} {counts.images:6} images {counts.boxes:8} boxes")
+    print(f"leakage check: {'clean' if report.leakage.clean else json.dumps(report.leakage.__dict__)}")
+
+
+@app.command()
+def synth(
+    target: Target,
+    count: Annotated[int, typer.Option(help="Number of images.", min=1)] = 100,
+    size: Annotated[int, typer.Option(help="Image side in pixels.", min=64)] = 256,
+    seed: Annotated[int, typer.Option(help="Same seed, byte-identical scenes.")] = 0,
+    preview: Annotated[bool, typer.Option(help="Also write TARGET-preview.png with boxes drawn.")] = False,
+) -> None:
+    """Generate synthetic top-down aerial scenes with exact labels (the embedded default data)."""
+    from rich.progress import Progress
+
+    from skyops.data.synth import generate_scenes
+    from skyops.data.synth import preview as draw_preview
+
+    with Progress(transient=True) as bar:
+        bar.add_task(f"drawing {count} scenes", total=None)
+        manifest = generate_scenes(target, count, size=size, seed=seed)
+    print(f"{len(manifest.images)} scenes, {sum(r.boxes for r in manifest.images)} boxes -> {target}")
+    if preview:
+        print(f"preview: {draw_preview(target, target.with_name(target.name + '-preview.png'))}")

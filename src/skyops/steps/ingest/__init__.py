@@ -1,0 +1,1 @@
+"""The ingest step: see script.py."""

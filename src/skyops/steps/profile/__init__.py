@@ -1,0 +1,1 @@
+"""The profile step: see script.py."""

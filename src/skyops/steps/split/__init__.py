@@ -1,0 +1,1 @@
+"""The split step: see script.py."""
