@@ -1,0 +1,129 @@
+"""`skyops experiments compare|reproduce` and `skyops ui`: MLflow-backed experiment tracking."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from skyops.cli.common import settings
+
+app = typer.Typer(help="Compare and reproduce training runs (pipeline run ids; `skyops runs list` shows them).", no_args_is_help=True)
+
+METRICS = ("map50", "map50_95", "precision", "recall")
+CURVE = "metrics/mAP50-95(B)"
+
+
+def _run_results(run_id: str) -> dict[str, Any]:
+    """Lineage, training.json and evaluation.json of a pipeline run."""
+    from skyops.errors import SkyopsError
+    from skyops.pipeline.lineage import load_record
+
+    record = load_record(settings().state_dir / "runs", run_id)
+    found: dict[str, Any] = {"record": record}
+    for step in record.steps.values():
+        for output in step.outputs.values():
+            for name in ("training.json", "evaluation.json"):
+                path = Path(output["path"]) / name
+                if path.is_file():
+                    found[name] = json.loads(path.read_text())
+    if "training.json" not in found:
+        raise SkyopsError(
+            f"run {record.run_id} has no finished train step", hint="compare runs of a training pipeline that got past `train`"
+        )
+    return found
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Pipeline run ids (or unique prefixes, or 'latest').")],
+    plot: Annotated[Path | None, typer.Option(help="Write the per-epoch mAP50-95 curves of the runs to this PNG.")] = None,
+) -> None:
+    """A table of the runs' parameters and test metrics, and their validation curves."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from skyops.training.tracking import TrackingStore
+
+    results = [_run_results(r) for r in runs]
+    params = sorted({k for r in results for k in r["record"].parameters})
+    differing = [p for p in params if len({json.dumps(r["record"].parameters.get(p)) for r in results}) > 1]
+    table = Table("run", *differing, "epochs", *METRICS, "MLflow run")
+    for r in results:
+        metrics = r.get("evaluation.json", {}).get("metrics", {})
+        table.add_row(
+            r["record"].run_id,
+            *(str(r["record"].parameters.get(p)) for p in differing),
+            str(r["training.json"]["epochs_completed"]),
+            *(f"{metrics[m]:.3f}" if m in metrics else "-" for m in METRICS),
+            r["training.json"]["mlflow_run_id"][:12],
+        )
+    Console().print(table)
+    if plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        store = TrackingStore.local(settings().state_dir, settings().tracking_uri)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r in results:
+            history = store.run_metrics_history(r["training.json"]["mlflow_run_id"], CURVE)
+            ax.plot([s for s, _ in history], [v for _, v in history], marker="o", label=r["record"].run_id)
+        ax.set(xlabel="epoch", ylabel="val mAP50-95", title="validation mAP50-95 per epoch")
+        ax.legend()
+        fig.tight_layout()
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(plot, dpi=100)
+        print(f"curves: {plot}")
+
+
+@app.command()
+def reproduce(
+    run: Annotated[str, typer.Argument(help="The pipeline run to reproduce.")],
+    tolerance: Annotated[float, typer.Option(help="Largest allowed absolute difference of each test metric.")] = 0.02,
+) -> None:
+    """Re-run with the recorded parameters (seed included), training and evaluating afresh; compare metrics."""
+    from skyops.cli.common import engine, load
+    from skyops.errors import SkyopsError
+
+    original = _run_results(run)
+    record = original["record"]
+    pipeline = load(record.source or record.pipeline)
+    overrides = {
+        k: json.dumps(v) if isinstance(v, (list, dict)) else str(v).lower() if isinstance(v, bool) else str(v)
+        for k, v in record.parameters.items()
+    }
+    again = engine(pipeline, use_cache=False).run(pipeline, overrides)
+    if again.status == "failed":
+        raise SkyopsError(f"the re-run {again.run_id} failed", hint=f"see skyops runs show {again.run_id}")
+    fresh = _run_results(again.run_id)
+    same_data = fresh["training.json"]["data_fingerprint"] == original["training.json"]["data_fingerprint"]
+    print(f"data fingerprint: {'same' if same_data else 'DIFFERENT'} ({original['training.json']['data_fingerprint'][:12]})")
+    worst = 0.0
+    for m in METRICS:
+        a, b = original["evaluation.json"]["metrics"][m], fresh["evaluation.json"]["metrics"][m]
+        worst = max(worst, abs(a - b))
+        print(f"{m:10} {a:.4f} -> {b:.4f}  ({b - a:+.4f})")
+    verdict = same_data and worst <= tolerance
+    print(f"reproduced: {'yes' if verdict else 'no'} (largest difference {worst:.4f}, tolerance {tolerance}); new run {again.run_id}")
+    if not verdict:
+        raise typer.Exit(1)
+
+
+def ui(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+) -> None:
+    """Open the MLflow UI on this project's tracking store (Ctrl-C stops it)."""
+    from skyops.training.tracking import MLFLOW_ENV, local_tracking_uri
+
+    s = settings()
+    uri = s.tracking_uri or local_tracking_uri(s.state_dir)
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{port}")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    raise typer.Exit(subprocess.call(command, env={**os.environ, **MLFLOW_ENV}))

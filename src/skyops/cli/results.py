@@ -1,0 +1,52 @@
+"""The closing summary of a drone-detection run: metrics, MLflow run, artifacts, next commands.
+
+The engine is domain-free; this module knows where the drone steps leave their results
+(`training.json` beside the weights, `evaluation.json`) and says what to do next.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from skyops.pipeline.lineage import RunRecord
+
+
+def find_output(record: RunRecord, file: str) -> Path | None:
+    """The first step output of the run that holds `file`."""
+    for step in record.steps.values():
+        for output in step.outputs.values():
+            path = Path(output["path"]) / file
+            if path.is_file():
+                return path
+    return None
+
+
+def read_json(path: Path | None) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path else None
+
+
+def print_results(console: Console, record: RunRecord) -> None:
+    training_path = find_output(record, "training.json")
+    evaluation_path = find_output(record, "evaluation.json")
+    training, evaluation = read_json(training_path), read_json(evaluation_path)
+    if training_path and training:
+        console.print(f"model      {training_path.parent / 'best.pt'}  ({training['epochs_completed']} epochs on {training['device']})")
+        console.print(f"MLflow     run {training['mlflow_run_id']} in experiment {training['experiment']!r}  (open it: skyops ui)")
+    if evaluation_path and evaluation:
+        m, d = evaluation["metrics"], evaluation["dataset"]
+        console.print(
+            f"metrics    mAP50 {m['map50']:.3f}  mAP50-95 {m['map50_95']:.3f}  precision {m['precision']:.3f}  recall {m['recall']:.3f}"
+            f"  ({d['split']} split, {d['images']} images)"
+        )
+        console.print(f"evaluation {evaluation_path}")
+        if evaluation.get("comparison"):
+            c = evaluation["comparison"]
+            console.print(
+                f"champion   mAP50-95 delta {c['delta']['map50_95']:+.3f}: challenger {'better' if c['challenger_better'] else 'not better'}"
+            )
+    console.print(f"next       skyops runs show {record.run_id}  ·  skyops pipeline explain {record.pipeline}")

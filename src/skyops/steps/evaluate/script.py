@@ -1,0 +1,87 @@
+"""evaluate: mAP50, mAP50-95, precision, recall, per class and per object size, speed.
+
+Writes evaluation.json (schema: skyops/training/evaluation_schema.json, docs/evaluation-schema.md),
+which SageMaker reads as a PropertyFile, and compares with the champion when one is bound.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from skyops.pipeline import JobKind, NodeType, Port, Range, ScriptContract, StepConfig, StepSpec, processing_input, processing_output
+from skyops.steps import CATALOG
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateConfig(StepConfig):
+    split: Literal["test", "val", "train"] = "test"
+    imgsz: Annotated[int, Range(ge=32)] = 256  # pixels; use the training size
+    batch: Annotated[int, Range(ge=1)] = 16
+    conf: Annotated[float, Range(ge=0, le=1)] = 0.001  # low, as for mAP
+    iou: Annotated[float, Range(gt=0, le=1)] = 0.7
+    device: str = "cpu"
+
+
+SPEC = StepSpec(
+    step_type="evaluate",
+    node_type=NodeType.INTERNAL,
+    inputs=(
+        Port(name="model", kind="model-weights"),
+        Port(name="splits", kind="yolo-splits"),
+        Port(name="champion", kind="model-weights", optional=True, description="the current champion's weights"),
+    ),
+    outputs=(Port(name="evaluation", kind="evaluation", description="evaluation.json"),),
+    description="evaluate the trained model on the test split",
+)
+CONTRACT = ScriptContract(
+    entry_point="skyops.steps.evaluate",
+    job_kind=JobKind.PROCESSING,
+    inputs={"model": processing_input("model"), "splits": processing_input("splits"), "champion": processing_input("champion")},
+    outputs={"evaluation": processing_output("evaluation")},
+    optional_env={"SKYOPS_STATE_DIR": "/tmp/skyops"},
+)
+
+
+def weights_in(folder: Path) -> Path:
+    """best.pt if present, else the only .pt in the folder."""
+    from skyops.errors import ConfigError
+
+    if (folder / "best.pt").is_file():
+        return folder / "best.pt"
+    found = sorted(folder.rglob("*.pt"))
+    if len(found) != 1:
+        raise ConfigError(f"{folder} holds {len(found)} .pt files and no best.pt", hint="bind a folder with exactly one weights file")
+    return found[0]
+
+
+@CATALOG.step(spec=SPEC, contract=CONTRACT, config=EvaluateConfig, libraries=("ultralytics", "torch"))
+def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: EvaluateConfig) -> None:
+    from skyops.data.layout import Manifest, private_view, write_data_yaml
+    from skyops.training.evaluate import evaluate, write_evaluation
+
+    manifest = Manifest.read(inputs["splits"])
+    champion = weights_in(inputs["champion"]) if "champion" in inputs else None
+    with tempfile.TemporaryDirectory(prefix="skyops-eval-") as tmp:
+        view = private_view(inputs["splits"], Path(tmp) / "data")
+        data_yaml = write_data_yaml(view, Path(tmp) / "data.yaml", manifest.names)
+        doc = evaluate(
+            weights_in(inputs["model"]),
+            data_yaml,
+            split=args.split,
+            imgsz=args.imgsz,
+            batch=args.batch,
+            conf=args.conf,
+            iou=args.iou,
+            device=args.device,
+            names=manifest.names,
+            champion=champion,
+            state_dir=Path(env["SKYOPS_STATE_DIR"]),
+            fingerprint=manifest.fingerprint,
+        )
+    write_evaluation(doc, outputs["evaluation"] / "evaluation.json")
+    m = doc["metrics"]
+    print(json.dumps({"map50": m["map50"], "map50_95": m["map50_95"], "precision": m["precision"], "recall": m["recall"]}))

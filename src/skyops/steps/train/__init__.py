@@ -1,0 +1,1 @@
+"""The train step: see script.py."""

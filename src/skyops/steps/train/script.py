@@ -1,0 +1,108 @@
+"""train: YOLO11 from yaml (or local weights), offline, checkpointed, tracked in MLflow.
+
+Checkpoints live at the contract's checkpoint path (SageMaker's /opt/ml/checkpoints, kept by the
+local engine across failed attempts), so a run killed mid-training resumes at its next epoch.
+The model folder receives best.pt, last.pt, results.csv, plots/ and training.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from skyops.pipeline import JobKind, NodeType, Port, ScriptContract, StepSpec, training_channel
+from skyops.pipeline.contract import CHECKPOINTS, TRAINING_MODEL
+from skyops.steps import CATALOG
+from skyops.training.train import TrainConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainStepConfig(TrainConfig):
+    experiment: str = "drone-detection"  # MLflow experiment
+
+
+SPEC = StepSpec(
+    step_type="train",
+    node_type=NodeType.INTERNAL,
+    inputs=(
+        Port(name="splits", kind="yolo-splits"),
+        Port(name="weights", kind="model-weights", optional=True, description="a local .pt to start from"),
+    ),
+    outputs=(Port(name="model", kind="model-weights", description="best.pt, last.pt, results.csv, plots, training.json"),),
+    description="train YOLO11 offline with checkpoints and MLflow tracking",
+)
+CONTRACT = ScriptContract(
+    entry_point="skyops.steps.train",
+    job_kind=JobKind.TRAINING,
+    inputs={"splits": training_channel("splits"), "weights": training_channel("weights")},
+    outputs={"model": TRAINING_MODEL},
+    checkpoint_path=CHECKPOINTS,
+    optional_env={"SKYOPS_STATE_DIR": "/tmp/skyops", "SKYOPS_TRACKING_URI": "", "SKYOPS_RUN_ID": "", "SKYOPS_STEP_NAME": "train"},
+)
+
+
+def data_fingerprint(splits: Path, manifest_fingerprint: str) -> str:
+    """The data a run trains on: the manifest plus the split lists (a new split is new data)."""
+    digest = hashlib.sha256(manifest_fingerprint.encode())
+    for name in ("train.txt", "val.txt", "test.txt"):
+        if (splits / name).is_file():
+            digest.update((splits / name).read_bytes())
+    return digest.hexdigest()
+
+
+@CATALOG.step(spec=SPEC, contract=CONTRACT, config=TrainStepConfig, libraries=("ultralytics", "torch", "mlflow"))
+def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: TrainStepConfig) -> None:
+    from skyops.data.layout import Manifest, private_view, write_data_yaml
+    from skyops.training.tracking import TrackingStore, run_tags
+    from skyops.training.train import EpochMetrics, train
+
+    state_dir = Path(env["SKYOPS_STATE_DIR"])
+    manifest = Manifest.read(inputs["splits"])
+    fingerprint = data_fingerprint(inputs["splits"], manifest.fingerprint)
+    if "weights" in inputs:
+        start = sorted(inputs["weights"].rglob("*.pt"))
+        args = dataclasses.replace(args, weights=str(start[0])) if start else args
+    started = time.time()
+
+    def report(epoch: EpochMetrics) -> None:
+        shown = ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in epoch.metrics.items() if k.startswith("metrics/mAP50"))
+        print(f"epoch {epoch.epoch}/{args.epochs}: {shown} ({time.time() - started:.0f} s)", flush=True)
+        tracker.log_epoch(epoch)
+
+    store = TrackingStore.local(state_dir, env["SKYOPS_TRACKING_URI"])
+    tags = run_tags(dataset_fingerprint=manifest.fingerprint, pipeline_run_id=env["SKYOPS_RUN_ID"], step_name=env["SKYOPS_STEP_NAME"])
+    with tempfile.TemporaryDirectory(prefix="skyops-train-") as tmp, store.tracker(args.experiment, tags=tags) as tracker:
+        view = private_view(inputs["splits"], Path(tmp) / "data")
+        data_yaml = write_data_yaml(view, Path(tmp) / "data.yaml", manifest.names)
+        tracker.log_config(args)
+        settings = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})  # without `experiment`
+        result = train(
+            data_yaml,
+            settings,
+            out_dir=outputs["model"],
+            checkpoint_dir=outputs["checkpoints"],
+            state_dir=state_dir,
+            on_epoch=report,
+            data_fingerprint=fingerprint,
+        )
+        tracker.log_training(result)
+    summary = {
+        "mlflow_run_id": tracker.run_id,
+        "tracking_uri": store.uri,
+        "experiment": args.experiment,
+        "names": manifest.names,
+        "data_fingerprint": manifest.fingerprint,
+        "epochs_completed": result.epochs_completed,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "final_metrics": result.final_metrics,
+        "device": result.device,
+        "seconds": round(result.seconds, 1),
+        "imgsz": args.imgsz,
+    }
+    (outputs["model"] / "training.json").write_text(json.dumps(summary, indent=1))
+    print(f"trained {result.epochs_completed} epochs on {result.device} in {result.seconds:.0f} s; MLflow run {tracker.run_id}")

@@ -1,0 +1,144 @@
+"""MLflow tracking against a real sqlite store (one per session): runs, params, metrics, artifacts, tags."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import skyops
+from skyops.training.tracking import TrackingStore, code_version, local_tracking_uri, metric_key, run_tags
+from skyops.training.train import EpochMetrics, TrainConfig, TrainResult
+
+MLFLOW_NAME = re.compile(r"^[/\w.\- :]*$")  # mlflow.utils.validation, non-Windows
+
+
+@pytest.fixture
+def finished_training(tmp_path: Path) -> TrainResult:
+    """A TrainResult whose files exist (as `train` leaves them), without training."""
+    out = tmp_path / "out"
+    (out / "plots").mkdir(parents=True)
+    for name in ("best.pt", "last.pt"):
+        (out / name).write_bytes(b"weights " + name.encode())
+    (out / "results.csv").write_text("epoch,metrics/mAP50(B)\n1,0.1\n2,0.2\n3,0.3\n")
+    (out / "plots" / "results.png").write_bytes(b"png")
+    epochs = tuple(EpochMetrics(epoch=i, metrics={"metrics/mAP50(B)": i / 10, "train/box_loss": 1 / i}) for i in (1, 2, 3))
+    return TrainResult(
+        best_weights=out / "best.pt",
+        last_weights=out / "last.pt",
+        results_csv=out / "results.csv",
+        plots=(out / "plots" / "results.png",),
+        epochs=epochs,
+        final_metrics={"metrics/mAP50(B)": 0.35},
+        epochs_completed=3,
+        resumed_from_epoch=2,
+        device="cpu",
+        seconds=12.5,
+    )
+
+
+def test_a_tracked_run_holds_params_metrics_tags_and_artifacts(tracking_store: TrackingStore, finished_training: TrainResult) -> None:
+    tags = run_tags(dataset_fingerprint="abc123", pipeline_run_id="run-7", step_name="train", source_hash="f00d")
+    with tracking_store.tracker("complete", tags=tags, run_name="train-run-7") as tracker:
+        tracker.log_config(TrainConfig(epochs=3, imgsz=64))
+        tracker.log_epoch(finished_training.epochs[1])  # epoch 2 live, as after a resume: 1 and 3 come from the result
+        tracker.log_training(finished_training)
+
+    (run,) = tracking_store.find_runs("complete")
+    assert (run.run_id, run.name, run.status) == (tracker.run_id, "train-run-7", "FINISHED")
+    assert run.params["epochs"] == "3" and run.params["imgsz"] == "64" and run.params["weights"] == ""
+    assert run.metrics["metrics/mAP50B"] == pytest.approx(0.3) and run.metrics["final/metrics/mAP50B"] == pytest.approx(0.35)
+    assert tracking_store.run_metrics_history(run.run_id, "metrics/mAP50(B)") == [(1, 0.1), (2, 0.2), (3, pytest.approx(0.3))]
+    assert run.tags["skyops.dataset_fingerprint"] == "abc123"
+    assert run.tags["skyops.pipeline_run_id"] == "run-7" and run.tags["skyops.step"] == "train"
+    assert run.tags["skyops.resumed_from_epoch"] == "2" and run.tags["skyops.device"] == "cpu"
+    assert {"skyops.version.ultralytics", "skyops.version.torch", "skyops.version.mlflow", "skyops.version.python"} <= set(run.tags)
+    artifacts = {a.path for a in tracking_store.client.list_artifacts(run.run_id)}
+    assert artifacts == {"weights", "plots", "results.csv"}
+    assert {a.path for a in tracking_store.client.list_artifacts(run.run_id, "weights")} == {"weights/best.pt", "weights/last.pt"}
+
+
+def test_artifacts_of_a_sqlite_store_live_beside_the_db(tracking_store: TrackingStore, finished_training: TrainResult) -> None:
+    with tracking_store.tracker("beside", tags={}) as tracker:
+        tracker.log_training(finished_training)
+    database = Path(tracking_store.uri.removeprefix("sqlite:///"))
+    assert (database.parent / "mlartifacts").is_dir()
+    assert list((database.parent / "mlartifacts").rglob(f"{tracker.run_id}/artifacts/weights/best.pt"))
+
+
+def test_a_run_that_raises_ends_failed_with_the_error(tracking_store: TrackingStore) -> None:
+    with pytest.raises(ValueError, match="bad batch"), tracking_store.tracker("failing", tags={}) as tracker:
+        tracker.log_epoch(EpochMetrics(epoch=1, metrics={"train/box_loss": 1.0}))
+        raise ValueError("bad batch")
+    (run,) = tracking_store.find_runs("failing")
+    assert run.run_id == tracker.run_id
+    assert run.status == "FAILED"
+    assert run.tags["skyops.error"] == "ValueError: bad batch"
+    assert tracking_store.run_metrics_history(run.run_id, "train/box_loss") == [(1, 1.0)]
+
+
+def test_find_runs_filters_by_tag_newest_first(tracking_store: TrackingStore) -> None:
+    for step in ("train", "evaluate", "train"):
+        with tracking_store.tracker("filtering", tags={"skyops.step": step}):
+            pass
+    runs = tracking_store.find_runs("filtering", filter_string="tags.`skyops.step` = 'train'")
+    assert len(runs) == 2
+    assert runs[0].start_time >= runs[1].start_time
+    assert tracking_store.find_runs("no-such-experiment") == []
+
+
+def test_the_client_is_opened_once_per_uri(tracking_store: TrackingStore) -> None:
+    assert TrackingStore(tracking_store.uri).client is tracking_store.client
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Unguarded, concurrent schema creation fails in alembic ('expected to match one row')."""
+    code = f"from skyops.training.tracking import TrackingStore; print(len(TrackingStore.local({str(tmp_path)!r}).client.search_experiments()))"
+    children = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [child.communicate(timeout=120) for child in children]
+    assert [child.returncode for child in children] == [0, 0], [err[-1500:] for _, err in outcomes]
+    assert [out.strip() for out, _ in outcomes] == ["1", "1"]  # the Default experiment
+
+
+def test_local_store_defaults_to_sqlite_in_the_state_dir(tmp_path: Path) -> None:
+    assert TrackingStore.local(tmp_path).uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db" == local_tracking_uri(tmp_path)
+    assert TrackingStore.local(tmp_path, "http://127.0.0.1:5000").uri == "http://127.0.0.1:5000"
+    assert TrackingStore("http://127.0.0.1:5000")._artifact_location() is None
+
+
+@given(st.text(max_size=40))
+def test_metric_keys_are_always_valid_mlflow_names(name: str) -> None:
+    key = metric_key(name)
+    assert MLFLOW_NAME.match(key)
+    assert metric_key(key) == key
+
+
+def test_metric_key_keeps_ultralytics_names_readable() -> None:
+    assert metric_key("metrics/mAP50-95(B)") == "metrics/mAP50-95B"
+    assert metric_key("lr/pg0") == "lr/pg0"
+
+
+def git(folder: Path, *args: str) -> str:
+    identity = ("-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false")
+    return subprocess.run(["git", *identity, "-C", str(folder), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_code_version_is_the_git_commit_marked_dirty(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    (tmp_path / "step.py").write_text("x = 1\n")
+    git(tmp_path, "add", "step.py")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    commit = git(tmp_path, "rev-parse", "HEAD")
+    assert code_version("ignored", repo_dir=tmp_path) == commit
+    (tmp_path / "step.py").write_text("x = 2\n")
+    assert code_version("ignored", repo_dir=tmp_path) == f"{commit}+dirty"
+
+
+def test_code_version_without_git_is_the_version_and_source_hash(tmp_path: Path) -> None:
+    assert code_version("f00d", repo_dir=tmp_path) == f"skyops-{skyops.__version__}+f00d"
+    assert code_version(repo_dir=tmp_path) == f"skyops-{skyops.__version__}"
