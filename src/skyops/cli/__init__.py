@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from skyops.cli import pipeline_cmd, run_cmd, runs_cmd
+from skyops.cli import audit_cmd, data_cmd, deploy_cmd, experiments_cmd, models_cmd, pipeline_cmd, run_cmd, runs_cmd
 
 app = typer.Typer(
     name="skyops",
@@ -24,6 +24,12 @@ app = typer.Typer(
 app.command("run")(run_cmd.run)
 app.add_typer(pipeline_cmd.app, name="pipeline")
 app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(data_cmd.app, name="data")
+app.add_typer(experiments_cmd.app, name="experiments")
+app.command("ui")(experiments_cmd.ui)
+app.add_typer(models_cmd.app, name="models")
+app.add_typer(deploy_cmd.app, name="deploy")
+app.add_typer(audit_cmd.app, name="audit")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -59,3 +59,24 @@ def format_seconds(seconds: float | None) -> str:
     if seconds < 120:
         return f"{seconds:.1f} s"
     return f"{seconds / 60:.1f} min"
+
+
+def registry(model: str = "drone-detector"):
+    from skyops.registry.models import ModelRegistry
+    from skyops.training.tracking import TrackingStore
+
+    s = settings()
+    return ModelRegistry(TrackingStore.local(s.state_dir, s.tracking_uri), model)
+
+
+def governance():
+    from skyops.registry.roles import Governance
+
+    s = settings()
+    return Governance(s.project_dir, s.state_dir / "audit.log")
+
+
+def actor(explicit: str | None) -> str:
+    from skyops.registry.roles import resolve_identity
+
+    return resolve_identity(explicit)

@@ -1,0 +1,168 @@
+"""Small named fixtures of the AWS tests: AWS config files in tmp_path, and a real moto server that counts requests.
+
+No test reads the real ~/.aws (HOME points into tmp_path) or reaches AWS (every client goes to 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The profiles every test sees. ab: the one skyops uses; the others each lack one thing.
+CONFIG = """\
+[profile ab]
+region = eu-west-1
+
+[profile other]
+region = us-east-1
+
+[profile noregion]
+
+[profile nocreds]
+region = eu-west-1
+
+[profile partial]
+region = eu-west-1
+
+[profile expired]
+region = eu-west-1
+credential_process = {expired}
+
+[profile fresh]
+region = eu-west-1
+credential_process = {fresh}
+"""
+CREDENTIALS = """\
+[ab]
+aws_access_key_id = testing-ab
+aws_secret_access_key = testing-ab
+
+[other]
+aws_access_key_id = testing-other
+aws_secret_access_key = testing-other
+
+[noregion]
+aws_access_key_id = testing
+aws_secret_access_key = testing
+
+[partial]
+aws_access_key_id = testing
+"""
+# A credential process prints temporary credentials with the expiry given as its argument.
+CREDENTIAL_PROCESS = """\
+import json, sys
+print(json.dumps({"Version": 1, "AccessKeyId": "AKIDTEMP", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": sys.argv[1]}))
+"""
+CLEARED_ENV = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "SKYOPS_AWS_ENDPOINT_URL",
+    "SKYOPS_AWS_PROFILE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+)
+
+
+@dataclass(frozen=True)
+class AwsFiles:
+    config: Path
+    credentials: Path
+    home: Path
+
+
+@pytest.fixture
+def aws_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AwsFiles:
+    """Config and credentials files defining ab, other, noregion, nocreds, partial, expired and fresh; a clean env."""
+    process = tmp_path / "credential_process.py"
+    process.write_text(CREDENTIAL_PROCESS)
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(process))}"
+    files = AwsFiles(config=tmp_path / "aws-config", credentials=tmp_path / "aws-credentials", home=tmp_path / "home")
+    files.config.write_text(CONFIG.format(expired=f"{command} 2001-01-01T00:00:00Z", fresh=f"{command} 2999-01-01T00:00:00Z"))
+    files.credentials.write_text(CREDENTIALS)
+    files.home.mkdir()
+    for name in CLEARED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(files.home))  # ~/.aws is tmp_path/home/.aws: never the real one
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(files.config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(files.credentials))
+    monkeypatch.setenv("BOTO_CONFIG", str(tmp_path / "no-boto-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    return files
+
+
+@dataclass
+class CountingApp:
+    """A WSGI middleware that keeps 'METHOD host/path' of every AWS request (not moto's own /moto-api/)."""
+
+    app: Callable[..., Any]
+    requests: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not environ.get("PATH_INFO", "").startswith("/moto-api/"):
+            with self.lock:
+                self.requests.append(f"{environ['REQUEST_METHOD']} {environ.get('HTTP_HOST', '')}{environ.get('PATH_INFO', '')}")
+        return self.app(environ, start_response)
+
+
+@dataclass
+class MotoServer:
+    url: str
+    counter: CountingApp
+
+    @property
+    def requests(self) -> list[str]:
+        return list(self.counter.requests)
+
+    def reset(self) -> None:
+        """Forget every resource (moto's reset endpoint) and every counted request."""
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=10).close()
+        with self.counter.lock:
+            self.counter.requests.clear()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """A real moto server on 127.0.0.1 (free port) in a thread, its WSGI app wrapped to count requests."""
+    from moto.server import ThreadedMotoServer  # heavy: only the AWS tests need it
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    # ThreadedMotoServer keeps its werkzeug server private; its `app` attribute is werkzeug's public one.
+    wsgi_server = server._server
+    assert wsgi_server is not None and hasattr(wsgi_server, "app"), "moto's ThreadedMotoServer changed: find its WSGI app again"
+    counter = CountingApp(wsgi_server.app)
+    wsgi_server.app = counter
+    host, port = server.get_host_and_port()
+    yield MotoServer(url=f"http://{host}:{port}", counter=counter)
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_server: MotoServer, aws_files: AwsFiles, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """The moto server, emptied, with skyops' clients pointed at it ($SKYOPS_AWS_ENDPOINT_URL)."""
+    moto_server.reset()
+    monkeypatch.setenv("SKYOPS_AWS_ENDPOINT_URL", moto_server.url)
+    return moto_server

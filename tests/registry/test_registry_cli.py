@@ -1,0 +1,189 @@
+"""The governed registry through the CLI, on a real MLflow sqlite store: roles, audit, GitOps."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from skyops.cli import main
+from skyops.registry.audit import verify
+from skyops.registry.models import ApprovalStatus, ModelRegistry
+from skyops.training.tracking import TrackingStore
+
+from .conftest import TEAM_ROLES
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MLflow store for the module (creating one costs seconds); each test uses its own model name."""
+    return tmp_path_factory.mktemp("registry-state")
+
+
+@pytest.fixture
+def project(tmp_path: Path, store_dir: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    (tmp_path / "skyops-roles.yaml").write_text(TEAM_ROLES)
+    (tmp_path / "deploy" / "environments").mkdir(parents=True)
+    monkeypatch.setenv("SKYOPS_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("SKYOPS_STATE_DIR", str(store_dir))
+    monkeypatch.delenv("SKYOPS_USER", raising=False)
+    (store_dir / "audit.log").unlink(missing_ok=True)
+    return tmp_path
+
+
+def register_version(state_dir: Path, model: str, map50_95: float) -> int:
+    """A training run with a weights artifact, registered as a pending version."""
+    store = TrackingStore.local(state_dir)
+    client = store.client
+    run = client.create_run(store.experiment_id("registry-tests"))
+    weights = state_dir / f"best-{run.info.run_id}.pt"
+    weights.write_bytes(b"weights")
+    client.log_artifact(run.info.run_id, str(weights), "weights")
+    metrics = {"map50": map50_95 + 0.2, "map50_95": map50_95, "precision": 0.5, "recall": 0.5}
+    version = ModelRegistry(store, model).register(
+        run_id=run.info.run_id,
+        source=f"{run.info.artifact_uri}/weights",
+        metrics=metrics,
+        card={"summary": "test"},
+        gate={"passed": True, "reasons": []},
+        status=ApprovalStatus.PENDING,
+    )
+    return version.version
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def model_name(request: pytest.FixtureRequest) -> str:
+    return "m-" + request.node.name.replace("_", "-")[:40]
+
+
+def test_data_scientist_is_denied_and_every_denial_is_audited(project: Path, store_dir: Path, capsys, request) -> None:
+    model = model_name(request)
+    version = register_version(store_dir, model, 0.3)
+    (project / "deploy/environments/production.yaml").write_text(
+        f"environment: production\nmodel: {model}\nalias: champion\nversion: {version}\n"
+    )
+    for command in (["models", "approve", str(version)], ["models", "promote", str(version)], ["models", "rollback"]):
+        code, _, err = cli(capsys, *command, "--as", "bob", "--model", model)
+        assert code == 2
+        assert err.startswith(f"error: bob (role data-scientist) may not {command[1]} ")
+        assert "needs the role ml-engineer or admin" in err
+    ModelRegistry(TrackingStore.local(store_dir), model).set_status(version, ApprovalStatus.APPROVED, "for the deploy check")
+    code, _, err = cli(capsys, "deploy", "apply", "--env", "production", "--as", "bob")
+    assert code == 2 and "bob (role data-scientist) may not deploy" in err
+    records = [json.loads(line) for line in (store_dir / "audit.log").read_text().splitlines()]
+    assert [(r["actor"], r["action"], r["outcome"]) for r in records] == [
+        ("bob", a, "denied") for a in ("approve", "promote", "rollback", "deploy")
+    ]
+
+
+def test_ml_engineer_approves_promotes_and_rolls_back(project: Path, store_dir: Path, capsys, request) -> None:
+    model = model_name(request)
+    first, second = register_version(store_dir, model, 0.30), register_version(store_dir, model, 0.35)
+    for version in (first, second):
+        assert cli(capsys, "models", "approve", str(version), "--as", "alice", "--reason", "looks good", "--model", model)[0] == 0
+        assert cli(capsys, "models", "promote", str(version), "--as", "alice", "--model", model)[0] == 0
+    registry = ModelRegistry(TrackingStore.local(store_dir), model)
+    assert (registry.by_alias("champion").version, registry.by_alias("previous").version) == (second, first)  # type: ignore[union-attr]
+    code, out, _ = cli(capsys, "models", "rollback", "--as", "alice", "--reason", "false positives on roofs", "--model", model)
+    assert code == 0 and out == f"@champion: v{second} -> v{first} (rolled back: false positives on roofs)\n"
+    assert registry.by_alias("champion").version == first  # type: ignore[union-attr]
+    code, out, _ = cli(capsys, "models", "list", "--model", model)
+    assert "@champion" in out and "Approved" in out
+    assert verify(store_dir / "audit.log").ok
+    _, history, _ = cli(capsys, "models", "history", "--model", model)
+    assert "rollback" in history and "false positives on roofs" in history
+
+
+def test_promote_refuses_a_version_that_is_not_approved(project: Path, store_dir: Path, capsys, request) -> None:
+    model = model_name(request)
+    version = register_version(store_dir, model, 0.3)
+    code, _, err = cli(capsys, "models", "promote", str(version), "--as", "alice", "--model", model)
+    assert code == 2 and err.startswith(f"error: {model} v{version} is PendingManualApproval, not Approved")
+
+
+def test_gitops_plan_apply_revert_apply_restores_the_previous_champion(project: Path, store_dir: Path, capsys, request) -> None:
+    model = model_name(request)
+    env_file = project / "deploy/environments/production.yaml"
+    versions = [register_version(store_dir, model, 0.3), register_version(store_dir, model, 0.32)]
+    registry = ModelRegistry(TrackingStore.local(store_dir), model)
+    for v in versions:
+        registry.set_status(v, ApprovalStatus.APPROVED, "test")
+
+    def desire(version: int) -> None:
+        env_file.write_text(f"environment: production\nmodel: {model}\nalias: champion\nversion: {version}\n")
+
+    desire(versions[0])
+    assert cli(capsys, "deploy", "apply", "--as", "alice")[0] == 0
+    desire(versions[1])
+    _, planned, _ = cli(capsys, "deploy", "plan")
+    assert f"~ @champion: v{versions[0]} -> v{versions[1]}" in planned
+    assert cli(capsys, "deploy", "apply", "--as", "alice")[0] == 0
+    assert registry.by_alias("previous").version == versions[0]  # type: ignore[union-attr]
+    desire(versions[0])  # git revert
+    assert cli(capsys, "deploy", "apply", "--as", "alice")[0] == 0
+    assert registry.by_alias("champion").version == versions[0]  # type: ignore[union-attr]
+    code, out, _ = cli(capsys, "deploy", "apply", "--as", "alice")
+    assert code == 0 and out.startswith("production: nothing to do")
+
+
+def test_apply_refuses_a_version_that_is_not_approved(project: Path, store_dir: Path, capsys, request) -> None:
+    model = model_name(request)
+    version = register_version(store_dir, model, 0.3)
+    (project / "deploy/environments/production.yaml").write_text(
+        f"environment: production\nmodel: {model}\nalias: champion\nversion: {version}\n"
+    )
+    code, _, err = cli(capsys, "deploy", "apply", "--as", "alice")
+    assert code == 2 and f"asks for {model} v{version}, which is PendingManualApproval, not Approved" in err
+    assert (
+        not (store_dir / "deployments" / "production.json").exists()
+        or json.loads((store_dir / "deployments" / "production.json").read_text())["model"] != model
+    )
+
+
+def test_tampered_audit_log_fails_verify_naming_the_record(project: Path, store_dir: Path, capsys, request) -> None:
+    model = model_name(request)
+    version = register_version(store_dir, model, 0.3)
+    for _ in range(2):
+        cli(capsys, "models", "approve", str(version), "--as", "alice", "--model", model)
+    assert cli(capsys, "audit", "verify")[0] == 0
+    log = store_dir / "audit.log"
+    lines = log.read_text().splitlines()
+    lines[0] = lines[0].replace('"alice"', '"mallory"')
+    log.write_text("\n".join(lines) + "\n")
+    code, _, err = cli(capsys, "audit", "verify")
+    assert code == 1 and "line 1" in err and "seq 0" in err
+
+
+def _register_in_process(state_dir: str, model: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    from skyops.registry.audit import AuditLog, Outcome
+
+    version = register_version(Path(state_dir), model, 0.3)
+    AuditLog(Path(state_dir) / "audit.log").append(
+        actor="pipeline", role="pipeline", action="register", target=f"{model}:{version}", outcome=Outcome.SUCCEEDED
+    )
+    queue.put(version)
+
+
+def test_two_concurrent_registrations_get_distinct_versions(project: Path, store_dir: Path, request) -> None:
+    model = model_name(request)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=_register_in_process, args=(str(store_dir), model, queue)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert sorted(queue.get(timeout=5) for _ in workers) == [1, 2]
+    assert verify(store_dir / "audit.log").ok
