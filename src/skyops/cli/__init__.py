@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from skyops.cli import audit_cmd, data_cmd, deploy_cmd, experiments_cmd, models_cmd, pipeline_cmd, run_cmd, runs_cmd
+from skyops.cli import audit_cmd, data_cmd, deploy_cmd, experiments_cmd, models_cmd, pipeline_cmd, run_cmd, runs_cmd, sagemaker_cmd
 
 app = typer.Typer(
     name="skyops",
@@ -30,6 +30,7 @@ app.command("ui")(experiments_cmd.ui)
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(deploy_cmd.app, name="deploy")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(sagemaker_cmd.app, name="sagemaker")
 
 
 def main(argv: list[str] | None = None) -> None:

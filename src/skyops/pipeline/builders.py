@@ -7,11 +7,12 @@ SageMaker compiler asks the same builder for the step's pipeline-definition JSON
 from __future__ import annotations
 
 import json
-from abc import ABC
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from skyops.errors import PipelineError
 from skyops.pipeline.catalog import StepDefinition
 from skyops.pipeline.config import StepConfig, config_to_dict, to_argument
 from skyops.pipeline.contract import (
@@ -25,6 +26,8 @@ from skyops.pipeline.contract import (
     ScriptContract,
 )
 from skyops.pipeline.runtime import PATHS_ENV
+from skyops.pipeline.sagemaker import jobs
+from skyops.pipeline.sagemaker.expressions import Value
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,25 @@ class StepBuilder(ABC):
             paths[contract.checkpoint_path] = str(checkpoints)
         return LocalTask(contract.entry_point, config_arguments(config), {PATHS_ENV: json.dumps(paths)}, paths)
 
+    @abstractmethod
+    def sagemaker_step(self, job: jobs.SageMakerJob) -> dict[str, Any]:
+        """The step's entry in a SageMaker pipeline definition (its `Name`, `Type`, `Arguments`, ...)."""
+
+    @abstractmethod
+    def sagemaker_output(self, step: str, port: str, contract: ScriptContract) -> Value:
+        """What a later step receives for output `port` of `step`: a property reference to its S3 URI."""
+
 
 class ProcessingBuilder(StepBuilder):
     job_kind = JobKind.PROCESSING
     input_prefixes = (PROCESSING_INPUT + "/",)
     output_prefixes = (PROCESSING_OUTPUT + "/",)
+
+    def sagemaker_step(self, job: jobs.SageMakerJob) -> dict[str, Any]:
+        return jobs.processing_step(job)
+
+    def sagemaker_output(self, step: str, port: str, contract: ScriptContract) -> Value:
+        return jobs.processing_output(step, port)
 
 
 class TrainingBuilder(StepBuilder):
@@ -101,6 +118,12 @@ class TrainingBuilder(StepBuilder):
     input_prefixes = (TRAINING_CHANNELS + "/",)
     output_prefixes = (TRAINING_MODEL, TRAINING_OUTPUT)
     supports_checkpoints = True
+
+    def sagemaker_step(self, job: jobs.SageMakerJob) -> dict[str, Any]:
+        return jobs.training_step(job)
+
+    def sagemaker_output(self, step: str, port: str, contract: ScriptContract) -> Value:
+        return jobs.training_output(step, port, contract)
 
 
 class RegistrationBuilder(StepBuilder):
@@ -110,6 +133,16 @@ class RegistrationBuilder(StepBuilder):
     job_kind = JobKind.REGISTRATION
     input_prefixes = (PROCESSING_INPUT + "/",)
     output_prefixes = (PROCESSING_OUTPUT + "/",)
+
+    def sagemaker_step(self, job: jobs.SageMakerJob) -> dict[str, Any]:
+        return jobs.register_model_step(job)
+
+    def sagemaker_output(self, step: str, port: str, contract: ScriptContract) -> Value:
+        raise PipelineError(
+            f"output {port!r} of registration step {step!r} is consumed by a later step, but on SageMaker a registration "
+            "is a RegisterModel step, which writes no files",
+            hint="read the registered version from the model registry instead, or make the consumer a separate pipeline",
+        )
 
 
 BUILDERS: dict[JobKind, StepBuilder] = {b.job_kind: b for b in (ProcessingBuilder(), TrainingBuilder(), RegistrationBuilder())}

@@ -21,6 +21,10 @@ TRAINING_MODEL = "/opt/ml/model"
 TRAINING_OUTPUT = "/opt/ml/output/data"
 CHECKPOINTS = "/opt/ml/checkpoints"
 
+# Set by every engine for every step: where and when it runs, not what it computes, so these never
+# enter cache keys. (The local engine fills them in; the SageMaker compiler maps them to execution variables.)
+RUN_CONTEXT_ENV = ("SKYOPS_RUN_ID", "SKYOPS_STEP_NAME", "SKYOPS_STATE_DIR", "SKYOPS_USER")
+
 _ENV = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 

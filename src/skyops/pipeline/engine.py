@@ -23,6 +23,7 @@ from skyops.errors import ConfigError, SkyopsError
 from skyops.pipeline.builders import builder_for
 from skyops.pipeline.cache import Cache, KeyParts, code_digest, explain_miss, library_versions, should_run
 from skyops.pipeline.config import config_to_dict
+from skyops.pipeline.contract import RUN_CONTEXT_ENV
 from skyops.pipeline.definition import Pipeline, StepNode
 from skyops.pipeline.gates import evaluate_gate
 from skyops.pipeline.hashing import StatMemo, hash_tree, write_json_atomic
@@ -31,10 +32,6 @@ from skyops.pipeline.lineage import RunRecord, StepRecord, StepStatus, new_recor
 from skyops.pipeline.wiring import ExternalRef, OutputRef, ParamRef
 
 Listener = Callable[[StepRecord], None]
-
-# Set by the engine for every step: where and when it runs, not what it computes, so these never
-# enter cache keys. (The SageMaker compiler maps them to execution variables.)
-RUN_CONTEXT_ENV = ("SKYOPS_RUN_ID", "SKYOPS_STEP_NAME", "SKYOPS_STATE_DIR", "SKYOPS_USER")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,212 @@
+"""`skyops sagemaker compile|upsert|start|status|executions`: the same pipeline, on Amazon SageMaker.
+
+`compile` needs no AWS at all. The other commands send requests through the profile guard
+(`skyops.aws.session`), which refuses before the first request unless the configured profile
+(SKYOPS_AWS_PROFILE, default `ab`) is the one in use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from skyops.cli.common import code_roots, load, parse_params, settings
+from skyops.settings import DEFAULT_PIPELINE
+
+if TYPE_CHECKING:
+    from skyops.aws.pipelines import SageMakerPipelines
+    from skyops.pipeline.definition import Pipeline
+    from skyops.pipeline.sagemaker.archive import CodeArchive
+    from skyops.pipeline.sagemaker.settings import SageMakerSettings
+
+app = typer.Typer(
+    help="Run a pipeline on Amazon SageMaker: compile it to a pipeline definition, upsert it, start and watch executions.",
+    no_args_is_help=True,
+)
+
+# What skyops' train step prints once per epoch: "epoch 3/10: mAP50(B) 0.412, mAP50-95(B) 0.233 (120 s)".
+# SageMaker reads training metrics from the job's log with these regexes (first group = the value).
+TRAIN_METRICS = {
+    "epoch": r"epoch ([0-9]+)/[0-9]+:",
+    "map50": r"mAP50\(B\) ([0-9.]+)",
+    "map50_95": r"mAP50-95\(B\) ([0-9.]+)",
+}
+
+Name = Annotated[str, typer.Argument(help="Pipeline name (pipelines/NAME.yaml) or path to a pipeline file.")]
+Params = Annotated[
+    list[str], typer.Option("--param", "-p", help="Replace a parameter's default: -p dataset=s3://bucket/visdrone/ (repeatable).")
+]
+Bucket = Annotated[
+    str | None, typer.Option(help="S3 bucket of code, outputs and checkpoints. [env: SKYOPS_SAGEMAKER_BUCKET]", show_default=False)
+]
+RoleArn = Annotated[
+    str | None, typer.Option(help="IAM role of the pipeline and its jobs. [env: SKYOPS_SAGEMAKER_ROLE_ARN]", show_default=False)
+]
+Region = Annotated[
+    str | None,
+    typer.Option(
+        help="AWS region. [env: SKYOPS_SAGEMAKER_REGION, AWS_REGION, AWS_DEFAULT_REGION; upsert: the profile's]", show_default=False
+    ),
+]
+Prefix = Annotated[str | None, typer.Option(help="S3 key prefix. [env: SKYOPS_SAGEMAKER_PREFIX; default: skyops]", show_default=False)]
+ImageUri = Annotated[
+    str | None,
+    typer.Option(
+        help="ECR URI of the skyops image in this region (docker/Dockerfile). [env: SKYOPS_SAGEMAKER_IMAGE_URI]", show_default=False
+    ),
+]
+Spot = Annotated[
+    bool | None,
+    typer.Option("--spot/--no-spot", help="Managed spot training. [env: SKYOPS_SAGEMAKER_SPOT; default: off]", show_default=False),
+]
+
+
+def _sagemaker_settings(**given: Any) -> SageMakerSettings:
+    from skyops.pipeline.sagemaker.settings import ENV_PREFIX, settings_from_env
+
+    if not os.environ.get(ENV_PREFIX + "METRIC_DEFINITIONS"):
+        given.setdefault("metric_definitions", TRAIN_METRICS)
+    return settings_from_env(os.environ, given)
+
+
+def _compile(pipeline: Pipeline, options: SageMakerSettings, param: list[str]) -> tuple[dict[str, Any], SageMakerSettings, CodeArchive]:
+    from skyops.pipeline.sagemaker import build_code_archive, compile_pipeline, with_code
+
+    archive = build_code_archive(code_roots(pipeline))
+    compiled_settings = with_code(options, archive)
+    return compile_pipeline(pipeline, compiled_settings, parse_params(param)), compiled_settings, archive
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write to a temp file beside `path`, then rename it over `path`: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
+
+
+@app.command("compile")
+def compile_(
+    name: Name = DEFAULT_PIPELINE,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the definition to this file (atomically) instead of stdout.")
+    ] = None,
+    param: Params = [],  # noqa: B006
+    bucket: Bucket = None,
+    role_arn: RoleArn = None,
+    region: Region = None,
+    prefix: Prefix = None,
+    image_uri: ImageUri = None,
+    spot: Spot = None,
+) -> None:
+    """Print the SageMaker pipeline definition (JSON) of a pipeline. Offline: sends nothing to AWS."""
+    pipeline = load(name)
+    options = _sagemaker_settings(bucket=bucket, role_arn=role_arn, region=region, prefix=prefix, image_uri=image_uri, spot=spot)
+    definition, compiled, archive = _compile(pipeline, options, param)
+    text = json.dumps(definition, indent=2, sort_keys=True) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        _write_atomic(out, text)
+        print(f"wrote {out} ({len(definition['Steps'])} top-level steps)", file=sys.stderr)
+    print(f"code archive {compiled.code_uri} ({len(archive.data) / 1024:.0f} KiB), uploaded by `skyops sagemaker upsert`", file=sys.stderr)
+
+
+@app.command()
+def upsert(
+    name: Name = DEFAULT_PIPELINE,
+    param: Params = [],  # noqa: B006
+    bucket: Bucket = None,
+    role_arn: RoleArn = None,
+    region: Region = None,
+    prefix: Prefix = None,
+    image_uri: ImageUri = None,
+    spot: Spot = None,
+) -> None:
+    """Upload the code archive, then create the SageMaker pipeline or update its definition."""
+    from skyops.pipeline.sagemaker.settings import ENV_PREFIX
+
+    pipelines = _pipelines(region or os.environ.get(ENV_PREFIX + "REGION"))
+    checked = pipelines.guard.check()  # refuses here, before any request, unless the profile is right
+    pipeline = load(name)
+    options = _sagemaker_settings(bucket=bucket, role_arn=role_arn, region=checked.region, prefix=prefix, image_uri=image_uri, spot=spot)
+    definition, compiled, archive = _compile(pipeline, options, param)
+    pipelines.upload_code(compiled.bucket, compiled.code_key, archive.data)
+    result = pipelines.upsert(pipeline.name, definition, compiled.role_arn, pipeline.description)
+    print(f"{'created' if result.created else 'updated'} {result.arn}")
+    print(f"code     {compiled.code_uri}")
+    print(f"next     skyops sagemaker start {pipeline.name}")
+
+
+@app.command()
+def start(
+    name: Name = DEFAULT_PIPELINE,
+    param: Annotated[list[str], typer.Option("--param", "-p", help="Set a parameter for this execution: -p epochs=30 (repeatable).")] = [],  # noqa: B006
+    display_name: Annotated[str, typer.Option(help="Name shown in SageMaker Studio.")] = "",
+) -> None:
+    """Start an execution of a pipeline that `upsert` sent, checking the parameters against its stored definition."""
+    from skyops.pipeline.lineage import current_user
+    from skyops.pipeline.sagemaker.compile import STARTED_BY
+    from skyops.pipeline.sagemaker.parameters import check_start_parameters
+
+    pipeline_name = load(name).name if name.endswith((".yaml", ".yml", ".py")) else name
+    pipelines: SageMakerPipelines = _pipelines(None)
+    definition = pipelines.stored_definition(pipeline_name)
+    values = check_start_parameters(pipeline_name, definition, parse_params(param))
+    if any(p["Name"] == STARTED_BY for p in definition.get("Parameters", [])):
+        values.setdefault(STARTED_BY, current_user())
+    arn = pipelines.start(pipeline_name, values, display_name)
+    print(f"started {arn}")
+    print("next    skyops sagemaker status latest" + ("" if pipeline_name == DEFAULT_PIPELINE else f" --pipeline {pipeline_name}"))
+
+
+@app.command()
+def status(
+    execution: Annotated[str, typer.Argument(help="Execution ARN, or 'latest' (of --pipeline).")] = "latest",
+    pipeline: Annotated[str, typer.Option(help="Pipeline whose newest execution 'latest' means.")] = DEFAULT_PIPELINE,
+) -> None:
+    """Show an execution: status, times, failure and its steps."""
+    pipelines = _pipelines(None)
+    arn = pipelines.latest(pipeline) if execution == "latest" else execution
+    found = pipelines.status(arn)
+    print(f"execution {found.arn}")
+    print(f"status    {found.status}" + (f": {found.failure}" if found.failure else ""))
+    print(f"started   {_time(found.created)}   last change {_time(found.modified)}")
+    if found.steps is None:
+        print(f"steps     not available: {found.steps_unavailable}")
+        return
+    for step in found.steps:
+        print(
+            f"  {step.name:28} {step.status:12} {_time(step.started)}  {_time(step.ended)}" + (f"  {step.failure}" if step.failure else "")
+        )
+
+
+@app.command()
+def executions(
+    name: Name = DEFAULT_PIPELINE,
+    limit: Annotated[int, typer.Option(help="Most executions to list, newest first.", min=1, max=100)] = 20,
+) -> None:
+    """List the newest executions of a SageMaker pipeline."""
+    pipeline_name = load(name).name if name.endswith((".yaml", ".yml", ".py")) else name
+    found = _pipelines(None).executions(pipeline_name, limit)
+    if not found:
+        print(f"no executions of {pipeline_name} yet; start one: skyops sagemaker start {pipeline_name}")
+    for e in found:
+        print(f"{_time(e.started)}  {e.status:10}  {e.arn}" + (f"  {e.display_name}" if e.display_name else ""))
+
+
+def _pipelines(region: str | None) -> SageMakerPipelines:
+    from skyops.aws.pipelines import SageMakerPipelines
+    from skyops.aws.session import AwsGuard
+
+    return SageMakerPipelines(AwsGuard.from_settings(settings(), region))
+
+
+def _time(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"

@@ -1,0 +1,309 @@
+"""Compile a pipeline to a SageMaker pipeline definition: a pure function, same input -> same bytes.
+
+    definition = compile_pipeline(pipeline, settings, {"dataset": "s3://bucket/visdrone/"})
+    json.dumps(definition, indent=2, sort_keys=True)     # what UpsertPipeline receives
+
+How each part maps (docs/sagemaker.md has the table):
+  1. Parameters keep their names, types and defaults (`overrides` replace defaults); the engine adds
+     a few infrastructure parameters (instance types, Deploy), refusing any name clash.
+  2. Each step becomes what its builder makes for its job kind (Processing, Training, RegisterModel),
+     with the same `--name value` arguments as the local engine; `${param}` values become Gets.
+  3. Each edge becomes a property reference to the producer's S3 output, which is also SageMaker's
+     implicit dependency. A `${param}` input becomes the parameter; an optional one whose value is
+     "" is left out (as locally); a local path cannot reach a SageMaker job and is an error.
+  4. Each gate becomes a PropertyFile, a Condition step holding the guarded steps (and every step
+     after them) and a Fail step; a registration adds the optional deploy (conditions.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from skyops.errors import ConfigError, PipelineError, SkyopsError, problems_error
+from skyops.pipeline.builders import builder_for
+from skyops.pipeline.config import config_to_dict, to_argument
+from skyops.pipeline.contract import RUN_CONTEXT_ENV, JobKind
+from skyops.pipeline.definition import Parameter, ParamType, Pipeline, StepNode
+from skyops.pipeline.gates import Gate
+from skyops.pipeline.sagemaker import conditions
+from skyops.pipeline.sagemaker.expressions import EXECUTION_ID, Value, as_string, parameter
+from skyops.pipeline.sagemaker.jobs import PROCESSING_INSTANCE_TYPE, TRAINING_INSTANCE_COUNT, TRAINING_INSTANCE_TYPE, SageMakerJob
+from skyops.pipeline.sagemaker.settings import SageMakerSettings
+from skyops.pipeline.wiring import Edge, OutputRef, ParamRef
+
+VERSION = "2020-12-01"
+_STEP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TYPE = {ParamType.STRING: "String", ParamType.INTEGER: "Integer", ParamType.FLOAT: "Float", ParamType.BOOLEAN: "Boolean"}
+# SageMaker's limits on one value (characters): a container argument or env var, a hyperparameter.
+_MAX_ARGUMENT = {JobKind.PROCESSING: 256, JobKind.TRAINING: 2500, JobKind.REGISTRATION: 256}
+STATE_DIR = "/tmp/skyops"  # SKYOPS_STATE_DIR inside a job: scratch space, gone with the instance
+STARTED_BY = "StartedBy"  # parameter carrying SKYOPS_USER: `skyops sagemaker start` fills in who starts the run
+USER_ENV = "SKYOPS_USER"
+
+
+def run_context(step: str) -> dict[str, Value]:
+    """The engine's per-step variables (RUN_CONTEXT_ENV) as a SageMaker job sees them.
+
+    Raises:
+        PipelineError: the engine sets a variable this compiler does not know how to give a job.
+    """
+    values: dict[str, Value] = {
+        "SKYOPS_RUN_ID": EXECUTION_ID,
+        "SKYOPS_STEP_NAME": step,
+        "SKYOPS_STATE_DIR": STATE_DIR,
+        USER_ENV: parameter(STARTED_BY),
+    }
+    unknown = [name for name in RUN_CONTEXT_ENV if name not in values]
+    if unknown:
+        raise PipelineError(
+            f"the local engine sets {', '.join(unknown)} for every step, but the SageMaker compiler has no value for it; map it in run_context()"
+        )
+    return {name: values[name] for name in RUN_CONTEXT_ENV}
+
+
+def infrastructure_parameters(pipeline: Pipeline, settings: SageMakerSettings) -> tuple[Parameter, ...]:
+    """The parameters the engine adds, for the job kinds the pipeline has (docs/sagemaker.md lists them)."""
+    kinds = {node.definition.contract.job_kind for node in pipeline.steps}
+    jobs_env = {
+        name
+        for node in pipeline.steps
+        if node.definition.contract.job_kind is not JobKind.REGISTRATION
+        for name in node.definition.contract.env_names
+    }
+    params = []
+    if USER_ENV in jobs_env:
+        params.append(
+            Parameter(name=STARTED_BY, type=ParamType.STRING, default="sagemaker", description="who started the run (SKYOPS_USER)")
+        )
+    if JobKind.PROCESSING in kinds:
+        params.append(Parameter(name=PROCESSING_INSTANCE_TYPE, type=ParamType.STRING, default=settings.processing_instance_type))
+    if JobKind.TRAINING in kinds:
+        params.append(Parameter(name=TRAINING_INSTANCE_TYPE, type=ParamType.STRING, default=settings.training_instance_type))
+        params.append(Parameter(name=TRAINING_INSTANCE_COUNT, type=ParamType.INTEGER, default=settings.training_instance_count))
+    if JobKind.REGISTRATION in kinds:
+        params.append(Parameter(name=conditions.DEPLOY, type=ParamType.BOOLEAN, default=False))
+        params.append(Parameter(name=conditions.ENDPOINT_NAME, type=ParamType.STRING, default=pipeline.name))
+        params.append(Parameter(name=conditions.ENDPOINT_INSTANCE_TYPE, type=ParamType.STRING, default=settings.endpoint_instance_type))
+    return tuple(params)
+
+
+def compile_pipeline(pipeline: Pipeline, settings: SageMakerSettings, overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The SageMaker pipeline definition (version 2020-12-01) of `pipeline`, as a JSON-ready dict.
+
+    Args:
+        pipeline: a validated pipeline.
+        settings: bucket, role, region, image, instances; `settings.code_key` names the code archive.
+        overrides: parameter name -> new default, as `--param` strings; pipeline or infrastructure parameters.
+
+    Raises:
+        ConfigError: an override names no parameter or has the wrong type.
+        PipelineError: every part that SageMaker cannot run, listed together.
+    """
+    infrastructure = infrastructure_parameters(pipeline, settings)
+    clashes = sorted({p.name for p in pipeline.parameters} & {p.name for p in infrastructure})
+    if clashes:
+        raise PipelineError(
+            f"pipeline {pipeline.name!r} defines parameter {', '.join(map(repr, clashes))}, which the SageMaker engine adds itself",
+            hint="rename the pipeline parameter (docs/sagemaker.md lists the engine's parameters)",
+        )
+    if not settings.code_key:
+        raise ConfigError(
+            "SageMaker settings have no code_key", hint="build the code archive and apply it with with_code(settings, archive)"
+        )
+    params = _with_overrides(pipeline, infrastructure, dict(overrides or {}))
+    return _Compiler(pipeline, settings, params).definition()
+
+
+def _with_overrides(pipeline: Pipeline, infrastructure: tuple[Parameter, ...], overrides: dict[str, str]) -> dict[str, Parameter]:
+    own = {k: v for k, v in overrides.items() if k in {p.name for p in pipeline.parameters}}
+    extra = {p.name: p for p in infrastructure}
+    unknown = sorted(set(overrides) - set(own) - set(extra))
+    if unknown:
+        known = [f"{p.name} ({p.type})" for p in (*pipeline.parameters, *infrastructure)]
+        raise ConfigError(
+            f"pipeline {pipeline.name!r} has no parameter {', '.join(map(repr, unknown))}", hint=f"parameters: {', '.join(known)}"
+        )
+    values = pipeline.resolve_parameters(own)
+    params = {p.name: dataclasses.replace(p, default=values[p.name]) for p in pipeline.parameters}
+    params.update({name: dataclasses.replace(p, default=p.parse(overrides[name])) if name in overrides else p for name, p in extra.items()})
+    return params
+
+
+def parameter_json(param: Parameter) -> dict[str, Any]:
+    return {"Name": param.name, "Type": _TYPE[param.type], "DefaultValue": param.default}
+
+
+class _Compiler:
+    """One compilation: resolves every step, collecting all problems before raising."""
+
+    def __init__(self, pipeline: Pipeline, settings: SageMakerSettings, params: dict[str, Parameter]) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self.params = params
+        self.problems: list[str] = []
+        self.gate_of: dict[str, Gate] = {}  # guarded step (or a step after one) -> its gate
+
+    def definition(self) -> dict[str, Any]:
+        self._check_gates()
+        steps = {}
+        for node in self.pipeline.steps:
+            try:
+                steps[node.name] = builder_for(node.definition.contract).sagemaker_step(self._job(node))
+            except SkyopsError as e:
+                hint = f" ({e.hint})" if e.hint and len(e.problems) == 1 else ""
+                self.problems += [f"step {node.name!r}: {p}{hint}" for p in e.problems]
+        top = self._arrange(steps)
+        names = [s["Name"] for s in _all_steps(top)]
+        self.problems += [f"step name {n!r} must match {_STEP_NAME.pattern} on SageMaker" for n in names if not _STEP_NAME.match(n)]
+        self.problems += [
+            f"step name {n!r} is used twice (a gate or deploy step takes it)" for n in sorted({n for n in names if names.count(n) > 1})
+        ]
+        if self.problems:
+            raise problems_error(PipelineError, f"the SageMaker definition of pipeline {self.pipeline.name!r}", self.problems)
+        return {"Version": VERSION, "Parameters": [parameter_json(p) for p in self.params.values()], "Steps": top}
+
+    def _check_gates(self) -> None:
+        for node in self.pipeline.steps:
+            gates = self.pipeline.gated_by(node.name)
+            if len(gates) > 1:
+                self.problems.append(
+                    f"step {node.name!r} is guarded by gates {', '.join(sorted(g.name for g in gates))}; SageMaker cannot nest "
+                    "condition steps, so merge them into one gate with all the conditions"
+                )
+            elif gates:
+                self.gate_of[node.name] = gates[0]
+        for gate in self.pipeline.gates:
+            if self.pipeline.step(gate.step).definition.contract.job_kind is not JobKind.PROCESSING:
+                self.problems.append(
+                    f"gate {gate.name!r} reads step {gate.step!r}, but only processing steps can declare the PropertyFile it needs"
+                )
+
+    def _job(self, node: StepNode) -> SageMakerJob:
+        definition = node.definition
+        inputs: dict[str, Value] = {}
+        archives = set()
+        for edge in self.pipeline.inputs_of(node.name):
+            uri, is_archive = self._input(node, edge)
+            if uri is not None:
+                inputs[edge.port] = uri
+                if is_archive:
+                    archives.add(edge.port)
+        kind = definition.contract.job_kind
+        return SageMakerJob(
+            name=node.name,
+            contract=definition.contract,
+            arguments=self._arguments(node, _MAX_ARGUMENT[kind]),
+            inputs=inputs,
+            archives=frozenset(archives),
+            output_parts=(f"s3://{self.settings.bucket}/{self.settings.prefix}/{self.pipeline.name}", EXECUTION_ID, node.name),
+            environment=self._environment(node) if kind is not JobKind.REGISTRATION else {},
+            settings=self.settings,
+            description=definition.spec.description,
+            property_files=tuple(conditions.property_file(g) for g in self.pipeline.gates if g.step == node.name),
+            metadata={"skyops:pipeline": self.pipeline.name, "skyops:execution": EXECUTION_ID, "skyops:code": self.settings.code_key},
+            model_package_group=self.settings.model_package_group or self.pipeline.name,
+        )
+
+    def _input(self, node: StepNode, edge: Edge) -> tuple[Value | None, bool]:
+        """(S3 URI or None to leave the input out, whether it is one model.tar.gz)."""
+        source = edge.source
+        where = f"input {edge.port!r} ({source})"
+        if isinstance(source, OutputRef):
+            contract = self.pipeline.step(source.step).definition.contract
+            return builder_for(contract).sagemaker_output(source.step, source.port, contract), contract.job_kind is JobKind.TRAINING
+        location = source.location
+        if isinstance(location, ParamRef):
+            param = self.params[location.name]
+            if param.default == "" and node.definition.spec.input(edge.port).optional:
+                return None, False  # as locally: an optional input bound to an empty parameter stays unbound
+            if param.type is not ParamType.STRING or not str(param.default).startswith("s3://"):
+                raise PipelineError(
+                    f"{where} is {param.default!r}; a SageMaker job reads its inputs from S3",
+                    hint=f"compile with --param {param.name}=s3://BUCKET/PATH (the parameter's new default)",
+                )
+            return parameter(param.name), False
+        if not location.startswith("s3://"):
+            raise PipelineError(
+                f"{where} is a local path; a SageMaker job reads its inputs from S3",
+                hint=f"upload it and bind s3://BUCKET/PATH instead of {location}",
+            )
+        return location, False
+
+    def _arguments(self, node: StepNode, limit: int) -> tuple[Value, ...]:
+        """`config_arguments` of the resolved config, with `${param}` values as parameter Gets."""
+        config = node.resolved_config({name: p.default for name, p in self.params.items()})
+        arguments: list[Value] = []
+        for name, value in sorted(config_to_dict(config).items()):
+            ref = node.config.get(name)
+            text = as_string(self.params[ref.name]) if isinstance(ref, ParamRef) else to_argument(value)
+            if isinstance(text, str) and len(text) > limit:
+                raise PipelineError(f"config {name!r} is {len(text)} characters as an argument; SageMaker takes at most {limit}")
+            arguments += [f"--{name}", text]
+        return tuple(arguments)
+
+    def _environment(self, node: StepNode) -> dict[str, Value]:
+        """The contract's env vars: run context, then the pipeline's `env:`, then the contract's defaults."""
+        contract = node.definition.contract
+        given = {**self.pipeline.env, **node.env}
+        context = run_context(node.name)
+        env: dict[str, Value] = {}
+        missing = []
+        for name in sorted(contract.env_names):
+            if name in context:
+                env[name] = context[name]
+            elif name in given:
+                env[name] = given[name]
+            elif name in contract.optional_env:
+                env[name] = contract.optional_env[name]
+            else:
+                missing.append(name)
+        if missing:
+            raise PipelineError(
+                f"needs env var {', '.join(missing)}, which has no value in the pipeline; a SageMaker job does not see your shell",
+                hint="set it in the pipeline's env: section",
+            )
+        return env
+
+    def _arrange(self, steps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """Top-level steps in pipeline order; gated steps move into their gate's Condition step."""
+        top: list[dict[str, Any]] = []
+        placed = set()
+        for node in self.pipeline.steps:
+            gate = self.gate_of.get(node.name)
+            if node.name not in steps:
+                continue
+            if gate is None:
+                top.append(steps[node.name])
+            elif gate.name not in placed:
+                placed.add(gate.name)
+                guarded = [steps[n.name] for n in self.pipeline.steps if self.gate_of.get(n.name) == gate and n.name in steps]
+                top.append(conditions.gate_condition_step(gate, guarded))
+        top += self._deploys(steps)
+        return top
+
+    def _deploys(self, steps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        registrations = [n for n in self.pipeline.steps if n.definition.contract.job_kind is JobKind.REGISTRATION and n.name in steps]
+        if len(registrations) > 1:
+            self.problems.append(
+                f"registration steps {', '.join(n.name for n in registrations)}: the deploy supports one registration per pipeline (one EndpointName)"
+            )
+            return []
+        return [
+            conditions.deploy_condition_step(
+                n.name, steps[n.name]["Arguments"]["InferenceSpecification"]["Containers"][0]["ModelDataUrl"], self.settings
+            )
+            for n in registrations
+        ]
+
+
+def _all_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every step, including those inside condition branches."""
+    found = []
+    for step in steps:
+        found.append(step)
+        if step["Type"] == "Condition":
+            found += _all_steps(step["Arguments"].get("IfSteps", []) + step["Arguments"].get("ElseSteps", []))
+    return found

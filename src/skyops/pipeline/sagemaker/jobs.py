@@ -1,0 +1,259 @@
+"""Step JSON of each SageMaker job kind, from what the compiler resolved for one pipeline step.
+
+The builders in `skyops.pipeline.builders` call these (one per job kind); they are plain functions
+from a `SageMakerJob` to the step's dict, so each can be read and tested on its own. Arguments
+follow the request shapes of CreateProcessingJob, CreateTrainingJob and CreateModelPackage minus
+the job name, which SageMaker generates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from skyops.errors import PipelineError
+from skyops.pipeline.contract import CHECKPOINTS, TRAINING_CHANNELS, TRAINING_MODEL, TRAINING_OUTPUT, ScriptContract
+from skyops.pipeline.sagemaker.container import (
+    ARCHIVE_NAME,
+    CODE_INPUT,
+    ENTRY_POINT_KEY,
+    ENV_KEY_PREFIX,
+    PROCESSING_CODE_DIR,
+    UNPACKED_CODE_DIR,
+)
+from skyops.pipeline.sagemaker.expressions import Expression, Value, join, parameter, step_property
+
+if TYPE_CHECKING:  # the builders import this module: keep the local engine's start-up lean
+    from skyops.pipeline.sagemaker.settings import SageMakerSettings
+
+PROCESSING_INSTANCE_TYPE = "ProcessingInstanceType"
+TRAINING_INSTANCE_TYPE = "TrainingInstanceType"
+TRAINING_INSTANCE_COUNT = "TrainingInstanceCount"
+APPROVAL_STATUS = "PendingManualApproval"  # a person approves (skyops governance), never the pipeline
+CONTENT_TYPES = ["application/x-image", "application/json"]  # what the inference container accepts
+RESPONSE_TYPES = ["application/json"]
+MODEL_INPUT, EVALUATION_INPUT = "model", "evaluation"  # the ports a registration step reads
+RETRIED = ["SageMaker.JOB_INTERNAL_ERROR", "SageMaker.CAPACITY_ERROR"]  # failures that are SageMaker's, not the step's
+
+
+@dataclass(frozen=True, kw_only=True)
+class SageMakerJob:
+    """One pipeline step as the compiler resolved it.
+
+    Args:
+        name: step name in the definition.
+        contract: the step's script contract (paths, entry point).
+        arguments: `--name value` pairs as `config_arguments` makes them locally; values may be expressions.
+        inputs: bound input port -> S3 URI (value or expression); unbound optional ports are absent.
+        archives: input ports whose URI is one model.tar.gz (a training job's model), not a folder.
+        output_parts: values joined with '/' into the S3 prefix of this step's outputs in this execution.
+        environment: the contract's env vars -> values.
+        settings: the engine settings.
+        description: one line shown in SageMaker Studio.
+        property_files: PropertyFiles of a processing step read by gates.
+        metadata: extra CustomerMetadataProperties of a registered model version.
+        model_package_group: model registry group of a registration step.
+    """
+
+    name: str
+    contract: ScriptContract
+    arguments: tuple[Value, ...]
+    inputs: Mapping[str, Value]
+    archives: frozenset[str] = frozenset()
+    output_parts: tuple[Value, ...]
+    environment: Mapping[str, Value]
+    settings: SageMakerSettings
+    description: str = ""
+    property_files: tuple[dict[str, str], ...] = ()
+    metadata: Mapping[str, Value] = field(default_factory=dict)
+    model_package_group: str = ""
+
+    @property
+    def hyperparameters(self) -> dict[str, Value]:
+        """The `--name value` pairs as a name -> value mapping (a training job's settings)."""
+        pairs = self.arguments
+        return {str(pairs[i])[2:]: pairs[i + 1] for i in range(0, len(pairs), 2)}
+
+
+def processing_entrypoint(module: str) -> list[str]:
+    """Unpack the code archive, then run the step; ContainerArguments follow as "$@".
+
+    The image holds the dependencies; the code comes from a content-addressed archive, so a code
+    change is a new S3 key, new step arguments and therefore a miss of SageMaker's step cache.
+    """
+    script = (
+        f"mkdir -p {UNPACKED_CODE_DIR} && tar -xzf {PROCESSING_CODE_DIR}/{ARCHIVE_NAME} -C {UNPACKED_CODE_DIR}"
+        f' && PYTHONPATH={UNPACKED_CODE_DIR} exec python -m {module} "$@"'
+    )
+    return ["/bin/sh", "-c", script, "sh"]  # "sh" is $0; the arguments become $1...
+
+
+def step_options(job: SageMakerJob) -> dict[str, Any]:
+    """CacheConfig and RetryPolicies, shared by processing and training steps."""
+    s = job.settings
+    return {
+        "CacheConfig": {"Enabled": s.cache_enabled, "ExpireAfter": s.cache_expire_after},
+        "RetryPolicies": [
+            {"ExceptionType": RETRIED, "IntervalSeconds": s.retry_interval, "BackoffRate": s.retry_backoff, "MaxAttempts": s.retry_attempts}
+        ],
+    }
+
+
+def _step(job: SageMakerJob, kind: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    step: dict[str, Any] = {"Name": job.name, "Type": kind, "Arguments": arguments}
+    if job.description:
+        step["Description"] = job.description
+    return step
+
+
+def processing_step(job: SageMakerJob) -> dict[str, Any]:
+    s, contract = job.settings, job.contract
+    inputs = [_processing_input(port, job.inputs[port], contract.inputs[port]) for port in contract.inputs if port in job.inputs]
+    inputs.append(_processing_input(CODE_INPUT, s.code_uri, PROCESSING_CODE_DIR))
+    outputs = [
+        {"OutputName": port, "S3Output": {"S3Uri": join([*job.output_parts, port], "/"), "LocalPath": path, "S3UploadMode": "EndOfJob"}}
+        for port, path in contract.outputs.items()
+    ]
+    arguments: dict[str, Any] = {
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceType": parameter(PROCESSING_INSTANCE_TYPE),
+                "InstanceCount": s.processing_instance_count,
+                "VolumeSizeInGB": s.processing_volume_gb,
+            }
+        },
+        "AppSpecification": {"ImageUri": s.image_uri, "ContainerEntrypoint": processing_entrypoint(contract.entry_point)},
+        "RoleArn": s.role_arn,
+        "ProcessingInputs": inputs,
+        "StoppingCondition": {"MaxRuntimeInSeconds": s.processing_max_runtime},
+    }
+    if job.arguments:  # SageMaker refuses an empty list
+        arguments["AppSpecification"]["ContainerArguments"] = list(job.arguments)
+    if outputs:
+        arguments["ProcessingOutputConfig"] = {"Outputs": outputs}
+    if job.environment:
+        arguments["Environment"] = dict(job.environment)
+    step = _step(job, "Processing", arguments) | step_options(job)
+    if job.property_files:
+        step["PropertyFiles"] = list(job.property_files)
+    return step
+
+
+def _processing_input(name: str, uri: Value, local_path: str) -> dict[str, Any]:
+    return {
+        "InputName": name,
+        "S3Input": {
+            "S3Uri": uri,
+            "LocalPath": local_path,
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+        },
+    }
+
+
+def processing_output(step: str, port: str) -> Expression:
+    return step_property(step, f"ProcessingOutputConfig.Outputs['{port}'].S3Output.S3Uri")
+
+
+def training_step(job: SageMakerJob) -> dict[str, Any]:
+    s, contract = job.settings, job.contract
+    channels = [_channel(channel_name(contract, port), job.inputs[port]) for port in contract.inputs if port in job.inputs]
+    channels.append(_channel(CODE_INPUT, s.code_uri))
+    hyperparameters: dict[str, Value] = {**job.hyperparameters, ENTRY_POINT_KEY: contract.entry_point}
+    hyperparameters.update({ENV_KEY_PREFIX + name: value for name, value in job.environment.items()})
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": s.training_max_runtime}
+    if s.spot:
+        stopping["MaxWaitTimeInSeconds"] = s.spot_max_wait
+    algorithm: dict[str, Any] = {"TrainingImage": s.image_uri, "TrainingInputMode": "File"}
+    if s.metric_definitions:
+        algorithm["MetricDefinitions"] = [{"Name": name, "Regex": regex} for name, regex in sorted(s.metric_definitions.items())]
+        algorithm["EnableSageMakerMetricsTimeSeries"] = True
+    arguments: dict[str, Any] = {
+        "AlgorithmSpecification": algorithm,
+        "RoleArn": s.role_arn,
+        "HyperParameters": hyperparameters,
+        "InputDataConfig": channels,
+        "OutputDataConfig": {"S3OutputPath": join(list(job.output_parts), "/")},
+        "ResourceConfig": {
+            "InstanceType": parameter(TRAINING_INSTANCE_TYPE),
+            "InstanceCount": parameter(TRAINING_INSTANCE_COUNT),
+            "VolumeSizeInGB": s.training_volume_gb,
+        },
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": s.spot,
+    }
+    if contract.checkpoint_path:
+        arguments["CheckpointConfig"] = {"S3Uri": join([*job.output_parts, "checkpoints"], "/"), "LocalPath": CHECKPOINTS}
+    return _step(job, "Training", arguments) | step_options(job)
+
+
+def channel_name(contract: ScriptContract, port: str) -> str:
+    """The channel of a training input: its folder under /opt/ml/input/data."""
+    path = contract.inputs[port]
+    name = path.removeprefix(TRAINING_CHANNELS + "/")
+    if "/" in name or name == path:
+        raise PipelineError(f"training input {port!r} at {path}: SageMaker mounts channels only as {TRAINING_CHANNELS}/<channel>")
+    if name == CODE_INPUT:
+        raise PipelineError(f"training input {port!r} uses channel {CODE_INPUT!r}, which carries skyops' code archive; rename it")
+    return name
+
+
+def _channel(name: str, uri: Value) -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}},
+        "InputMode": "File",
+    }
+
+
+def training_output(step: str, port: str, contract: ScriptContract) -> Value:
+    """What a consumer of a training job's output receives: model.tar.gz, or output.tar.gz of /opt/ml/output/data."""
+    path = contract.outputs[port]
+    if path == TRAINING_MODEL:
+        return step_property(step, "ModelArtifacts.S3ModelArtifacts")
+    if path == TRAINING_OUTPUT:
+        output_path = step_property(step, "OutputDataConfig.S3OutputPath")
+        return join([output_path, "/", step_property(step, "TrainingJobName"), "/output/output.tar.gz"])
+    raise PipelineError(
+        f"step {step!r} output {port!r} at {path}: a training job uploads only {TRAINING_MODEL} and {TRAINING_OUTPUT}",
+        hint="declare the output at one of those two paths",
+    )
+
+
+def register_model_step(job: SageMakerJob) -> dict[str, Any]:
+    """A RegisterModel step: a new version of `group`, pending manual approval, with its metrics."""
+    s = job.settings
+    if MODEL_INPUT not in job.inputs:
+        raise PipelineError(f"registration step {job.name!r} has no bound {MODEL_INPUT!r} input; bind it to the training step's model")
+    if MODEL_INPUT not in job.archives and not _is_external(job.inputs[MODEL_INPUT]):
+        raise PipelineError(
+            f"registration step {job.name!r}: its {MODEL_INPUT!r} input is a folder written by a processing step; "
+            "a model version needs the model.tar.gz of a training job",
+            hint="bind the input to the training step's model output",
+        )
+    arguments: dict[str, Any] = {
+        "ModelPackageGroupName": job.model_package_group,
+        "ModelApprovalStatus": APPROVAL_STATUS,
+        "InferenceSpecification": {
+            "Containers": [{"Image": s.image_uri, "ModelDataUrl": job.inputs[MODEL_INPUT]}],
+            "SupportedContentTypes": CONTENT_TYPES,
+            "SupportedResponseMIMETypes": RESPONSE_TYPES,
+            "SupportedRealtimeInferenceInstanceTypes": list(s.inference_instance_types),
+            "SupportedTransformInstanceTypes": list(s.transform_instance_types),
+        },
+    }
+    if job.description:
+        arguments["ModelPackageDescription"] = job.description
+    if EVALUATION_INPUT in job.inputs:
+        statistics = {"ContentType": "application/json", "S3Uri": join([job.inputs[EVALUATION_INPUT], s.model_metrics_file], "/")}
+        arguments["ModelMetrics"] = {"ModelQuality": {"Statistics": statistics}}
+    if job.metadata:
+        arguments["CustomerMetadataProperties"] = dict(job.metadata)
+    return {"Name": job.name, "Type": "RegisterModel", "Arguments": arguments}
+
+
+def _is_external(uri: Value) -> bool:
+    """A literal S3 URI or a parameter: the user vouches that it names a model.tar.gz."""
+    return isinstance(uri, str) or (isinstance(uri, dict) and str(uri.get("Get", "")).startswith("Parameters."))

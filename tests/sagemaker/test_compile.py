@@ -1,0 +1,246 @@
+"""How the compiler maps a pipeline: golden file, determinism, wiring, gates, registration, deploy, and its errors.
+
+Regenerate the golden file after an intended change: SKYOPS_REGEN_GOLDEN=1 pytest tests/sagemaker -k golden
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import pytest
+
+from skyops.errors import ConfigError, PipelineError
+from skyops.pipeline.definition import Pipeline, pipeline_from_dict
+from skyops.pipeline.sagemaker import SageMakerSettings, compile_pipeline
+from skyops.pipeline.sagemaker.compile import run_context
+from skyops.pipeline.sagemaker.expressions import EXECUTION_ID
+
+from .checks import all_steps, corrected_schema, request_errors, schema_errors
+from .conftest import GOLDEN, ROOT, SETTINGS
+
+
+def render(definition: dict[str, Any]) -> str:
+    return json.dumps(definition, indent=2, sort_keys=True) + "\n"
+
+
+def step(definition: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in all_steps(definition["Steps"]) if s["Name"] == name)
+
+
+def drone_dict(**changes: Any) -> dict[str, Any]:
+    import yaml
+
+    data = yaml.safe_load((ROOT / "pipelines" / "drone-detection.yaml").read_text())
+    data.update(changes)
+    return data
+
+
+def test_golden_file(definition: dict[str, Any]) -> None:
+    path = GOLDEN / "drone-detection.json"
+    if os.environ.get("SKYOPS_REGEN_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(render(definition))
+    assert path.read_text() == render(definition), (
+        "the compiled definition changed; if intended: SKYOPS_REGEN_GOLDEN=1 pytest tests/sagemaker -k golden"
+    )
+
+
+def test_compiling_twice_gives_the_same_bytes(drone: Pipeline) -> None:
+    assert render(compile_pipeline(drone, SETTINGS)) == render(compile_pipeline(drone, SETTINGS))
+
+
+def test_steps_wire_through_property_references(definition: dict[str, Any]) -> None:
+    train = step(definition, "train")["Arguments"]
+    splits = next(c for c in train["InputDataConfig"] if c["ChannelName"] == "splits")
+    assert splits["DataSource"]["S3DataSource"]["S3Uri"] == {"Get": "Steps.split.ProcessingOutputConfig.Outputs['splits'].S3Output.S3Uri"}
+    evaluate = {i["InputName"]: i["S3Input"]["S3Uri"] for i in step(definition, "evaluate")["Arguments"]["ProcessingInputs"]}
+    assert evaluate["model"] == {"Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}
+    assert "champion" not in evaluate  # optional, bound to ${champion} whose default is "": left out, as locally
+    assert evaluate["skyops_code"] == f"s3://{SETTINGS.bucket}/{SETTINGS.code_key}"
+
+
+def test_outputs_go_under_the_execution(definition: dict[str, Any]) -> None:
+    (output,) = step(definition, "split")["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+    assert output["S3Output"]["S3Uri"] == {
+        "Std:Join": {"On": "/", "Values": [f"s3://{SETTINGS.bucket}/skyops/drone-detection", EXECUTION_ID, "split", "splits"]}
+    }
+    checkpoints = step(definition, "train")["Arguments"]["CheckpointConfig"]
+    assert checkpoints["LocalPath"] == "/opt/ml/checkpoints"
+    assert checkpoints["S3Uri"]["Std:Join"]["Values"][1:] == [EXECUTION_ID, "train", "checkpoints"]
+
+
+def test_a_dataset_parameter_becomes_an_input_once_it_has_an_s3_default(drone: Pipeline) -> None:
+    compiled = compile_pipeline(drone, SETTINGS, {"dataset": "s3://data/visdrone/", "TrainingInstanceType": "ml.p3.2xlarge"})
+    inputs = {i["InputName"]: i["S3Input"] for i in step(compiled, "ingest")["Arguments"]["ProcessingInputs"]}
+    assert inputs["source"]["S3Uri"] == {"Get": "Parameters.dataset"} and inputs["source"]["LocalPath"] == "/opt/ml/processing/input/source"
+    defaults = {p["Name"]: p["DefaultValue"] for p in compiled["Parameters"]}
+    assert defaults["dataset"] == "s3://data/visdrone/" and defaults["TrainingInstanceType"] == "ml.p3.2xlarge"
+
+
+def test_non_string_parameters_are_joined_into_strings(definition: dict[str, Any]) -> None:
+    arguments = step(definition, "ingest")["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--format") + 1] == {"Get": "Parameters.format"}  # a String parameter as is
+    assert arguments[arguments.index("--seed") + 1] == {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.seed"}]}}
+    assert step(definition, "train")["Arguments"]["HyperParameters"]["epochs"] == {
+        "Std:Join": {"On": "", "Values": [{"Get": "Parameters.epochs"}]}
+    }
+
+
+def test_gate_holds_the_guarded_step_and_fails_with_the_message(definition: dict[str, Any]) -> None:
+    assert [s["Name"] for s in definition["Steps"]] == [
+        "ingest", "validate", "profile", "split", "train", "evaluate", "quality-gate", "register-deploy-requested",
+    ]  # fmt: skip
+    gate = step(definition, "quality-gate")["Arguments"]
+    assert gate["Conditions"] == [
+        {
+            "Type": "GreaterThanOrEqualTo",
+            "LeftValue": {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.evaluate.PropertyFiles.quality"}, "Path": "metrics.map50"}},
+            "RightValue": {"Get": "Parameters.min_map50"},
+        }
+    ]
+    assert [s["Name"] for s in gate["IfSteps"]] == ["register"]
+    (fail,) = gate["ElseSteps"]
+    assert fail["Type"] == "Fail" and "below min_map50" in fail["Arguments"]["ErrorMessage"]["Std:Join"]["Values"][0]
+    assert step(definition, "evaluate")["PropertyFiles"] == [
+        {"PropertyFileName": "quality", "OutputName": "evaluation", "FilePath": "evaluation.json"}
+    ]
+
+
+def test_registration_is_a_pending_model_version_with_metrics(definition: dict[str, Any]) -> None:
+    register = step(definition, "register")
+    arguments = register["Arguments"]
+    assert register["Type"] == "RegisterModel" and arguments["ModelApprovalStatus"] == "PendingManualApproval"
+    assert arguments["ModelPackageGroupName"] == "drone-detection"
+    assert arguments["InferenceSpecification"]["Containers"] == [
+        {"Image": SETTINGS.image_uri, "ModelDataUrl": {"Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}}
+    ]
+    assert arguments["InferenceSpecification"]["SupportedContentTypes"] == ["application/x-image", "application/json"]
+    statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
+    evaluation = {"Get": "Steps.evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"}
+    assert statistics == {"ContentType": "application/json", "S3Uri": {"Std:Join": {"On": "/", "Values": [evaluation, "evaluation.json"]}}}
+
+
+def test_deploy_runs_only_when_asked_after_registration(definition: dict[str, Any]) -> None:
+    condition = step(definition, "register-deploy-requested")
+    assert condition["DependsOn"] == ["register"]
+    assert condition["Arguments"]["Conditions"] == [{"Type": "Equals", "LeftValue": {"Get": "Parameters.Deploy"}, "RightValue": True}]
+    deploy = condition["Arguments"]["IfSteps"][0]
+    assert deploy["CacheConfig"] == {"Enabled": False}
+    arguments = deploy["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert arguments[0] == "deploy-endpoint" and arguments[arguments.index("--model-package-arn") + 1] == {
+        "Get": "Steps.register.ModelPackageArn"
+    }
+    assert {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]}["Deploy"] is False
+
+
+def test_spot_is_a_definition_time_choice(drone: Pipeline) -> None:
+    on_demand = step(compile_pipeline(drone, SETTINGS), "train")["Arguments"]
+    spot = step(compile_pipeline(drone, dataclasses.replace(SETTINGS, spot=True)), "train")["Arguments"]
+    assert on_demand["EnableManagedSpotTraining"] is False and "MaxWaitTimeInSeconds" not in on_demand["StoppingCondition"]
+    assert spot["EnableManagedSpotTraining"] is True and spot["StoppingCondition"] == {
+        "MaxRuntimeInSeconds": 86400,
+        "MaxWaitTimeInSeconds": 172800,
+    }
+
+
+def test_run_context_maps_every_variable_the_engine_sets() -> None:
+    from skyops.pipeline.contract import RUN_CONTEXT_ENV
+
+    context = run_context("train")
+    assert list(context) == list(RUN_CONTEXT_ENV)
+    assert context["SKYOPS_RUN_ID"] == EXECUTION_ID and context["SKYOPS_STEP_NAME"] == "train"
+
+
+def test_unknown_override_lists_the_parameters(drone: Pipeline) -> None:
+    with pytest.raises(ConfigError, match=r"has no parameter 'epoch'") as info:
+        compile_pipeline(drone, SETTINGS, {"epoch": "3"})
+    assert "TrainingInstanceCount (integer)" in info.value.hint
+
+
+def test_local_paths_cannot_reach_sagemaker(drone: Pipeline) -> None:
+    with pytest.raises(
+        PipelineError, match=r"input 'source' \(\$\{dataset\}\) is '/data/visdrone'; a SageMaker job reads its inputs from S3"
+    ):
+        compile_pipeline(drone, SETTINGS, {"dataset": "/data/visdrone"})
+    steps = drone_dict()["steps"]
+    steps[5]["inputs"] = {"champion": "./weights/champion"}
+    with pytest.raises(PipelineError, match=r"input 'champion' \(./weights/champion\) is a local path"):
+        compile_pipeline(pipeline_from_dict(drone_dict(steps=steps)), SETTINGS)
+
+
+def test_parameter_clash_with_the_engine_is_refused() -> None:
+    data = drone_dict()
+    data["parameters"]["Deploy"] = {"type": "boolean", "default": True}
+    with pytest.raises(PipelineError, match=r"defines parameter 'Deploy', which the SageMaker engine adds itself"):
+        compile_pipeline(pipeline_from_dict(data), SETTINGS)
+
+
+def test_gate_problems_are_reported_together() -> None:
+    data = drone_dict()
+    second = {**data["gates"][0], "name": "speed", "conditions": [{"path": "speed_ms.total", "op": "<", "value": 50}]}
+    on_training = {**data["gates"][0], "name": "fit", "step": "train", "output": "model", "file": "training.json", "guards": ["evaluate"]}
+    with pytest.raises(PipelineError) as info:
+        compile_pipeline(pipeline_from_dict(drone_dict(gates=[*data["gates"], second, on_training])), SETTINGS)
+    assert info.value.problems == [
+        "gate 'fit' reads step 'train', but only processing steps can declare the PropertyFile it needs",
+        "step 'register' is guarded by gates fit, quality, speed; SageMaker cannot nest condition steps, so merge them into one gate with all the conditions",
+    ]
+
+
+def test_missing_code_key_is_refused(drone: Pipeline) -> None:
+    with pytest.raises(ConfigError, match="no code_key"):
+        compile_pipeline(drone, dataclasses.replace(SETTINGS, code_key=""))
+
+
+def test_registration_needs_a_training_model(scratch) -> None:
+    package = scratch("export", outputs={"model": "model-weights", "evaluation": "evaluation"})
+    scratch(
+        "enroll", kind="REGISTRATION", inputs={"model": "model-weights", "evaluation": "evaluation"}, outputs={"record": "registration"}
+    )
+    pipeline = pipeline_from_dict({"name": "reg", "catalog": package, "steps": [{"step": "export"}, {"step": "enroll"}]})
+    with pytest.raises(
+        PipelineError, match=r"step 'enroll': registration step 'enroll': its 'model' input is a folder written by a processing step"
+    ):
+        compile_pipeline(pipeline, SETTINGS)
+
+
+def test_required_env_var_needs_a_value_in_the_pipeline(scratch) -> None:
+    package = scratch("notify", outputs={"sent": "receipt"}, required_env=("WEBHOOK_URL",))
+    data = {"name": "env", "catalog": package, "steps": [{"step": "notify"}]}
+    with pytest.raises(PipelineError, match=r"step 'notify': needs env var WEBHOOK_URL, which has no value in the pipeline"):
+        compile_pipeline(pipeline_from_dict(data), SETTINGS)
+    compiled = compile_pipeline(pipeline_from_dict({**data, "env": {"WEBHOOK_URL": "https://hooks.example/x"}}), SETTINGS)
+    assert step(compiled, "notify")["Arguments"]["Environment"] == {"WEBHOOK_URL": "https://hooks.example/x"}
+    assert schema_errors(compiled, corrected_schema()) == [] and request_errors(step(compiled, "notify")) == ""
+
+
+def test_settings_reach_the_jobs(drone: Pipeline) -> None:
+    custom = dataclasses.replace(SETTINGS, prefix="teams/vision", retry_attempts=5, cache_expire_after="PT12H", training_volume_gb=200)
+    compiled = compile_pipeline(drone, custom)
+    train = step(compiled, "train")
+    assert train["CacheConfig"] == {"Enabled": True, "ExpireAfter": "PT12H"}
+    assert train["RetryPolicies"][0]["MaxAttempts"] == 5 and train["Arguments"]["ResourceConfig"]["VolumeSizeInGB"] == 200
+    assert (
+        train["Arguments"]["OutputDataConfig"]["S3OutputPath"]["Std:Join"]["Values"][0]
+        == f"s3://{SETTINGS.bucket}/teams/vision/drone-detection"
+    )
+
+
+def test_settings_problems_are_listed_together() -> None:
+    with pytest.raises(ConfigError) as info:
+        SageMakerSettings(
+            bucket="Bad_Bucket",
+            role_arn="role",
+            region="eu-west-1",
+            image_uris={"eu-west-1": "1.dkr.ecr.us-east-1.amazonaws.com/x"},
+            cache_expire_after="30 days",
+        )
+    assert info.value.problems == [
+        "bucket 'Bad_Bucket' is not an S3 bucket name (3-63 lower-case letters, digits, '.' and '-')",
+        "cache_expire_after '30 days' is not an ISO 8601 duration like P30D or PT12H",
+        "image for eu-west-1 is in ECR of us-east-1 (1.dkr.ecr.us-east-1.amazonaws.com/x); SageMaker pulls images from its own region",
+        "role_arn 'role' is not an IAM role ARN like arn:aws:iam::123456789012:role/skyops-sagemaker",
+    ]
