@@ -8,12 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from skyops.pipeline.lineage import load_record
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["-p", "images=48", "-p", "image_size=96", "-p", "batch=8"]
+TINY = ["-p", "images=48", "-p", "image_size=96", "-p", "batch=8", "-p", "min_map50=0"]  # a 1-3 epoch model cannot pass the real gate
 
 
 def skyops_run(state: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -33,7 +31,7 @@ def model_dir(state: Path) -> Path:
     return Path(record.steps["train"].outputs["model"]["path"])
 
 
-def test_pipeline_trains_evaluates_and_summarises(tmp_path: Path) -> None:
+def test_pipeline_trains_evaluates_registers_and_summarises(tmp_path: Path) -> None:
     done = skyops_run(tmp_path, *TINY, "-p", "epochs=2")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     training = json.loads((model_dir(tmp_path) / "training.json").read_text())
@@ -45,6 +43,27 @@ def test_pipeline_trains_evaluates_and_summarises(tmp_path: Path) -> None:
     # upstream artifacts stay byte-for-byte as published (Ultralytics writes labels.cache into a private view)
     splits = Path(record.steps["split"].outputs["splits"]["path"])
     assert not list(splits.rglob("*.cache"))
+    registration = json.loads(Path(record.steps["register"].outputs["registration"]["path"], "registration.json").read_text())
+    assert registration["version"] == 1 and registration["status"] == "PendingManualApproval" and registration["gate"]["passed"]
+    assert "registered drone-detector v1: PendingManualApproval" in done.stdout
+    listing = subprocess.run(
+        [sys.executable, "-m", "skyops", "models", "list"],
+        env={**os.environ, "SKYOPS_STATE_DIR": str(tmp_path), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert "PendingManualApproval" in listing.stdout and "passed" in listing.stdout
+
+
+def test_quality_gate_stops_registration(tmp_path: Path) -> None:
+    done = skyops_run(tmp_path, *TINY, "-p", "epochs=1", "-p", "min_map50=0.99")
+    assert done.returncode == 1
+    assert "gate quality stopped register: the model's test mAP50 is below min_map50" in done.stdout
+    assert "stopped at gate 'quality'" in done.stderr
+    record = load_record(tmp_path / "runs", "latest")
+    assert record.status == "gated" and record.steps["register"].status == "gated"
 
 
 def test_killed_training_resumes_at_the_next_epoch(tmp_path: Path) -> None:
@@ -66,10 +85,8 @@ def test_killed_training_resumes_at_the_next_epoch(tmp_path: Path) -> None:
     assert len(rows) == 1 + 3  # header + one row per epoch, none repeated
 
 
-@pytest.mark.slow
 def test_two_epochs_on_real_drone_data(tmp_path: Path, shared_datasets: Path) -> None:
-    done = skyops_run(
-        tmp_path,
+    real = [
         "-p",
         f"dataset={shared_datasets / 'aerial-cars'}",
         "-p",
@@ -77,10 +94,13 @@ def test_two_epochs_on_real_drone_data(tmp_path: Path, shared_datasets: Path) ->
         "-p",
         "epochs=2",
         "-p",
-        "image_size=160",
+        "image_size=96",
         "-p",
         "batch=16",
-    )
+        "-p",
+        "min_map50=0",
+    ]
+    done = skyops_run(tmp_path, *real)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     training = json.loads((model_dir(tmp_path) / "training.json").read_text())
     assert training["epochs_completed"] == 2 and training["names"] == ["0", "1", "2", "3"]

@@ -49,4 +49,13 @@ def print_results(console: Console, record: RunRecord) -> None:
             console.print(
                 f"champion   mAP50-95 delta {c['delta']['map50_95']:+.3f}: challenger {'better' if c['challenger_better'] else 'not better'}"
             )
-    console.print(f"next       skyops runs show {record.run_id}  ·  skyops pipeline explain {record.pipeline}")
+    registration = read_json(find_output(record, "registration.json"))
+    if registration:
+        verdict = "passed" if registration["gate"]["passed"] else "failed"
+        console.print(
+            f"registered {registration['model']} v{registration['version']}: {registration['status']} (registration gate {verdict})"
+        )
+        console.print(
+            f"next       skyops models show {registration['version']}  ·  skyops models approve {registration['version']} --as <ml-engineer>"
+        )
+    console.print(f"next       skyops runs show {record.run_id}  ·  skyops models list  ·  skyops ui")

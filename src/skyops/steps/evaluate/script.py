@@ -47,9 +47,20 @@ CONTRACT = ScriptContract(
 
 
 def weights_in(folder: Path) -> Path:
-    """best.pt if present, else the only .pt in the folder."""
+    """best.pt if present, else the only .pt in the folder.
+
+    On SageMaker a training job's model arrives as one model.tar.gz: it is unpacked into a temp
+    folder first (inputs are never written to).
+    """
+    import tarfile
+
     from skyops.errors import ConfigError
 
+    if not any(folder.rglob("*.pt")) and (folder / "model.tar.gz").is_file():
+        unpacked = Path(tempfile.mkdtemp(prefix="skyops-model-"))
+        with tarfile.open(folder / "model.tar.gz") as archive:
+            archive.extractall(unpacked, filter="data")
+        folder = unpacked
     if (folder / "best.pt").is_file():
         return folder / "best.pt"
     found = sorted(folder.rglob("*.pt"))
