@@ -14,22 +14,14 @@ import pytest
 from skyops.pipeline.engine import StateDir
 from skyops.pipeline.lineage import load_record
 
-from .conftest import PIPELINES, toy
-
-
-def read_output(record, step: str, port: str, file: str) -> str:
-    return Path(record.steps[step].outputs[port]["path"], file).read_text()
-
-
-def statuses(record) -> dict[str, str]:
-    return {name: str(step.status) for name, step in record.steps.items()}
+from .conftest import PIPELINES, read_output_text, statuses, toy
 
 
 def test_run_writes_outputs_and_lineage(make_engine, numbers, state: StateDir, monkeypatch) -> None:
     monkeypatch.setenv("SKYOPS_USER", "alice")
     record = make_engine().run(numbers, {"count": "4"})
     assert record.status == "succeeded"
-    assert read_output(record, "total", "total", "total.txt") == "20\n"  # (1+2+3+4) * 2
+    assert read_output_text(record, "total", "total", "total.txt") == "20\n"  # (1+2+3+4) * 2
     saved = load_record(state.runs, record.run_id)
     assert saved.user == "alice" and saved.parameters == {"count": 4, "factor": 2}
     double = saved.steps["double"]
@@ -45,7 +37,7 @@ def test_second_run_is_served_from_the_cache(make_engine, numbers) -> None:
     first = engine.run(numbers)
     second = engine.run(numbers)
     assert statuses(second) == dict.fromkeys(["emit", "double", "total"], "cached")
-    assert read_output(second, "total", "total", "total.txt") == read_output(first, "total", "total", "total.txt")
+    assert read_output_text(second, "total", "total", "total.txt") == read_output_text(first, "total", "total", "total.txt")
 
 
 def test_config_change_misses_only_where_it_matters(make_engine, numbers) -> None:
@@ -92,12 +84,12 @@ def test_input_content_change_misses_and_touch_hits(make_engine, scratch_package
         }
     )
     engine = make_engine(roots={scratch_package.package: scratch_package.root / scratch_package.package})
-    assert read_output(engine.run(pipeline), "upper", "out", "y.txt") == "ABC"
+    assert read_output_text(engine.run(pipeline), "upper", "out", "y.txt") == "ABC"
     os.utime(data / "x.txt", (time.time() + 5, time.time() + 5))
     assert statuses(engine.run(pipeline)) == {"upper": "cached"}
     (data / "x.txt").write_text("xyz")
     record = engine.run(pipeline)
-    assert statuses(record) == {"upper": "done"} and read_output(record, "upper", "out", "y.txt") == "XYZ"
+    assert statuses(record) == {"upper": "done"} and read_output_text(record, "upper", "out", "y.txt") == "XYZ"
     assert record.steps["upper"].miss_reasons[0].startswith("inputs changed (src: ")
     assert (data / "x.txt").read_text() == "xyz"  # source data never modified
 
@@ -112,7 +104,7 @@ def test_independent_steps_run_concurrently(make_engine) -> None:
 
     def intervals(workers: int) -> list[tuple[float, float]]:
         record = make_engine(workers=workers, use_cache=False).run(pipeline)
-        return [tuple(map(float, read_output(record, s, "stamp", "part-2.txt").split())) for s in ("a", "b")]  # type: ignore[misc]
+        return [tuple(map(float, read_output_text(record, s, "stamp", "part-2.txt").split())) for s in ("a", "b")]  # type: ignore[misc]
 
     (a0, a1), (b0, b1) = intervals(2)
     assert a0 < b1 and b0 < a1, "with two workers the sleepers overlap"

@@ -198,3 +198,16 @@ def describe_folder(path: Path, limit: int = 8) -> str:
         return "an empty folder"
     shown = ", ".join(names[:limit])
     return f"{shown}{f', … ({len(names)} entries)' if len(names) > limit else ''}"
+
+
+def roots_with(path: Path, *folders: str) -> list[Path]:
+    """`path` if it holds every one of `folders`, else those of its sub-folders that do (sorted)."""
+
+    def is_root(p: Path) -> bool:
+        return all((p / folder).is_dir() for folder in folders)
+
+    if is_root(path):
+        return [path]
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.is_dir() and is_root(p))

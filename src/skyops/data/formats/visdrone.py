@@ -27,6 +27,7 @@ from skyops.data.formats.base import (
     first_lines,
     is_number,
     list_files,
+    roots_with,
     stem_of,
     unique_names,
 )
@@ -46,15 +47,7 @@ def source_index(category: int) -> int:
 
 def visdrone_roots(path: Path) -> list[Path]:
     """`path` if it holds images/ + annotations/, else its sub-folders that do."""
-
-    def is_root(p: Path) -> bool:
-        return (p / "images").is_dir() and (p / "annotations").is_dir()
-
-    if is_root(path):
-        return [path]
-    if not path.is_dir():
-        return []
-    return sorted(p for p in path.iterdir() if p.is_dir() and is_root(p))
+    return roots_with(path, "images", "annotations")
 
 
 class VisDroneReader:

@@ -27,20 +27,15 @@ from skyops.data.formats.base import (
     first_lines,
     inline_parse,
     list_files,
+    roots_with,
     unique_names,
 )
 from skyops.data.layout import IMAGE_SUFFIXES, group_of
 
 
 def voc_roots(path: Path) -> list[Path]:
-    def is_root(p: Path) -> bool:
-        return (p / "Annotations").is_dir() and (p / "JPEGImages").is_dir()
-
-    if is_root(path):
-        return [path]
-    if not path.is_dir():
-        return []
-    return sorted(p for p in path.iterdir() if p.is_dir() and is_root(p))
+    """`path` if it holds Annotations/ + JPEGImages/, else its sub-folders that do."""
+    return roots_with(path, "Annotations", "JPEGImages")
 
 
 class VocReader:
