@@ -83,23 +83,23 @@ class LocalEngine:
         overrides = dict(overrides or {})
         params = pipeline.resolve_parameters(overrides)
         configs = {node.name: node.resolved_config(params) for node in pipeline.steps}
-        record = new_record(
-            run_id or new_run_id(), pipeline.name, params, {n.name: n.definition.name for n in pipeline.steps}, pipeline.source
-        )
-        named = not pipeline.source or Path(pipeline.source).stem == pipeline.name  # found by name in pipelines/
-        record.resume_command = (
-            "skyops run "
-            + shlex.quote(pipeline.name if named else pipeline.source)
-            + "".join(f" --param {shlex.quote(f'{k}={v}')}" for k, v in sorted(overrides.items()))
-        )
-        cache = self.state.cache
-        cache.clean_staging()
-        memo = StatMemo(self.state.root / "input-hashes.json")
-        notify = listener or (lambda _step: None)
-        self._save(record)
+        # Started first, so the step host boots while the run is prepared and the first key computed.
         launcher = self._launcher or default_launcher(tuple(sorted({n.definition.script_module for n in pipeline.steps})))
+        memo = StatMemo(self.state.root / "input-hashes.json")
         try:
-            self._schedule(pipeline, params, configs, record, cache, memo, launcher, notify)
+            record = new_record(
+                run_id or new_run_id(), pipeline.name, params, {n.name: n.definition.name for n in pipeline.steps}, pipeline.source
+            )
+            named = not pipeline.source or Path(pipeline.source).stem == pipeline.name  # found by name in pipelines/
+            record.resume_command = (
+                "skyops run "
+                + shlex.quote(pipeline.name if named else pipeline.source)
+                + "".join(f" --param {shlex.quote(f'{k}={v}')}" for k, v in sorted(overrides.items()))
+            )
+            cache = self.state.cache
+            cache.clean_staging()
+            self._save(record)
+            self._schedule(pipeline, params, configs, record, cache, memo, launcher, listener or (lambda _step: None))
         finally:
             if self._launcher is None:
                 launcher.close()
@@ -161,7 +161,10 @@ class LocalEngine:
     def _check_gates(self, pipeline: Pipeline, name: str, params: dict[str, Any], record: RunRecord) -> None:
         """Evaluate the gates that read step `name`, once it has finished."""
         step = record.steps[name]
-        for gate in (g for g in pipeline.gates if g.step == name):
+        gates = [g for g in pipeline.gates if g.step == name]
+        if not gates:
+            return
+        for gate in gates:
             if step.status.finished:
                 result = evaluate_gate(gate, Path(step.outputs[gate.output]["path"]), params)
                 record.gates[gate.name] = {
