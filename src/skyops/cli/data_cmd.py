@@ -60,6 +60,37 @@ def convert(
 
 
 @app.command()
+def validate(
+    dataset: Dataset,
+    target: Annotated[Path | None, typer.Argument(help="Optional: write the dataset minus quarantined images here.")] = None,
+    max_invalid: Annotated[float, typer.Option(help="Fail when more than this fraction of images is quarantined.", min=0, max=1)] = 0.05,
+    min_side: Annotated[int, typer.Option(help="Quarantine images whose shorter side is below this many pixels.", min=1)] = 32,
+    decode: Annotated[bool, typer.Option(help="Decode every image fully (slower; finds corruption inside the data).")] = False,
+    report: Annotated[Path | None, typer.Option(help="Write the JSON report (every finding) to this file.")] = None,
+) -> None:
+    """Check every image and label; list findings by rule with a fix each; quarantine, never delete.
+
+    Exits 1 when more than --max-invalid of the images are quarantined.
+    Example: skyops data validate out/visdrone out/visdrone-valid --report validation.json
+    """
+    from skyops.data.validate import ValidationFailed, ValidationPolicy, summary, write_validated
+    from skyops.data.validate import validate as run_validate
+
+    try:
+        result = run_validate(dataset, ValidationPolicy(max_invalid_fraction=max_invalid, min_side=min_side, decode=decode))
+    except ValidationFailed as failed:
+        if report:
+            report.write_text(json.dumps(failed.report.to_json(), indent=1))
+        raise
+    if report:
+        report.write_text(json.dumps(result.to_json(), indent=1))
+    print(summary(result))
+    if target:
+        write_validated(dataset, target, result)
+        print(f"validated dataset ({result.images - len(result.quarantined)} images) -> {target}")
+
+
+@app.command()
 def profile(dataset: Dataset, target: Target, workers: Annotated[int, typer.Option(min=1)] = 2) -> None:
     """Profile a dataset: profile.json (the monitoring baseline), plots/ and profile.html."""
     from skyops.data.profile import profile_dataset
