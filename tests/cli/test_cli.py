@@ -68,3 +68,30 @@ def test_explain_cache_says_why(tmp_path: Path) -> None:
     skyops("run", str(NUMBERS), state=tmp_path, check=True)
     out = skyops("run", str(NUMBERS), "-p", "factor=5", "--explain-cache", state=tmp_path, check=True).stdout
     assert "config changed (factor: 2 -> 5)" in out and "hit " in out
+
+
+@pytest.mark.slow
+def test_ui_serves_mlflow_on_the_projects_store(tmp_path: Path) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SKYOPS_STATE_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skyops", "ui", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline, page = time.time() + 120, ""
+        while time.time() < deadline and not page:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert "<!doctype html>" in page.lower()
+        assert (tmp_path / "mlflow.db").is_file()
+    finally:
+        proc.terminate()
+        proc.wait(30)
