@@ -16,8 +16,8 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
-from functools import cache
+from dataclasses import dataclass, field, fields
+from functools import cache, cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,9 +39,12 @@ class KeyParts:
     env: dict[str, str] = field(default_factory=dict)
     libraries: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:32]
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:32]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # the parts are plain JSON already
 
 
 def explain_miss(previous: KeyParts | None, current: KeyParts) -> list[str]:
@@ -123,7 +126,7 @@ class Cache:
         An entry already published under the key is kept (another run got there first), unless
         `replace` (a forced re-run): then the old one is moved aside first and deleted after.
         """
-        write_json_atomic(staged / ENTRY_FILE, {"parts": asdict(parts), "outputs": outputs})
+        write_json_atomic(staged / ENTRY_FILE, {"parts": parts.as_dict(), "outputs": outputs})
         target = self.root / parts.key
         self.root.mkdir(parents=True, exist_ok=True)
         old = None
@@ -177,6 +180,23 @@ def code_digest(package_dir: Path, roots: dict[str, Path]) -> str:
             other packages are third-party and enter the key through `libraries` instead.
     """
     roots_key = tuple(sorted(roots.items()))
+    closure = _CLOSURES.get((package_dir, roots_key))
+    mtimes = closure and [os.stat(path).st_mtime_ns for path, _ in closure[0]]
+    if closure is None or mtimes != closure[1]:  # first use, or a file changed: follow the imports again
+        closure = _follow_imports(package_dir, roots_key)
+        _CLOSURES[(package_dir, roots_key)] = closure
+        mtimes = closure[1]
+    digest = hashlib.sha256()
+    for (path, name), mtime in zip(closure[0], mtimes, strict=True):
+        digest.update(name + b"\0" + _file_sha(path, mtime).encode())
+    return digest.hexdigest()
+
+
+# (package dir, roots) -> ([(file, relative name)], [mtime_ns]): the import closure, re-followed when a file changes
+_CLOSURES: dict[tuple[Path, Any], tuple[list[tuple[Path, bytes]], list[int]]] = {}
+
+
+def _follow_imports(package_dir: Path, roots_key: tuple[tuple[str, Path], ...]) -> tuple[list[tuple[Path, bytes]], list[int]]:
     files = set(package_dir.glob("*.py"))
     pending = list(files)
     while pending:
@@ -185,12 +205,12 @@ def code_digest(package_dir: Path, roots: dict[str, Path]) -> str:
             if dep not in files:
                 files.add(dep)
                 pending.append(dep)
-    digest = hashlib.sha256()
+    named = []
     for path in sorted(files):
         # Relative names keep keys equal across clones in different folders.
-        name = next((path.relative_to(r.parent) for r in roots.values() if path.is_relative_to(r)), path)
-        digest.update(name.as_posix().encode() + b"\0" + _file_sha(path, path.stat().st_mtime_ns).encode())
-    return digest.hexdigest()
+        name = next((path.relative_to(r.parent) for _, r in roots_key if path.is_relative_to(r)), path)
+        named.append((path, name.as_posix().encode()))
+    return named, [os.stat(path).st_mtime_ns for path, _ in named]
 
 
 @cache

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import pkgutil
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, is_dataclass
@@ -123,6 +122,8 @@ class Catalog:
         if self._loaded:
             return
         self._loaded = True
+        import pkgutil  # only listing a catalog needs it; a step's own process never does
+
         package = importlib.import_module(self.package)
         problems = []
         for module in pkgutil.iter_modules(package.__path__):

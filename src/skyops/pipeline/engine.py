@@ -256,7 +256,7 @@ class LocalEngine:
             return
         digests = {port: hash_tree(path) for port, path in out_dirs.items()}
         published = cache.publish(staged, parts, {port: d.digest for port, d in digests.items()}, replace=not self.use_cache)
-        write_json_atomic(last_path, parts.__dict__)
+        write_json_atomic(last_path, parts.as_dict())
         if checkpoints is not None:
             shutil.rmtree(checkpoints, ignore_errors=True)  # finished: nothing left to resume
         step.outputs = {
