@@ -10,6 +10,7 @@ import pytest
 
 from skyops.cli import main
 from skyops.registry.audit import verify
+from skyops.registry.champion import champion_weights
 from skyops.registry.models import ApprovalStatus, ModelRegistry
 from skyops.training.tracking import TrackingStore
 
@@ -98,6 +99,7 @@ def test_ml_engineer_approves_promotes_and_rolls_back(project: Path, store_dir: 
     code, out, _ = cli(capsys, "models", "rollback", "--as", "alice", "--reason", "false positives on roofs", "--model", model)
     assert code == 0 and out == f"@champion: v{second} -> v{first} (rolled back: false positives on roofs)\n"
     assert registry.by_alias("champion").version == first  # type: ignore[union-attr]
+    assert champion_weights(store_dir, model) == (first, Path(registry.get(first).source.removeprefix("file://")))
     code, out, _ = cli(capsys, "models", "list", "--model", model)
     assert "@champion" in out and "Approved" in out
     assert verify(store_dir / "audit.log").ok

@@ -55,6 +55,23 @@ def test_pipeline_trains_evaluates_registers_and_summarises(tmp_path: Path) -> N
         cwd=ROOT,
     )
     assert "PendingManualApproval" in listing.stdout and "passed" in listing.stdout
+    # promote v1: the next run evaluates the same test split with the champion and compares
+    for command in (["approve", "1"], ["promote", "1"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "skyops", "models", *command, "--as", "alice"],
+            env={**os.environ, "SKYOPS_STATE_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stderr
+    again = skyops_run(tmp_path, *TINY, "-p", "epochs=2")
+    assert again.returncode == 0 and "comparing with the champion: drone-detector v1" in again.stdout
+    record = load_record(tmp_path / "runs", "latest")
+    assert record.steps["train"].status == "cached" and record.steps["evaluate"].status == "done"
+    evaluation = json.loads(Path(record.steps["evaluate"].outputs["evaluation"]["path"], "evaluation.json").read_text())
+    assert evaluation["comparison"]["delta"]["map50_95"] == 0.0  # the same weights on the same split
 
 
 def test_quality_gate_stops_registration(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from skyops.cli.common import engine, format_seconds, load, parse_params
+from skyops.cli.common import engine, format_seconds, load, parse_params, settings
 from skyops.cli.results import print_results
 from skyops.settings import DEFAULT_PIPELINE
 
@@ -47,6 +47,13 @@ def run(
     pipeline = load(name)
     overrides = parse_params(param)
     console = Console(stderr=False)
+    if "champion" in {p.name for p in pipeline.parameters} and "champion" not in overrides:
+        from skyops.registry.champion import champion_weights
+
+        found = champion_weights(settings().state_dir, "drone-detector")
+        if found:
+            overrides["champion"] = str(found[1])
+            console.print(f"comparing with the champion: drone-detector v{found[0]} (override with --param champion=PATH)")
     display = Progress(console, [s.name for s in pipeline.steps])
     with display:
         record = engine(pipeline, workers=workers, use_cache=not no_cache).run(pipeline, overrides, listener=display.update)

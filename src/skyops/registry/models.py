@@ -14,7 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from skyops.errors import ConfigError, SkyopsError
-from skyops.training.tracking import TrackingStore
+from skyops.registry.champion import write_pointer
+from skyops.training.tracking import TrackingStore, sqlite_path
 
 DEFAULT_MODEL = "drone-detector"
 TAG = "skyops."
@@ -125,6 +126,9 @@ class ModelRegistry:
                 self.client.delete_registered_model_alias(self.name, alias)
         else:
             self.client.set_registered_model_alias(self.name, alias, str(version))
+        database = sqlite_path(self.store.uri)
+        if alias == "champion" and database is not None:  # a local store: keep the MLflow-free pointer in step
+            write_pointer(database.parent, self.name, version, self.get(version).source if version is not None else "")
 
     def promote(self, version: int) -> ModelVersion | None:
         """Make `version` the @champion; the old champion becomes @previous. Returns the old champion."""

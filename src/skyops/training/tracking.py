@@ -177,7 +177,7 @@ class TrackingStore:
 
     def _artifact_location(self) -> str | None:
         # MLflow's default for a sqlite store is ./mlruns under the current folder; keep them beside the db.
-        database = _sqlite_path(self.uri)
+        database = sqlite_path(self.uri)
         return None if database is None else (database.parent / "mlartifacts").as_uri()  # None: the server decides
 
 
@@ -191,7 +191,7 @@ def _client(uri: str) -> Any:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
-    database = _sqlite_path(uri)
+    database = sqlite_path(uri)
     if database is None:
         return MlflowClient(tracking_uri=uri)
     # Opening a sqlite store creates or migrates its schema; two processes doing that at once break
@@ -203,7 +203,7 @@ def _client(uri: str) -> Any:
         return MlflowClient(tracking_uri=uri)
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     """The database file of a sqlite URI ('sqlite:////abs.db' or 'sqlite:///rel.db'), else None."""
     path = unquote(uri.removeprefix(SQLITE))
     return Path(path).resolve() if uri.startswith(SQLITE) and path not in ("", ":memory:") else None
