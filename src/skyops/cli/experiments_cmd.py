@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -126,4 +125,6 @@ def ui(
     uri = s.tracking_uri or local_tracking_uri(s.state_dir)
     print(f"MLflow UI for {uri} at http://127.0.0.1:{port}")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
-    raise typer.Exit(subprocess.call(command, env={**os.environ, **MLFLOW_ENV}))
+    sys.stdout.flush()
+    # Become the server (exec, not a child): Ctrl-C and a terminating parent reach it directly.
+    os.execve(sys.executable, command, {**os.environ, **MLFLOW_ENV})
