@@ -9,12 +9,15 @@ from typing import Annotated
 import typer
 
 from skyops.cli.common import actor, governance, registry
+from skyops.cli.usage import SkyopsGroup
 
 app = typer.Typer(
-    help="The model registry: versions, approval, @champion/@previous, rollback. Changes need an ML Engineer.", no_args_is_help=True
+    help="The model registry: versions, approval, @champion/@previous, rollback. Changes need an ML Engineer.",
+    cls=SkyopsGroup,
+    no_args_is_help=True,
 )
 
-Version = Annotated[str, typer.Argument(help="Version number, or an alias such as champion.")]
+Version = Annotated[str, typer.Argument(help="Version number, or an alias such as champion.", metavar="VERSION")]
 As = Annotated[str | None, typer.Option("--as", help="Act as this user (default: $SKYOPS_USER, else the OS user).")]
 Reason = Annotated[str, typer.Option(help="Why: kept in the audit log and on the version.")]
 Model = Annotated[str, typer.Option(help="Registered model name.")]

@@ -33,7 +33,9 @@ _STYLE = {
 
 
 def run(
-    name: Annotated[str, typer.Argument(help="Pipeline name (pipelines/NAME.yaml) or path to a pipeline file.")] = DEFAULT_PIPELINE,
+    name: Annotated[
+        str, typer.Argument(help="Pipeline name (pipelines/NAME.yaml) or path to a pipeline file.", metavar="NAME")
+    ] = DEFAULT_PIPELINE,
     param: Annotated[list[str], typer.Option("--param", "-p", help="Override a pipeline parameter: --param epochs=3 (repeatable).")] = [],  # noqa: B006
     explain_cache: Annotated[bool, typer.Option("--explain-cache", help="Say why each step hit or missed the cache.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-run every step, ignoring cached results.")] = False,
