@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from skyops.cli.common import settings
+from skyops.cli.common import settings, stdout_console
 from skyops.cli.usage import SkyopsGroup
 
 app = typer.Typer(
@@ -47,7 +47,6 @@ def compare(
     plot: Annotated[Path | None, typer.Option(help="Write the per-epoch mAP50-95 curves of the runs to this PNG.")] = None,
 ) -> None:
     """A table of the runs' parameters and test metrics, and their validation curves."""
-    from rich.console import Console
     from rich.table import Table
 
     from skyops.training.tracking import TrackingStore
@@ -65,7 +64,7 @@ def compare(
             *(f"{metrics[m]:.3f}" if m in metrics else "-" for m in METRICS),
             r["training.json"]["mlflow_run_id"][:12],
         )
-    Console().print(table)
+    stdout_console().print(table)
     if plot:
         import matplotlib
 

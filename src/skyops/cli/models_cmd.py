@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from skyops.cli.common import actor, governance, registry
+from skyops.cli.common import actor, governance, registry, stdout_console
 from skyops.cli.usage import SkyopsGroup
 
 app = typer.Typer(
@@ -26,7 +26,6 @@ Model = Annotated[str, typer.Option(help="Registered model name.")]
 @app.command("list")
 def list_(model: Model = "drone-detector") -> None:
     """Every version with its status, aliases, metrics and gate decision."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("version", "status", "aliases", "mAP50", "mAP50-95", "gate", "created")
@@ -42,7 +41,7 @@ def list_(model: Model = "drone-detector") -> None:
             verdict,
             time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created / 1000)),
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @app.command()

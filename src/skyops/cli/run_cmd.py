@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from skyops.cli.common import engine, format_seconds, load, parse_params, settings
+from skyops.cli.common import engine, format_seconds, load, parse_params, settings, stdout_console
 from skyops.cli.results import print_results
 from skyops.settings import DEFAULT_PIPELINE
 
@@ -42,13 +42,11 @@ def run(
     workers: Annotated[int, typer.Option(help="Most steps running at once.", min=1)] = 2,
 ) -> None:
     """Run a pipeline locally. Finished steps are cached: running again resumes a failed run."""
-    from rich.console import Console
-
     from skyops.errors import StepFailed
 
     pipeline = load(name)
     overrides = parse_params(param)
-    console = Console(stderr=False)
+    console = stdout_console()
     if "champion" in {p.name for p in pipeline.parameters} and "champion" not in overrides:
         from skyops.registry.champion import champion_weights
 

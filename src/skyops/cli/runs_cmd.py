@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from skyops.cli.common import format_seconds, settings
+from skyops.cli.common import format_seconds, settings, stdout_console
 from skyops.cli.usage import SkyopsGroup
 
 app = typer.Typer(
@@ -23,7 +23,6 @@ def _runs_dir():
 @app.command("list")
 def list_(limit: Annotated[int, typer.Option(help="Show at most this many runs, newest first.")] = 20) -> None:
     """List runs, newest first."""
-    from rich.console import Console
     from rich.table import Table
 
     from skyops.pipeline.lineage import list_records
@@ -43,7 +42,7 @@ def list_(limit: Annotated[int, typer.Option(help="Show at most this many runs, 
             ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
             r.user,
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @app.command()
