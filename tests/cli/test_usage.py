@@ -71,6 +71,10 @@ def test_a_value_of_the_wrong_type(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_value_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
     assert usage_error(capsys, "run", "--workers", "0")[0] == "error: --workers 0: must be >= 1"
     assert usage_error(capsys, "data", "validate", ".", "--max-invalid", "2")[0] == "error: --max-invalid 2: must be <= 1.0"
+    assert usage_error(capsys, "data", "validate", ".", "--max-invalid", "nan")[0] == "error: --max-invalid nan: expected a finite number"
+    assert (
+        usage_error(capsys, "experiments", "reproduce", "x", "--tolerance", "inf")[0] == "error: --tolerance inf: expected a finite number"
+    )
 
 
 def test_an_option_without_its_value(capsys: pytest.CaptureFixture[str]) -> None:
@@ -188,3 +192,43 @@ def test_ui_on_a_port_in_use_fails_in_one_line(tmp_path: Path) -> None:
         f"error: cannot serve on 127.0.0.1:{port}: the port is in use",
         f"hint: stop what listens there or pick another port, e.g. --port {port % 65535 + 1}",
     ]
+
+
+def every_command() -> list[tuple[list[str], typing.Any]]:
+    """(path after `skyops`, click command) of every leaf command."""
+    from typer.core import TyperGroup
+    from typer.main import get_command
+
+    from skyops.cli import app
+
+    found, todo = [], [([], get_command(app))]
+    while todo:
+        path, command = todo.pop()
+        if isinstance(command, TyperGroup):
+            todo += [([*path, name], command.commands[name]) for name in command.commands]
+        else:
+            found.append((path, command))
+    return sorted(found, key=lambda item: item[0])
+
+
+def test_every_commands_mistakes_are_one_line_in_the_users_words(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown option, and a value no typed option accepts, on every command: never a traceback nor a Python name."""
+    from typer.core import TyperOption
+
+    python_names = {p.name for _, command in every_command() for p in command.params if p.name and "_" in p.name}
+    assert {"max_invalid", "role_arn", "as_", "explain_cache"} <= python_names
+    checked = 0
+    for path, command in every_command():
+        attempts = [[*path, "--no-such-option"]]
+        for param in command.params:
+            descriptor = param.type_descriptor
+            typed = (
+                descriptor.annotation in (int, float) or descriptor.is_choice or (descriptor.is_path and descriptor.parameter_info.exists)
+            )
+            if isinstance(param, TyperOption) and typed and not param.is_flag:
+                attempts.append([*path, param.opts[0], "not/a-value"])
+        for argv in attempts:
+            lines = usage_error(capsys, *argv)
+            assert not any(name in "\n".join(lines) for name in python_names), (argv, lines)
+            checked += 1
+    assert checked >= 40

@@ -87,7 +87,7 @@ def compare(
 @app.command()
 def reproduce(
     run: Annotated[str, typer.Argument(help="The pipeline run to reproduce.", metavar="RUN")],
-    tolerance: Annotated[float, typer.Option(help="Largest allowed absolute difference of each test metric.")] = 0.02,
+    tolerance: Annotated[float, typer.Option(help="Largest allowed absolute difference of each test metric (0-1).", min=0, max=1)] = 0.02,
 ) -> None:
     """Re-run with the recorded parameters (seed included), training and evaluating afresh; compare metrics."""
     from skyops.cli.common import engine, load

@@ -11,6 +11,7 @@ the way the user typed it: `--workers`, `DATASET`, never the Python argument beh
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections.abc import Sequence
@@ -114,6 +115,8 @@ def _bad_value(error: click_errors.BadParameter, param: _TyperParameter, see: st
         choices = _choices(param)
         if choices:
             what = f"expected one of {', '.join(choices)}"
+        elif _non_finite(value):  # pydantic reads nan and inf as floats; a bound then rejects them
+            what = "expected a finite number"
         elif kind in _BOUND:
             key, sign = _BOUND[kind]
             what = f"must be {sign} {detail.get('ctx', {}).get(key)}"
@@ -127,6 +130,13 @@ def _bad_value(error: click_errors.BadParameter, param: _TyperParameter, see: st
     example = _example(param, flag) if isinstance(param, TyperOption) else ""
     about = "" if example or not _help(param) else f"{flag}: {_help(param)}; "
     return CommandLineError(f"{shown}: {what}", hint=f"{example}{about}{see}")
+
+
+def _non_finite(value: Any) -> bool:
+    try:
+        return not math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _flag(param: _TyperParameter) -> str:
