@@ -26,6 +26,10 @@ class SkyopsError(Exception):
         self.problems: list[str] = [message]
 
 
+class CommandLineError(SkyopsError):
+    """The command line itself is wrong: an unknown command or option, a missing or ill-typed value."""
+
+
 class ConfigError(SkyopsError):
     """A setting, parameter or config value is missing or has the wrong type or range."""
 

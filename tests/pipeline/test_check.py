@@ -2,7 +2,7 @@ import importlib
 
 import pytest
 
-from skyops.errors import ContractError
+from skyops.errors import ContractError, PipelineError
 from skyops.pipeline import JobKind, NodeType, Port, ScriptContract, StepSpec, processing_output, training_channel
 from skyops.pipeline.builders import builder_for
 from skyops.pipeline.catalog import Catalog, catalog_of
@@ -75,6 +75,11 @@ def test_catalog_load_reports_every_broken_step(scratch_package) -> None:
     scratch_package("fine", 'outputs["out"].joinpath("x").write_text("1")')
     broken = scratch_package("broken", "pass")
     broken.write_text(broken.read_text().replace("def main(inputs, outputs, env, args):", "def main(inputs, outputs, env):"))
-    module = importlib.import_module(scratch_package.package)
-    with pytest.raises(Exception, match=r"1 problem in catalog .*\n  - broken: script .*main takes \(inputs, outputs, env\);"):
+    package = scratch_package.package
+    module = importlib.import_module(package)
+    with pytest.raises(PipelineError) as info:
         module.CATALOG.load()
+    assert info.value.message == (
+        f"1 problem in catalog '{package}':\n"
+        f"  - broken: script {package}.broken.script.main takes (inputs, outputs, env); expected (inputs, outputs, env, args)"
+    )

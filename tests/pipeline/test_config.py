@@ -1,3 +1,4 @@
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -78,3 +79,25 @@ def test_parse_arguments_needs_pairs() -> None:
         parse_arguments(["--epochs"])
     with pytest.raises(ConfigError, match="unexpected argument 'x'"):
         parse_arguments(["x"])
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Infinity", float("nan"), float("inf")])
+def test_a_float_must_be_finite(value: object) -> None:
+    """nan passes every range check (nan < 0 and nan > 1 are both False), so it is refused as a value."""
+    with pytest.raises(ValueError, match=rf"^expected a finite number, got {re.escape(repr(value))}$"):
+        coerce(value, float)
+
+
+def test_a_non_finite_config_value_is_a_config_problem() -> None:
+    with pytest.raises(ConfigError, match=r"1 problem in c:\n  - lr: expected a finite number, got 'nan'$"):
+        build_config(Example, {"lr": "nan"}, where="c")
+    with pytest.raises(ConfigError, match=r"ratios: expected a finite number, got inf"):
+        build_config(Example, {"ratios": [float("inf"), 0.2]}, where="c")
+
+
+def test_choices_match_ignoring_case() -> None:
+    config = build_config(Example, {"optimizer": "adamw", "mode": "SLOW"}, where="c")
+    assert (config.optimizer, config.mode) == ("AdamW", Mode.SLOW)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"expected one of 'a', 'A', got 'b'"):
+        coerce("b", Literal["a", "A"])
+    assert coerce("A", Literal["a", "A"]) == "A"  # an exact match wins over a case-blind one

@@ -75,3 +75,48 @@ def test_python_pipelines_load_too(tmp_path: Path) -> None:
     )
     pipeline = load_pipeline("py_numbers", search=[tmp_path])
     assert [str(e) for e in pipeline.edges] == ["emit.numbers -> double.numbers  (only upstream numbers output matching by name)"]
+
+
+def test_every_bad_parameter_is_reported_at_once(numbers) -> None:
+    with pytest.raises(ConfigError) as info:
+        numbers.resolve_parameters({"count": "three", "factor": "2.5", "epochs": "3", "lr": "1"})
+    assert info.value.message == (
+        "3 problems in the --param values of pipeline 'numbers':\n"
+        "  - --param count=three: expected an integer, got 'three'\n"
+        "  - --param factor=2.5: expected an integer, got '2.5'\n"
+        "  - pipeline 'numbers' has no parameter 'epochs', 'lr'"
+    )
+    assert info.value.hint == "parameters: count (integer, default 3), factor (integer, default 2)"
+
+
+def test_a_nan_parameter_is_refused_before_anything_runs() -> None:
+    pipeline = toy([{"step": "sleeper", "config": {"seconds": "${wait}"}}], parameters={"wait": {"type": "float", "default": 0.1}})
+    with pytest.raises(ConfigError, match=r"^--param wait=nan: expected a finite number, got 'nan'$") as info:
+        pipeline.resolve_parameters({"wait": "nan"})
+    assert info.value.hint == "wait is a float parameter"
+
+
+def test_resolve_configs_reports_every_steps_problems_at_once() -> None:
+    pipeline = toy(
+        [{"name": "a", "step": "emit", "config": {"count": "${n}"}}, {"name": "b", "step": "emit", "config": {"count": "${n}"}}],
+        parameters={"n": {"type": "integer", "default": 3}},
+    )
+    assert {name: c.count for name, c in pipeline.resolve_configs({"n": 5}).items()} == {"a": 5, "b": 5}  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError) as info:
+        pipeline.resolve_configs({"n": 0})
+    assert info.value.message == (
+        "2 problems in the step configs of pipeline 'toy':\n"
+        "  - step 'a' config: count: 0 must be >= 1\n"
+        "  - step 'b' config: count: 0 must be >= 1"
+    )
+    assert info.value.hint == "the values come from --param n; change them or the pipeline YAML"
+
+
+def test_the_engine_reports_every_steps_config_problems_before_running(make_engine, state) -> None:
+    pipeline = toy(
+        [{"name": "a", "step": "emit", "config": {"count": "${n}"}}, {"name": "b", "step": "emit", "config": {"count": "${n}"}}],
+        parameters={"n": {"type": "integer", "default": 3}},
+    )
+    with pytest.raises(ConfigError, match=r"^2 problems in the step configs of pipeline 'toy':"):
+        make_engine().run(pipeline, {"n": "0"})
+    assert not (state.root / "runs").exists()  # nothing started

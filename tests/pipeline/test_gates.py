@@ -86,8 +86,20 @@ def test_unknown_operator_is_refused(scratch_package) -> None:
         pipeline_from_dict(bad)
 
 
+def test_a_non_finite_threshold_is_refused(scratch_package) -> None:
+    """nan >= x is never true: a gate on it could never pass."""
+    scratch_package("measure", "pass")
+    bad = {
+        **gated({"conditions": [{"path": "a", "op": ">=", "value": float("nan")}]}),
+        "catalog": scratch_package.package,
+        "steps": [{"step": "measure"}],
+    }
+    with pytest.raises(PipelineError, match=r"gates\[0\]: condition on 'a': value nan is not a finite number"):
+        pipeline_from_dict(bad)
+
+
 def test_json_value_follows_dots_and_indexes() -> None:
     doc = {"metrics": {"map50": 0.6}, "per_class": [{"ap50": 0.1}, {"ap50": 0.9}]}
     assert json_value(doc, "metrics.map50") == 0.6 and json_value(doc, "per_class[1].ap50") == 0.9
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="recall"):
         json_value(doc, "metrics.recall")

@@ -1,3 +1,4 @@
+import dataclasses
 from dataclasses import replace
 
 import pytest
@@ -24,7 +25,7 @@ def test_sink_has_no_outputs() -> None:
 
 def test_spec_is_frozen_and_replace_returns_a_checked_copy() -> None:
     spec = StepSpec(step_type="s", node_type=NodeType.SOURCE, outputs=(Port(name="o", kind="k"),))
-    with pytest.raises(AttributeError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'step_type'"):
         spec.step_type = "t"  # type: ignore[misc]
     assert replace(spec, step_type="t").step_type == "t"
     with pytest.raises(SpecError, match="needs at least one output"):

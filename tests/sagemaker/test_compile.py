@@ -244,3 +244,17 @@ def test_settings_problems_are_listed_together() -> None:
         "image for eu-west-1 is in ECR of us-east-1 (1.dkr.ecr.us-east-1.amazonaws.com/x); SageMaker pulls images from its own region",
         "role_arn 'role' is not an IAM role ARN like arn:aws:iam::123456789012:role/skyops-sagemaker",
     ]
+
+
+def test_config_problems_are_the_local_engines_all_at_once(drone: Pipeline) -> None:
+    overrides = {"image_size": "100", "images": "0", "max_invalid_fraction": "2"}
+    with pytest.raises(ConfigError) as local:
+        drone.resolve_configs(drone.resolve_parameters(overrides))
+    with pytest.raises(ConfigError) as compiled:
+        compile_pipeline(drone, SETTINGS, overrides)
+    assert compiled.value.message == local.value.message
+    assert compiled.value.problems == [
+        "step 'ingest' config: synth_images: 0 must be >= 1",
+        "step 'train' config: imgsz: 100 is not a multiple of 32 (the model's largest stride); use 128",
+        "step 'validate' config: max_invalid_fraction: 2.0 must be <= 1",
+    ]

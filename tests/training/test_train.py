@@ -209,13 +209,10 @@ def test_ultralytics_args_are_all_ultralytics_settings(ultra_state: Path) -> Non
     assert ultralytics_args(TrainConfig(), Path("/data.yaml"), "0")["amp"] is True
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class StepTrainConfig(TrainConfig):
-    experiment: str = "drone-detection"  # a step's own setting, not Ultralytics'
-
-
 def test_a_step_config_subclass_adds_nothing_ultralytics_sees() -> None:
-    config = StepTrainConfig(experiment="other")
+    from skyops.steps.train.script import TrainStepConfig  # the train step's config: TrainConfig plus its own settings
+
+    config = TrainStepConfig(experiment="other")
     assert ultralytics_args(config, Path("/data.yaml"), "cpu") == ultralytics_args(TrainConfig(), Path("/data.yaml"), "cpu")
     assert run_identity(config, "data") == run_identity(TrainConfig(), "data")
 

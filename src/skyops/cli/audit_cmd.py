@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 
 from skyops.cli.common import settings
+from skyops.cli.usage import SkyopsGroup
 
-app = typer.Typer(help="The audit log of approvals, promotions, deployments, rollbacks and denials.", no_args_is_help=True)
+app = typer.Typer(help="The audit log of approvals, promotions, deployments, rollbacks and denials.", cls=SkyopsGroup, no_args_is_help=True)
 
 
 @app.command()

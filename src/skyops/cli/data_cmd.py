@@ -4,32 +4,45 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
+from skyops.cli.usage import SkyopsGroup
+
 app = typer.Typer(
-    help="Work on datasets directly: convert to the canonical YOLO layout, validate, profile, split, synthesise.", no_args_is_help=True
+    help="Work on datasets directly: convert to the canonical YOLO layout, validate, profile, split, synthesise.",
+    cls=SkyopsGroup,
+    no_args_is_help=True,
 )
 
-Source = Annotated[Path, typer.Argument(help="Dataset folder (or COCO JSON / Ground Truth manifest).", exists=True)]
+Source = Annotated[Path, typer.Argument(help="Dataset folder (or COCO JSON / Ground Truth manifest).", exists=True, metavar="SOURCE")]
 Dataset = Annotated[
-    Path, typer.Argument(help="A dataset in the canonical layout (manifest.json, images/, labels/).", exists=True, file_okay=False)
+    Path,
+    typer.Argument(
+        help="A dataset in the canonical layout (manifest.json, images/, labels/).", exists=True, file_okay=False, metavar="DATASET"
+    ),
 ]
-Target = Annotated[Path, typer.Argument(help="Output folder; must not exist (or be empty). Written atomically.")]
+# The formats `skyops.data.convert` reads (kept here so that `--help` imports no data code; a test compares them).
+SourceFormat = Literal["auto", "visdrone", "coco", "voc", "groundtruth", "yolo"]
+Target = Annotated[Path, typer.Argument(help="Output folder; must not exist (or be empty). Written atomically.", metavar="TARGET")]
 
 
 @app.command()
 def convert(
     source: Source,
     target: Target,
-    format: Annotated[str, typer.Option("--format", "-f", help="auto, visdrone, coco, voc, groundtruth or yolo.")] = "auto",
+    format: Annotated[
+        SourceFormat, typer.Option("--format", "-f", case_sensitive=False, help="The source's format (any case); auto detects it.")
+    ] = "auto",
     classes: Annotated[str, typer.Option(help="Comma-separated target class names (default: the source's).")] = "",
     keep_ignored: Annotated[bool, typer.Option(help="Keep boxes the source marks as ignored (VisDrone 0/11, score 0).")] = False,
     images_dir: Annotated[Path | None, typer.Option(help="Where COCO file names / Ground Truth source-refs resolve.")] = None,
     s3_prefix: Annotated[str | None, typer.Option(help="s3://bucket/prefix/ stripped from Ground Truth source-refs.")] = None,
     workers: Annotated[int, typer.Option(help="Processes; 0 = one per CPU.", min=0)] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace TARGET if it exists.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace TARGET if it exists (the old one goes only once the new one is complete).")
+    ] = False,
 ) -> None:
     """Convert a VisDrone, COCO, VOC, Ground Truth or YOLO dataset into the canonical YOLO layout.
 
@@ -62,7 +75,9 @@ def convert(
 @app.command()
 def validate(
     dataset: Dataset,
-    target: Annotated[Path | None, typer.Argument(help="Optional: write the dataset minus quarantined images here.")] = None,
+    target: Annotated[
+        Path | None, typer.Argument(help="Optional: write the dataset minus quarantined images here.", metavar="TARGET")
+    ] = None,
     max_invalid: Annotated[float, typer.Option(help="Fail when more than this fraction of images is quarantined.", min=0, max=1)] = 0.05,
     min_side: Annotated[int, typer.Option(help="Quarantine images whose shorter side is below this many pixels.", min=1)] = 32,
     decode: Annotated[bool, typer.Option(help="Decode every image fully (slower; finds corruption inside the data).")] = False,

@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 
 from skyops.cli.common import actor, governance, registry, settings
+from skyops.cli.usage import SkyopsGroup
 
 app = typer.Typer(
     help="GitOps: deploy/environments/<env>.yaml holds the desired model version; plan shows the gap, apply closes it.",
+    cls=SkyopsGroup,
     no_args_is_help=True,
 )
 

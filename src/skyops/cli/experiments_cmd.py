@@ -10,9 +10,12 @@ from typing import Annotated, Any
 
 import typer
 
-from skyops.cli.common import settings
+from skyops.cli.common import settings, stdout_console
+from skyops.cli.usage import SkyopsGroup
 
-app = typer.Typer(help="Compare and reproduce training runs (pipeline run ids; `skyops runs list` shows them).", no_args_is_help=True)
+app = typer.Typer(
+    help="Compare and reproduce training runs (pipeline run ids; `skyops runs list` shows them).", cls=SkyopsGroup, no_args_is_help=True
+)
 
 METRICS = ("map50", "map50_95", "precision", "recall")
 CURVE = "metrics/mAP50-95(B)"
@@ -40,11 +43,10 @@ def _run_results(run_id: str) -> dict[str, Any]:
 
 @app.command()
 def compare(
-    runs: Annotated[list[str], typer.Argument(help="Pipeline run ids (or unique prefixes, or 'latest').")],
+    runs: Annotated[list[str], typer.Argument(help="Pipeline run ids (or unique prefixes, or 'latest').", metavar="RUN")],
     plot: Annotated[Path | None, typer.Option(help="Write the per-epoch mAP50-95 curves of the runs to this PNG.")] = None,
 ) -> None:
     """A table of the runs' parameters and test metrics, and their validation curves."""
-    from rich.console import Console
     from rich.table import Table
 
     from skyops.training.tracking import TrackingStore
@@ -62,7 +64,7 @@ def compare(
             *(f"{metrics[m]:.3f}" if m in metrics else "-" for m in METRICS),
             r["training.json"]["mlflow_run_id"][:12],
         )
-    Console().print(table)
+    stdout_console().print(table)
     if plot:
         import matplotlib
 
@@ -84,8 +86,8 @@ def compare(
 
 @app.command()
 def reproduce(
-    run: Annotated[str, typer.Argument(help="The pipeline run to reproduce.")],
-    tolerance: Annotated[float, typer.Option(help="Largest allowed absolute difference of each test metric.")] = 0.02,
+    run: Annotated[str, typer.Argument(help="The pipeline run to reproduce.", metavar="RUN")],
+    tolerance: Annotated[float, typer.Option(help="Largest allowed absolute difference of each test metric (0-1).", min=0, max=1)] = 0.02,
 ) -> None:
     """Re-run with the recorded parameters (seed included), training and evaluating afresh; compare metrics."""
     from skyops.cli.common import engine, load
@@ -116,15 +118,57 @@ def reproduce(
 
 
 def ui(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 5000,
 ) -> None:
     """Open the MLflow UI on this project's tracking store (Ctrl-C stops it)."""
+    ensure_free(port)
     from skyops.training.tracking import MLFLOW_ENV, local_tracking_uri
 
     s = settings()
     uri = s.tracking_uri or local_tracking_uri(s.state_dir)
     print(f"MLflow UI for {uri} at http://127.0.0.1:{port}")
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    # One web worker serves one person; no job runner: MLflow's starts seven queue consumers that
+    # the UI never uses and that outlive a terminated server.
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    env = {**os.environ, **MLFLOW_ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     sys.stdout.flush()
     # Become the server (exec, not a child): Ctrl-C and a terminating parent reach it directly.
-    os.execve(sys.executable, command, {**os.environ, **MLFLOW_ENV})
+    os.execve(sys.executable, command, env)
+
+
+def ensure_free(port: int, host: str = "127.0.0.1") -> None:
+    """Refuse a port the server could not listen on, before starting it.
+
+    MLflow's server exits 0 after its web server fails to bind, so the check has to happen here.
+    A process that takes the port in the second before the server binds still slips through.
+    """
+    import errno
+    import socket
+
+    from skyops.errors import SkyopsError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: a closing socket is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                problem, hint = "the port is in use", f"stop what listens there or pick another port, e.g. --port {port % 65535 + 1}"
+            else:
+                problem, hint = e.strerror or str(e), "pick another port, e.g. --port 5000 (ports below 1024 need root)"
+            error = SkyopsError(f"cannot serve on {host}:{port}: {problem}", hint=hint)
+            error.exit_code = 1
+            raise error from None

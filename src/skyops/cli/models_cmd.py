@@ -8,13 +8,16 @@ from typing import Annotated
 
 import typer
 
-from skyops.cli.common import actor, governance, registry
+from skyops.cli.common import actor, governance, registry, stdout_console
+from skyops.cli.usage import SkyopsGroup
 
 app = typer.Typer(
-    help="The model registry: versions, approval, @champion/@previous, rollback. Changes need an ML Engineer.", no_args_is_help=True
+    help="The model registry: versions, approval, @champion/@previous, rollback. Changes need an ML Engineer.",
+    cls=SkyopsGroup,
+    no_args_is_help=True,
 )
 
-Version = Annotated[str, typer.Argument(help="Version number, or an alias such as champion.")]
+Version = Annotated[str, typer.Argument(help="Version number, or an alias such as champion.", metavar="VERSION")]
 As = Annotated[str | None, typer.Option("--as", help="Act as this user (default: $SKYOPS_USER, else the OS user).")]
 Reason = Annotated[str, typer.Option(help="Why: kept in the audit log and on the version.")]
 Model = Annotated[str, typer.Option(help="Registered model name.")]
@@ -23,7 +26,6 @@ Model = Annotated[str, typer.Option(help="Registered model name.")]
 @app.command("list")
 def list_(model: Model = "drone-detector") -> None:
     """Every version with its status, aliases, metrics and gate decision."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("version", "status", "aliases", "mAP50", "mAP50-95", "gate", "created")
@@ -39,7 +41,7 @@ def list_(model: Model = "drone-detector") -> None:
             verdict,
             time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created / 1000)),
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @app.command()

@@ -7,8 +7,11 @@ from typing import Annotated
 import typer
 
 from skyops.cli.common import load, settings
+from skyops.cli.usage import SkyopsGroup
 
-app = typer.Typer(help="Inspect pipelines: list them, explain their wiring, check the four layers of their steps.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect pipelines: list them, explain their wiring, check the four layers of their steps.", cls=SkyopsGroup, no_args_is_help=True
+)
 
 
 @app.command("list")
@@ -22,7 +25,7 @@ def list_() -> None:
 
 
 @app.command()
-def explain(name: Annotated[str, typer.Argument(help="Pipeline name or path.")]) -> None:
+def explain(name: Annotated[str, typer.Argument(help="Pipeline name or path.", metavar="NAME")]) -> None:
     """Print every parameter, step and edge of a pipeline, and why each edge was chosen."""
     pipeline = load(name)
     print(f"pipeline {pipeline.name}  ({pipeline.source})")
@@ -53,7 +56,9 @@ def explain(name: Annotated[str, typer.Argument(help="Pipeline name or path.")])
 
 @app.command()
 def check(
-    name: Annotated[str | None, typer.Argument(help="Pipeline name or path; default: every step of every catalog in use.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Pipeline name or path; default: every step of every catalog in use.", metavar="NAME")
+    ] = None,
 ) -> None:
     """Check that spec, contract, builder and script of every step agree (static, runs nothing)."""
     from skyops.errors import CheckError, problems_error

@@ -31,19 +31,26 @@ def read_json(path: Path | None) -> dict[str, Any] | None:
 
 
 def print_results(console: Console, record: RunRecord) -> None:
+    """The run's results, one line each; paths are printed as they are (no rich markup inside them)."""
+    from rich.markup import escape
+
     training_path = find_output(record, "training.json")
     evaluation_path = find_output(record, "evaluation.json")
     training, evaluation = read_json(training_path), read_json(evaluation_path)
     if training_path and training:
-        console.print(f"model      {training_path.parent / 'best.pt'}  ({training['epochs_completed']} epochs on {training['device']})")
-        console.print(f"MLflow     run {training['mlflow_run_id']} in experiment {training['experiment']!r}  (open it: skyops ui)")
+        console.print(
+            f"model      {escape(str(training_path.parent / 'best.pt'))}  ({training['epochs_completed']} epochs on {training['device']})"
+        )
+        console.print(
+            f"MLflow     run {training['mlflow_run_id']} in experiment {escape(repr(training['experiment']))}  (open it: skyops ui)"
+        )
     if evaluation_path and evaluation:
         m, d = evaluation["metrics"], evaluation["dataset"]
         console.print(
             f"metrics    mAP50 {m['map50']:.3f}  mAP50-95 {m['map50_95']:.3f}  precision {m['precision']:.3f}  recall {m['recall']:.3f}"
             f"  ({d['split']} split, {d['images']} images)"
         )
-        console.print(f"evaluation {evaluation_path}")
+        console.print(f"evaluation {escape(str(evaluation_path))}")
         if evaluation.get("comparison"):
             c = evaluation["comparison"]
             console.print(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from skyops.cli.common import engine, format_seconds, load, parse_params, settings
+from skyops.cli.common import engine, format_seconds, load, parse_params, settings, stdout_console
 from skyops.cli.results import print_results
 from skyops.settings import DEFAULT_PIPELINE
 
@@ -33,20 +33,20 @@ _STYLE = {
 
 
 def run(
-    name: Annotated[str, typer.Argument(help="Pipeline name (pipelines/NAME.yaml) or path to a pipeline file.")] = DEFAULT_PIPELINE,
+    name: Annotated[
+        str, typer.Argument(help="Pipeline name (pipelines/NAME.yaml) or path to a pipeline file.", metavar="NAME")
+    ] = DEFAULT_PIPELINE,
     param: Annotated[list[str], typer.Option("--param", "-p", help="Override a pipeline parameter: --param epochs=3 (repeatable).")] = [],  # noqa: B006
     explain_cache: Annotated[bool, typer.Option("--explain-cache", help="Say why each step hit or missed the cache.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-run every step, ignoring cached results.")] = False,
     workers: Annotated[int, typer.Option(help="Most steps running at once.", min=1)] = 2,
 ) -> None:
     """Run a pipeline locally. Finished steps are cached: running again resumes a failed run."""
-    from rich.console import Console
-
     from skyops.errors import StepFailed
 
     pipeline = load(name)
     overrides = parse_params(param)
-    console = Console(stderr=False)
+    console = stdout_console()
     if "champion" in {p.name for p in pipeline.parameters} and "champion" not in overrides:
         from skyops.registry.champion import champion_weights
 

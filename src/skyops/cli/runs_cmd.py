@@ -8,9 +8,12 @@ from typing import Annotated
 
 import typer
 
-from skyops.cli.common import format_seconds, settings
+from skyops.cli.common import format_seconds, settings, stdout_console
+from skyops.cli.usage import SkyopsGroup
 
-app = typer.Typer(help="Browse past runs and their lineage (inputs, outputs, hashes, timings, user).", no_args_is_help=True)
+app = typer.Typer(
+    help="Browse past runs and their lineage (inputs, outputs, hashes, timings, user).", cls=SkyopsGroup, no_args_is_help=True
+)
 
 
 def _runs_dir():
@@ -20,7 +23,6 @@ def _runs_dir():
 @app.command("list")
 def list_(limit: Annotated[int, typer.Option(help="Show at most this many runs, newest first.")] = 20) -> None:
     """List runs, newest first."""
-    from rich.console import Console
     from rich.table import Table
 
     from skyops.pipeline.lineage import list_records
@@ -40,12 +42,12 @@ def list_(limit: Annotated[int, typer.Option(help="Show at most this many runs, 
             ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
             r.user,
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or 'latest'.")] = "latest",
+    run_id: Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or 'latest'.", metavar="RUN")] = "latest",
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole lineage record as JSON.")] = False,
 ) -> None:
     """Show one run: parameters, and per step its inputs, outputs, hashes and timing."""

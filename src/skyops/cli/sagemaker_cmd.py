@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from skyops.cli.common import code_roots, load, parse_params, settings
+from skyops.cli.usage import SkyopsGroup
 from skyops.settings import DEFAULT_PIPELINE
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="Run a pipeline on Amazon SageMaker: compile it to a pipeline definition, upsert it, start and watch executions.",
+    cls=SkyopsGroup,
     no_args_is_help=True,
 )
 
@@ -38,7 +40,7 @@ TRAIN_METRICS = {
     "map50_95": r"mAP50-95\(B\) ([0-9.]+)",
 }
 
-Name = Annotated[str, typer.Argument(help="Pipeline name (pipelines/NAME.yaml) or path to a pipeline file.")]
+Name = Annotated[str, typer.Argument(help="Pipeline name (pipelines/NAME.yaml) or path to a pipeline file.", metavar="NAME")]
 Params = Annotated[
     list[str], typer.Option("--param", "-p", help="Replace a parameter's default: -p dataset=s3://bucket/visdrone/ (repeatable).")
 ]
@@ -168,7 +170,7 @@ def start(
 
 @app.command()
 def status(
-    execution: Annotated[str, typer.Argument(help="Execution ARN, or 'latest' (of --pipeline).")] = "latest",
+    execution: Annotated[str, typer.Argument(help="Execution ARN, or 'latest' (of --pipeline).", metavar="EXECUTION")] = "latest",
     pipeline: Annotated[str, typer.Option(help="Pipeline whose newest execution 'latest' means.")] = DEFAULT_PIPELINE,
 ) -> None:
     """Show an execution: status, times, failure and its steps."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -55,7 +56,11 @@ _FALSE = {"false", "0", "no", "off"}
 
 
 def coerce(value: Any, tp: Any) -> Any:
-    """Convert `value` (a YAML value or a command-line string) to type `tp`, or raise ValueError."""
+    """Convert `value` (a YAML value or a command-line string) to type `tp`, or raise ValueError.
+
+    A choice (Literal, Enum) also matches ignoring case when exactly one choice does; a float must
+    be finite.
+    """
     origin = get_origin(tp)
     if origin is typing.Annotated:
         base, *meta = get_args(tp)
@@ -83,6 +88,8 @@ def coerce(value: Any, tp: Any) -> Any:
         for choice in choices:
             if value == choice or (isinstance(value, str) and str(choice) == value):
                 return choice
+        if (folded := _casefold_match(value, choices)) is not None:
+            return folded
         raise ValueError(f"expected one of {', '.join(map(repr, choices))}, got {value!r}")
     if origin in (tuple, list, Sequence):
         if isinstance(value, str):
@@ -104,6 +111,8 @@ def coerce(value: Any, tp: Any) -> Any:
         try:
             return tp(value)
         except ValueError:
+            if (folded := _casefold_match(value, tuple(tp))) is not None:
+                return folded
             raise ValueError(f"expected one of {', '.join(repr(m.value) for m in tp)}, got {value!r}") from None
     if tp is bool:
         if isinstance(value, bool):
@@ -122,14 +131,25 @@ def coerce(value: Any, tp: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError(f"expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"expected a number, got {value!r}") from None
+        if not math.isfinite(number):  # nan passes every range check (nan < 0 and nan > 1 are both False)
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, (dict, list, tuple)):
             raise ValueError(f"expected a string, got {value!r}")
         return "" if value is None else str(value)
     raise ValueError(f"unsupported config type {tp!r}")
+
+
+def _casefold_match(value: Any, choices: Sequence[Any]) -> Any:
+    """The one choice that equals `value` ignoring case ('COCO' -> 'coco'), else None."""
+    if not isinstance(value, str):
+        return None
+    found = [c for c in choices if str(getattr(c, "value", c)).casefold() == value.casefold()]
+    return found[0] if len(found) == 1 else None
 
 
 def _json(text: str, what: str) -> Any:

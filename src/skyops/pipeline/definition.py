@@ -70,7 +70,8 @@ class Parameter:
         try:
             return coerce(text, self.type.python_type)
         except ValueError as e:
-            raise ConfigError(f"--param {self.name}={text}: {e}", hint=f"{self.name} is a {self.type} parameter") from None
+            article = "an" if self.type is ParamType.INTEGER else "a"
+            raise ConfigError(f"--param {self.name}={text}: {e}", hint=f"{self.name} is {article} {self.type} parameter") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,17 +183,54 @@ class Pipeline:
         return {p.name: p.default for p in self.parameters}
 
     def resolve_parameters(self, overrides: Mapping[str, str]) -> dict[str, Any]:
-        """Parameter values: defaults, overridden by `--param name=value` strings."""
+        """Parameter values: defaults, overridden by `--param name=value` strings.
+
+        Raises:
+            ConfigError: every unknown name and every ill-typed value at once.
+        """
         known = {p.name: p for p in self.parameters}
+        listing = f"parameters: {', '.join(f'{p.name} ({p.type}, default {p.default!r})' for p in self.parameters) or 'none'}"
+        problems = []
         unknown = sorted(set(overrides) - set(known))
         if unknown:
-            raise ConfigError(
-                f"pipeline {self.name!r} has no parameter {', '.join(map(repr, unknown))}",
-                hint=f"parameters: {', '.join(f'{p.name} ({p.type}, default {p.default!r})' for p in self.parameters) or 'none'}",
-            )
+            problems.append(ConfigError(f"pipeline {self.name!r} has no parameter {', '.join(map(repr, unknown))}", hint=listing))
         values = self.defaults()
-        values.update({k: known[k].parse(v) for k, v in overrides.items()})
+        for name, text in overrides.items():
+            if name in known:
+                try:
+                    values[name] = known[name].parse(text)
+                except ConfigError as e:
+                    problems.append(e)
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            raise problems_error(ConfigError, f"the --param values of pipeline {self.name!r}", [e.message for e in problems], hint=listing)
         return values
+
+    def resolve_configs(self, params: Mapping[str, Any]) -> dict[str, StepConfig]:
+        """Every step's config with `params` bound to its `${...}` values, in pipeline order.
+
+        Raises:
+            ConfigError: every problem of every step at once, sorted; the hint names the
+                parameters that feed the failing values.
+        """
+        configs: dict[str, StepConfig] = {}
+        problems: list[str] = []
+        feeding: set[str] = set()
+        for node in self.steps:
+            try:
+                configs[node.name] = node.resolved_config(params)
+            except SkyopsError as e:
+                problems += [f"step {node.name!r} config: {p}" for p in e.problems]
+                for problem in e.problems:  # "epochs: 0 must be >= 1" -> the field epochs
+                    ref = node.config.get(problem.partition(":")[0])
+                    if isinstance(ref, ParamRef):
+                        feeding.add(ref.name)
+        if problems:
+            given = ", ".join(f"--param {name}" for name in sorted(feeding))
+            hint = f"the values come from {given}; change them or the pipeline YAML" if given else "fix the values in the pipeline YAML"
+            raise problems_error(ConfigError, f"the step configs of pipeline {self.name!r}", problems, hint=hint)
+        return configs
 
     def step(self, name: str) -> StepNode:
         return next(s for s in self.steps if s.name == name)

@@ -82,7 +82,7 @@ class LocalEngine:
         """Run every step whose inputs are ready; return the run's lineage record (also saved)."""
         overrides = dict(overrides or {})
         params = pipeline.resolve_parameters(overrides)
-        configs = {node.name: node.resolved_config(params) for node in pipeline.steps}
+        configs = pipeline.resolve_configs(params)
         # Started first, so the step host boots while the run is prepared and the first key computed.
         launcher = self._launcher or default_launcher(tuple(sorted({n.definition.script_module for n in pipeline.steps})))
         memo = StatMemo(self.state.root / "input-hashes.json")

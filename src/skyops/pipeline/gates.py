@@ -17,6 +17,7 @@ same gate into a PropertyFile, a Condition step (`Std:JsonGet`) and a Fail step.
 from __future__ import annotations
 
 import json
+import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ class Condition:
     def __post_init__(self) -> None:
         if self.op not in OPERATORS:
             raise PipelineError(f"condition on {self.path!r}: operator {self.op!r} is not one of {', '.join(OPERATORS)}")
+        if isinstance(self.value, float) and not math.isfinite(self.value):  # nan >= x is never true: the gate could never pass
+            raise PipelineError(f"condition on {self.path!r}: value {self.value} is not a finite number")
 
     def __str__(self) -> str:
         return f"{self.path} {self.op} {self.value}"

@@ -76,9 +76,12 @@ class StatMemo:
             self._dirty = False
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON to a temp file beside `path`, then rename it over `path` (never half-written)."""
+def write_json_atomic(path: Path, data: object, *, sort_keys: bool = True) -> None:
+    """Write JSON to a temp file beside `path`, then rename it over `path` (never half-written).
+
+    `sort_keys=False` keeps the order of `data`'s dicts where that order means something.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=sort_keys, default=str))
     os.replace(tmp, path)

@@ -71,7 +71,7 @@ class RunRecord:
     user: str
     host: str
     started: float
-    steps: dict[str, StepRecord]
+    steps: dict[str, StepRecord]  # in pipeline order, in memory and in run.json
     status: str = "running"
     ended: float | None = None
     resume_command: str = ""
@@ -111,7 +111,7 @@ def new_record(run_id: str, pipeline: str, parameters: dict[str, Any], steps: di
 
 def save_record(runs_dir: Path, record: RunRecord) -> Path:
     path = runs_dir / record.run_id / RUN_FILE
-    write_json_atomic(path, record.to_json())
+    write_json_atomic(path, record.to_json(), sort_keys=False)  # steps stay in pipeline order
     return path
 
 

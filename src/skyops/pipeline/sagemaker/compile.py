@@ -99,7 +99,7 @@ def compile_pipeline(pipeline: Pipeline, settings: SageMakerSettings, overrides:
         overrides: parameter name -> new default, as `--param` strings; pipeline or infrastructure parameters.
 
     Raises:
-        ConfigError: an override names no parameter or has the wrong type.
+        ConfigError: an override names no parameter or has the wrong type, or makes a step's config invalid.
         PipelineError: every part that SageMaker cannot run, listed together.
     """
     infrastructure = infrastructure_parameters(pipeline, settings)
@@ -114,6 +114,8 @@ def compile_pipeline(pipeline: Pipeline, settings: SageMakerSettings, overrides:
             "SageMaker settings have no code_key", hint="build the code archive and apply it with with_code(settings, archive)"
         )
     params = _with_overrides(pipeline, infrastructure, dict(overrides or {}))
+    # Every step's config problems at once, worded as by the local engine, before any step is built.
+    pipeline.resolve_configs({name: p.default for name, p in params.items()})
     return _Compiler(pipeline, settings, params).definition()
 
 
