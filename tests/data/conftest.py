@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.data.hostile import World
+
 # converters and validation
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
@@ -102,3 +104,31 @@ def tree_digest() -> Callable[[Path], dict[str, str]]:
         }
 
     return digest
+
+
+# hostile sources (tests/data/hostile.py builds them; hostile_cases.py lists them)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    """tmp_path/world: an empty dataset folder ds/ beside foreign files that hold the SECRET marker."""
+    return World(tmp_path / "world")
+
+
+@pytest.fixture
+def source_state() -> Callable[[Path], dict[str, str]]:
+    """source_state(folder) -> {relative path: sha256 of a file, or 'link -> target' of a symlink}: the whole tree, links included."""
+
+    def state(root: Path) -> dict[str, str]:
+        found = {}
+        for folder, dirs, files in os.walk(root):  # does not follow links to folders: they are recorded as links
+            for name in dirs + files:
+                path = Path(folder, name)
+                rel = os.path.relpath(path, root)
+                if path.is_symlink():
+                    found[rel] = f"link -> {os.readlink(path)}"
+                elif path.is_file():
+                    found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return found
+
+    return state

@@ -138,7 +138,7 @@ def test_misdeclared_format_says_what_was_found(visdrone_sample: Path, tmp_path:
         match=r"is not a coco dataset: expected a COCO instances JSON.*found annotations/, images/; it looks like visdrone",
     ) as error:
         convert(visdrone_sample, tmp_path / "out", "coco")
-    assert error.value.hint == "declare fmt='visdrone'"
+    assert error.value.hint == "declare it: --format visdrone (fmt='visdrone' in Python)"
     with pytest.raises(DataValidationError, match=r"is not a voc dataset: expected a folder with Annotations/"):
         convert(visdrone_sample, tmp_path / "out", "voc")
     with pytest.raises(DataValidationError, match=r"unknown format 'pascal'"):
@@ -176,7 +176,11 @@ def test_coco_exact_boxes(tmp_path: Path, image_set: dict[str, tuple[int, int]])
         "b": ["0 0.937500 0.916667 0.125000 0.166667"],
         "c": [],
     }
-    assert report.dropped == {"crowd": 1, "zero_area": 1} and report.clipped == 1 and report.unlabelled == 1
+    assert report.dropped == {"crowd": 1, "box.outside_image": 1} and report.clipped == 1 and report.empty_labels == 1
+    assert [str(f) for f in report.findings] == [
+        "instances.json: annotations[2]: reaches outside the 80x60 image: clipped to it [box.out_of_image]",
+        "instances.json: annotations[3]: lies wholly outside the 80x60 image: dropped [box.outside_image]",
+    ]
 
 
 def test_coco_size_mismatch_and_missing_image(tmp_path: Path, image_set: dict[str, tuple[int, int]]) -> None:
@@ -218,7 +222,9 @@ def test_voc_exact_boxes(tmp_path: Path, image_set: dict[str, tuple[int, int]]) 
         "b": ["1 0.187500 0.333333 0.125000 0.333333"],
     }
     assert report.dropped == {"difficult": 1}
-    assert report.skipped == [("JPEGImages/c.png", "no Annotations/*.xml names this image")]
+    # c.png has no XML: converted without a label file, so that validation raises label.missing
+    assert report.skipped == [] and report.missing_labels == 1 and not (tmp_path / "out" / "labels" / "c.txt").exists()
+    assert [(f.file, f.rule) for f in report.findings] == [("JPEGImages/c.png", "label.missing")]
 
 
 def gt_line(ref: str, attribute: str, boxes: list[tuple[int, int, int, int, int]], size: tuple[int, int]) -> str:
@@ -255,12 +261,20 @@ def test_groundtruth_exact_boxes(tmp_path: Path, gt_manifest: Path) -> None:
     report = convert(gt_manifest, tmp_path / "out", images_dir=tmp_path / "src" / "images", s3_prefix="s3://bucket/jobs/raw/")
     assert report.format is Format.GROUNDTRUTH and report.names == ["person", "car"]
     assert labels_of(tmp_path / "out") == {"a": ["1 0.500000 0.500000 0.500000 0.500000"], "b": ["0 0.937500 0.916667 0.125000 0.166667"]}
-    assert report.skipped == [("s3://bucket/jobs/raw/c.png", "no_label")] and report.clipped == 1
+    assert report.skipped == [
+        (
+            "output.manifest:3",
+            "groundtruth.no_label: source-ref s3://bucket/jobs/raw/c.png has no label attribute (a failed or unlabelled task): skipped",
+        )
+    ]
+    assert report.clipped == 1
     assert Manifest.read(tmp_path / "out").images[0].source == "s3://bucket/jobs/raw/a.jpg"
 
 
 def test_groundtruth_s3_refs_need_the_prefix(tmp_path: Path, gt_manifest: Path) -> None:
-    with pytest.raises(DataValidationError, match=r"source-ref s3://bucket/jobs/raw/a.jpg is an S3 URI; pass s3_prefix="):
+    with pytest.raises(
+        DataValidationError, match=r"output.manifest:1: source-ref s3://bucket/jobs/raw/a.jpg is an S3 URI; pass --s3-prefix "
+    ):
         convert(gt_manifest, tmp_path / "out", "groundtruth", images_dir=tmp_path / "src" / "images")
     with pytest.raises(DataValidationError, match=r"does not start with the given s3_prefix s3://other/"):
         convert(gt_manifest, tmp_path / "out", "groundtruth", images_dir=tmp_path / "src" / "images", s3_prefix="s3://other")
@@ -285,14 +299,14 @@ def test_yolo_checked_pass_through(tmp_path: Path, yolo_source: Path) -> None:
     assert labels_of(tmp_path / "out") == {
         "a": ["1 0.500000 0.500000 0.500000 0.500000", "0 0.850000 0.500000 0.300000 0.200000"],  # clipped at x = 1
         "b": ["0 0.500000 0.375000 0.500000 0.250000"],  # the polygon's bounding box
-        "n": [],  # no label file: a negative
-    }
-    assert report.clipped == 1 and report.unlabelled == 1
+    }  # n.jpg has no label file: converted without one (nobody said it is empty; validation decides)
+    assert report.clipped == 1 and report.missing_labels == 1 and report.empty_labels == 0
+    assert (tmp_path / "out" / "images" / "n.jpg").is_file() and Manifest.read(tmp_path / "out").images[2].label_sha256 == ""
 
 
 def test_yolo_bad_class_id_fails(tmp_path: Path, yolo_source: Path) -> None:
     (yolo_source / "labels" / "val" / "b.txt").write_text("5 0.5 0.5 0.1 0.1\n")
-    with pytest.raises(DataValidationError, match=r"images/val/b.jpg: class id\(s\) \[5\] outside the 2 source classes"):
+    with pytest.raises(DataValidationError, match=r"labels/val/b.txt:1: class id 5 is not one of the 2 source classes \[class.unknown\]"):
         convert(yolo_source, tmp_path / "out")
 
 
@@ -326,8 +340,8 @@ def test_bad_rows_fail_listing_file_and_line_and_leave_nothing(small_visdrone: P
     with pytest.raises(DataValidationError, match=r"2 problems in visdrone source") as error:
         convert(small_visdrone, tmp_path / "out", "visdrone")
     assert error.value.problems == [
-        "annotations/0000001_00003_d_0000003.txt:2: fields are not numbers ('1,2,x,4,1,4,0,0')",
-        "annotations/0000001_00003_d_0000003.txt:3: category 12 is not in 0..11",
+        "annotations/0000001_00003_d_0000003.txt:2: fields are not numbers ('1,2,x,4,1,4,0,0') [row.unparseable]",
+        "annotations/0000001_00003_d_0000003.txt:3: category 12 is not in 0..11 [class.unknown]",
     ]
     assert sorted(os.listdir(tmp_path)) == ["vd"]  # no target, no staging folder left behind
 
@@ -346,18 +360,23 @@ def test_unreadable_image_is_skipped_and_listed(small_visdrone: Path, tmp_path: 
     report = convert(small_visdrone, tmp_path / "out", "visdrone")
     assert report.images == 39
     assert report.skipped == [
-        ("images/0000000_00000_d_0000000.jpg", "unreadable image: not a known image format (first bytes b'<html>no')")
+        ("images/0000000_00000_d_0000000.jpg", "image.unreadable: not a known image format (first bytes b'<html>no'): skipped")
     ]
 
 
-def test_missing_image_or_annotation_fails(small_visdrone: Path, tmp_path: Path) -> None:
+def test_orphan_annotation_is_counted_and_image_without_one_has_no_label(small_visdrone: Path, tmp_path: Path) -> None:
+    """Both used to fail the conversion; now the orphan is counted and the unannotated image is left to validation."""
     (small_visdrone / "images" / "0000000_00000_d_0000000.jpg").unlink()
     (small_visdrone / "annotations" / "0000001_00001_d_0000001.txt").unlink()
-    with pytest.raises(
-        DataValidationError,
-        match=r"annotations/0000000_00000_d_0000000.txt has no image.*\n.*images/0000001_00001_d_0000001.jpg has no annotation file",
-    ):
-        convert(small_visdrone, tmp_path / "out", "visdrone")
+    report = convert(small_visdrone, tmp_path / "out", "visdrone")
+    assert report.images == 39 and report.missing_labels == 1
+    assert [str(f) for f in report.findings if f.rule in ("label.orphan", "label.missing")] == [
+        "annotations/0000000_00000_d_0000000.txt: no image images/0000000_00000_d_0000000.* "
+        "(looked for .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp): not converted [label.orphan]",
+        "images/0000001_00001_d_0000001.jpg: no annotation file annotations/0000001_00001_d_0000001.txt: "
+        "converted without a label file [label.missing]",
+    ]
+    assert not (tmp_path / "out" / "labels" / "0000001_00001_d_0000001.txt").exists()
 
 
 def test_parallel_output_equals_serial(small_visdrone: Path, tmp_path: Path) -> None:
@@ -376,7 +395,7 @@ def test_target_rules(small_visdrone: Path, tmp_path: Path) -> None:
         convert(small_visdrone, target, "visdrone")
     (small_visdrone / "annotations" / "0000000_00000_d_0000000.txt").write_text("")
     report = convert(small_visdrone, target, "visdrone", overwrite=True)
-    assert (target / "labels" / "0000000_00000_d_0000000.txt").read_text() == "" and report.unlabelled == 0
+    assert (target / "labels" / "0000000_00000_d_0000000.txt").read_text() == "" and report.empty_labels == 1
     assert sorted(os.listdir(tmp_path)) == ["out", "vd"]  # the old target is gone, no staging left
     with pytest.raises(DataValidationError, match=r"overlaps the source folder"):
         convert(small_visdrone, small_visdrone / "converted", "visdrone")

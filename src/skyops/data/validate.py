@@ -14,6 +14,9 @@ Choices worth knowing:
   `image.duplicate`: copies on both sides of a split inflate the test scores.
 - `label.out_of_range` allows 1e-5 of slack at box edges: labels written with 6 decimals can
   overshoot the image border by up to 1e-6 through rounding.
+- A dataset whose images/ or labels/ hold links to files outside it is refused outright
+  (`path.escapes_root`, as in convert), not quarantined: a policy could otherwise let a foreign
+  file into the validated copy.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from skyops.data.formats.files import choose_workers, chunked, link, occupied, parallel_map, read_bytes, write_new
+from skyops.data.formats.findings import Finding as ConvertFinding
+from skyops.data.formats.findings import Rule as ConvertRule
+from skyops.data.formats.paths import Root, escaping_files, scan_files
 from skyops.data.imageinfo import SUFFIX_FORMATS, ImageHeaderError, probe
 from skyops.data.layout import IMAGE_SUFFIXES, IMAGES, LABELS, MANIFEST, ImageRecord, Manifest, atomic_output_dir, group_of, image_stem
-from skyops.errors import ConfigError, DataValidationError
+from skyops.errors import ConfigError, DataValidationError, problems_error
 
 VALIDATION_JSON = "validation.json"
 EDGE_TOLERANCE = 1e-5  # normalised units of slack at box edges (6-decimal rounding)
@@ -187,7 +193,8 @@ class ValidationFailed(DataValidationError):
 
     def __init__(self, report: ValidationReport) -> None:
         super().__init__(
-            summary(report, examples=3), hint="fix or remove the listed files in the source and convert again, or loosen the policy"
+            summary(report, examples=3),
+            hint="fix or remove the listed files in the source and convert again, or loosen the policy: --max-invalid, --min-side (ValidationPolicy in Python)",
         )
         self.report = report
 
@@ -205,7 +212,8 @@ def validate(
 
     Raises:
         ValidationFailed: more than `policy.max_invalid_fraction` of the images are quarantined.
-        DataValidationError: `root` is not a dataset in the canonical layout (or has no images).
+        DataValidationError: `root` is not a dataset in the canonical layout (or has no images), or
+            its images/ or labels/ hold links to files outside it (`path.escapes_root`).
     """
     started = time.perf_counter()
     root, policy = Path(root).resolve(), policy or ValidationPolicy()
@@ -213,12 +221,14 @@ def validate(
     class_names = manifest.names if manifest else names
     if class_names is None:
         raise DataValidationError(
-            f"{root} has no {MANIFEST} and no names were given", hint="pass names=[...] or validate a dataset made by `convert`"
+            f"{root} has no {MANIFEST} and no names were given",
+            hint="validate a dataset made by `skyops data convert` (or pass names=[...] in Python)",
         )
     if not (root / IMAGES).is_dir():
         raise DataValidationError(
             f"{root} has no {IMAGES}/ folder", hint="validate a dataset in the canonical layout (see skyops.data.layout)"
         )
+    _refuse_links_out(root)
     images = sorted(n for n in os.listdir(root / IMAGES) if os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES and not n.startswith("."))
     if not images:
         raise DataValidationError(
@@ -259,6 +269,27 @@ def validate(
     return report
 
 
+def _refuse_links_out(root: Path) -> None:
+    """Refuse a dataset whose images/ or labels/ hold links to files outside it: they are never read
+    (their content must not reach a finding) nor linked into a validated copy."""
+    inside = Root(root)
+    escaping = [
+        ConvertFinding(file=f"{folder}/", rule=ConvertRule.PATH_ESCAPES_ROOT, message="a link to a folder outside the dataset")
+        for folder in (IMAGES, LABELS)
+        if (root / folder).exists() and inside.escapes(root / folder)
+    ]
+    for folder in (IMAGES, LABELS):
+        if (root / folder).is_dir() and not escaping:
+            escaping += escaping_files(scan_files(root / folder, inside)[1], f"{folder}/", "dataset")
+    if escaping:
+        raise problems_error(
+            DataValidationError,
+            f"dataset {root}",
+            [str(f) for f in sorted(escaping)],
+            hint="copy the files the links point at into the dataset, or remove the links",
+        )
+
+
 def write_validated(root: Path | str, target: Path | str, report: ValidationReport, *, overwrite: bool = False) -> Path:
     """Write the dataset at `root` minus its quarantined images to `target`, atomically.
 
@@ -274,7 +305,7 @@ def write_validated(root: Path | str, target: Path | str, report: ValidationRepo
         raise DataValidationError(f"the report is of {report.root}, not of {root}", hint="validate this folder first")
     if occupied(target) and not overwrite:
         raise DataValidationError(
-            f"target {target} already exists and is not an empty folder", hint="pass overwrite=True or choose a new target"
+            f"target {target} already exists and is not an empty folder", hint="choose a new target (or pass overwrite=True in Python)"
         )
     if target.is_relative_to(root) or root.is_relative_to(target):
         raise DataValidationError(

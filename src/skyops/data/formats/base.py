@@ -7,19 +7,21 @@ read from its header: formats with one annotation file per image (VisDrone, YOLO
 in parallel; the others return the boxes the plan already holds. A chunk's boxes come back as flat
 lists (one entry per box, `owner` = index of its image in the chunk) so that the box maths runs
 once per chunk in numpy instead of once per image.
+
+Neither raises on bad data: what they find goes into `findings` (see findings.py for the rules
+and what each does), so that one run reports every problem of a source.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from skyops.data.layout import IMAGE_SUFFIXES
+from skyops.data.formats.findings import Finding, Rule
 
 BoxTuple = tuple[float, float, float, float]  # xyxy in pixels
 
@@ -63,30 +65,29 @@ class Item(NamedTuple):
     name: str  # file name under images/, unique in the dataset
     group: str
     source: str  # the image's path relative to the source root, for lineage
+    label: str = ""  # the file holding its annotation, relative to the source root ('' = none: no label file is written)
     annotation: str | None = None  # absolute path of a per-image annotation file
     classes: tuple[int, ...] = ()  # inline: source class index per box
     boxes: tuple[BoxTuple, ...] = ()
+    refs: tuple[int, ...] = ()  # inline: each box's place in `label` (COCO/GT annotation index, VOC object number)
+    line: int = 0  # the line of `label` holding this image's entry (Ground Truth)
     declared_size: tuple[int, int] | None = None  # (width, height) the annotation states
 
 
 @dataclass(slots=True)
 class Parsed:
-    """The boxes of a chunk of images, one list entry per box, plus what was dropped and what was wrong."""
+    """The boxes of a chunk of images, one list entry per box, plus what was dropped and what was found."""
 
     owner: list[int] = field(default_factory=list)  # index of the box's image in the chunk
     classes: list[int] = field(default_factory=list)  # source class index
     boxes: list[BoxTuple] = field(default_factory=list)  # xyxy pixels
-    dropped: Counter[str] = field(default_factory=Counter)
-    problems: list[str] = field(default_factory=list)
-    failed: set[int] = field(default_factory=set)  # images with a problem: not converted
+    refs: list[int] = field(default_factory=list)  # the box's line in its file, or its index (see `Item.refs`)
+    dropped: Counter[str] = field(default_factory=Counter)  # boxes the format marks as ignored, per reason
+    findings: list[Finding] = field(default_factory=list)
+    failed: set[int] = field(default_factory=set)  # images with a refusal: not converted
 
-    def add(self, owner: int, class_index: int, box: BoxTuple) -> None:
-        self.owner.append(owner)
-        self.classes.append(class_index)
-        self.boxes.append(box)
-
-    def problem(self, owner: int, message: str) -> None:
-        self.problems.append(message)
+    def problem(self, owner: int, file: str, line: int, rule: Rule, message: str) -> None:
+        self.findings.append(Finding(file=file, line=line, rule=rule, message=message))
         self.failed.add(owner)
 
 
@@ -94,10 +95,8 @@ class Parsed:
 class SourcePlan:
     names: tuple[str, ...]  # source class names by source index
     items: list[Item]
-    problems: list[str] = field(default_factory=list)  # structural problems: the conversion fails
-    dropped: Counter[str] = field(default_factory=Counter)  # boxes dropped while planning, per reason
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source path, reason) of images left out
-    unlabelled: int = 0  # images kept with no annotation at all (negatives)
+    findings: list[Finding] = field(default_factory=list)  # refusals, orphans, missing labels, notes found while planning
+    dropped: Counter[str] = field(default_factory=Counter)  # boxes the format marks as ignored, per reason
 
 
 class Reader(Protocol):
@@ -122,6 +121,7 @@ def inline_parse(items: list[Item]) -> Parsed:
         parsed.owner += [i] * len(item.boxes)
         parsed.classes += item.classes
         parsed.boxes += item.boxes
+        parsed.refs += item.refs
     return parsed
 
 
@@ -129,34 +129,6 @@ def stem_of(name: str) -> str:
     """`os.path.splitext(name)[0]` for a plain file name, at a fifth of the cost (called per image)."""
     head, dot, _ = name.rpartition(".")
     return head if dot and head else name
-
-
-def suffix_of(name: str) -> str:
-    """Lower-case suffix with its dot ('' if none), like `os.path.splitext(name)[1].lower()`."""
-    head, dot, tail = name.rpartition(".")
-    return f".{tail.lower()}" if dot and head else ""
-
-
-def is_image(name: str) -> bool:
-    return suffix_of(name) in IMAGE_SUFFIXES
-
-
-def list_files(folder: Path, *, suffixes: tuple[str, ...] | None = None) -> list[str]:
-    """Sorted names of the regular files directly in `folder` (suffixes compared lower-case)."""
-    with os.scandir(folder) as entries:
-        names = [e.name for e in entries if e.is_file() and not e.name.startswith(".")]
-    if suffixes is not None:
-        names = [n for n in names if suffix_of(n) in suffixes]
-    return sorted(names)
-
-
-def walk_images(root: Path) -> Iterator[Path]:
-    """Image files under `root`, recursively, in a stable order."""
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            if is_image(name) and not name.startswith("."):
-                yield Path(folder) / name
 
 
 def unique_names(relative: list[str]) -> list[str]:
@@ -179,10 +151,14 @@ def is_number(text: str) -> bool:
     return True
 
 
-def first_lines(path: Path, limit: int = 3) -> list[str]:
-    """Up to `limit` non-empty lines from the start of a text file (reads at most 4 KiB)."""
+def first_lines(path: Path | str, limit: int = 3) -> list[str]:
+    """Up to `limit` non-empty lines from the start of a text file (reads at most 4 KiB; a BOM is dropped).
+
+    For format detection only: callers pass files inside the source (see paths.py), as the
+    evidence string may quote a line.
+    """
     with open(path, encoding="utf-8", errors="replace") as f:
-        head = f.read(4096)
+        head = f.read(4096).removeprefix("\ufeff")
     return [line.strip() for line in head.splitlines() if line.strip()][:limit]
 
 

@@ -9,13 +9,16 @@ Categories 1..10 are the object classes. Dropped by default, each counted under 
 score-0 boxes keep their category. Rows need at least the first six fields (some official files end
 rows with a stray comma; it is tolerated).
 
+Images and annotations are paired by stem. An image without an annotation file is converted without
+a label file (`label.missing`: validation decides), an annotation file without an image is counted
+and not converted (`label.orphan`); an empty annotation file is an image with no objects.
+
 A source is either one such folder, or a folder of them (e.g. VisDrone2019-DET-train/, -val/).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 from skyops.data.formats.base import (
@@ -26,12 +29,12 @@ from skyops.data.formats.base import (
     SourcePlan,
     first_lines,
     is_number,
-    list_files,
     roots_with,
     stem_of,
     unique_names,
 )
-from skyops.data.formats.files import read_bytes
+from skyops.data.formats.findings import Finding, Rule, read_text
+from skyops.data.formats.paths import Root, escaping_files, escaping_folders, scan_files
 from skyops.data.layout import IMAGE_SUFFIXES, group_of
 
 CLASSES = ("pedestrian", "people", "bicycle", "car", "van", "truck", "tricycle", "awning-tricycle", "bus", "motor")
@@ -40,9 +43,8 @@ _IGNORED_REGION, _OTHERS = 0, 11
 _REASONS = {_IGNORED_REGION: "ignored_region", _OTHERS: "others"}  # drop reason by category
 
 
-def source_index(category: int) -> int:
-    """Source class index of a kept VisDrone category: 1..11 -> 0..10 (as Ultralytics), 0 -> 11."""
-    return category - 1 if category != _IGNORED_REGION else len(CLASSES) + 1
+# Source class index of a kept category: 1..11 -> 0..10 (as Ultralytics), and 0 -> 11.
+_KEPT_REGION = len(CLASSES) + 1
 
 
 def visdrone_roots(path: Path) -> list[Path]:
@@ -58,8 +60,11 @@ class VisDroneReader:
         roots = visdrone_roots(path)
         if not roots:
             return None
+        inside = Root(path)
         for root in roots:
-            texts = list_files(root / "annotations", suffixes=(".txt",))
+            if inside.escapes(root / "annotations"):
+                continue
+            texts, _ = scan_files(root / "annotations", inside, (".txt",))
             for name in texts[:5]:
                 lines = first_lines(root / "annotations" / name, 1)
                 if lines:
@@ -71,65 +76,107 @@ class VisDroneReader:
 
     def plan(self, source: Path, options: SourceOptions) -> SourcePlan:
         names = CLASSES + IGNORED_CLASSES if options.keep_ignored else CLASSES
-        pairs: list[tuple[str, str, str, str]] = []  # stem, image, annotation, image path relative to source
-        problems: list[str] = []
-        for root in visdrone_roots(source):
-            prefix = "" if root == source else f"{root.relative_to(source).as_posix()}/"
-            images_dir, annotations_dir = str(root / "images"), str(root / "annotations")
-            images = {stem_of(n): n for n in list_files(root / "images", suffixes=IMAGE_SUFFIXES)}
-            texts = {stem_of(n): n for n in list_files(root / "annotations", suffixes=(".txt",))}
-            for stem in sorted(texts.keys() - images.keys()):
-                problems.append(
-                    f"{prefix}annotations/{texts[stem]} has no image {prefix}images/{stem}.* (looked for {', '.join(IMAGE_SUFFIXES)})"
+        pairs: list[tuple[str, str, str | None, str, str]] = []  # stem, image, annotation, image and annotation relative to source
+        root = Root(source)
+        findings: list[Finding] = []
+        for folder in visdrone_roots(source):
+            prefix = "" if folder == source else f"{folder.relative_to(source).as_posix()}/"
+            escaped = escaping_folders(root, [folder / "images", folder / "annotations"], source)
+            findings += escaped
+            if escaped:
+                continue
+            image_names, bad_images = scan_files(folder / "images", root, IMAGE_SUFFIXES)
+            text_names, bad_texts = scan_files(folder / "annotations", root, (".txt",))
+            findings += escaping_files(bad_images, f"{prefix}images/") + escaping_files(bad_texts, f"{prefix}annotations/")
+            images = by_stem(image_names, f"{prefix}images/", findings)
+            texts = {stem_of(n): n for n in text_names}
+            for stem in sorted(texts.keys() - images.keys() - {stem_of(n) for n in bad_images}):  # refused images: no orphans
+                findings.append(
+                    Finding(
+                        file=f"{prefix}annotations/{texts[stem]}",
+                        rule=Rule.LABEL_ORPHAN,
+                        message=f"no image {prefix}images/{stem}.* (looked for {', '.join(IMAGE_SUFFIXES)}): not converted",
+                    )
                 )
-            for stem in sorted(images.keys() - texts.keys()):
-                problems.append(f"{prefix}images/{images[stem]} has no annotation file {prefix}annotations/{stem}.txt")
-            for stem in sorted(images.keys() & texts.keys()):
-                pairs.append((stem, f"{images_dir}/{images[stem]}", f"{annotations_dir}/{texts[stem]}", f"{prefix}images/{images[stem]}"))
+            refused = {stem_of(n) for n in bad_texts}  # their images are not converted: the conversion is refused
+            for stem in sorted(images.keys() - texts.keys() - refused):
+                findings.append(
+                    Finding(
+                        file=f"{prefix}images/{images[stem]}",
+                        rule=Rule.LABEL_MISSING,
+                        message=f"no annotation file {prefix}annotations/{stem}.txt: converted without a label file",
+                    )
+                )
+            images_dir, annotations_dir = str(folder / "images"), str(folder / "annotations")  # strings: pathlib costs ~10 µs a join
+            for stem in sorted(images.keys() - refused):
+                text = texts.get(stem)
+                annotation = (f"{annotations_dir}/{text}", f"{prefix}annotations/{text}") if text else (None, "")
+                pairs.append((stem, f"{images_dir}/{images[stem]}", *annotation, f"{prefix}images/{images[stem]}"))
         out_names = unique_names([rel for *_, rel in pairs])
         items = [
-            Item(image=image, name=name, group=group_of(stem), source=rel, annotation=annotation)
-            for (stem, image, annotation, rel), name in zip(pairs, out_names, strict=True)
+            Item(image=image, name=name, group=group_of(stem), source=rel, label=label, annotation=annotation)
+            for (stem, image, annotation, label, rel), name in zip(pairs, out_names, strict=True)
         ]
-        return SourcePlan(names=names, items=items, problems=problems)
+        return SourcePlan(names=names, items=items, findings=findings)
 
     def parse(self, items: list[Item], sizes: list[tuple[int, int]], options: SourceOptions) -> Parsed:
         parsed = Parsed()
         for owner, item in enumerate(items):
-            assert item.annotation is not None  # every VisDrone item has one (see plan)
-            text = read_bytes(item.annotation).decode("utf-8", errors="replace")
-            _parse_rows(text, owner, item.annotation, options.keep_ignored, parsed)
+            if item.annotation is None:
+                continue  # no annotation file: a missing label (see plan)
+            text = read_text(item.annotation, item.label, parsed.findings)
+            if text is None:
+                parsed.failed.add(owner)
+            else:
+                _parse_rows(text, owner, item.label, options.keep_ignored, parsed)
         return parsed
 
 
-def _parse_rows(text: str, owner: int, annotation: str, keep_ignored: bool, parsed: Parsed) -> None:
+def by_stem(names: list[str], prefix: str, findings: list[Finding]) -> dict[str, str]:
+    """Image file name by stem; images sharing a stem (a.jpg, a.png) are refused: one annotation cannot label both."""
+    found: dict[str, str] = {}
+    for name in names:
+        stem = stem_of(name)
+        if stem in found:
+            findings.append(
+                Finding(
+                    file=f"{prefix}{name}",
+                    rule=Rule.IMAGE_NAME_CLASH,
+                    message=f"shares its stem with {prefix}{found[stem]}: one annotation file cannot label both; rename one",
+                )
+            )
+        else:
+            found[stem] = name
+    return found
+
+
+def _parse_rows(text: str, owner: int, file: str, keep_ignored: bool, parsed: Parsed) -> None:
+    owners, classes, boxes, refs = parsed.owner, parsed.classes, parsed.boxes, parsed.refs  # appended per row: no method call
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip().rstrip(",")
         if not line:
             continue
         fields = line.split(",")
         if len(fields) < 6:
-            parsed.problem(owner, f"{_at(annotation, lineno)}: expected 8 comma-separated fields, got {len(fields)} ({line!r})")
+            parsed.problem(owner, file, lineno, Rule.ROW_UNPARSEABLE, f"expected 8 comma-separated fields, got {len(fields)} ({line!r})")
             continue
         try:
             left, top, w, h = float(fields[0]), float(fields[1]), float(fields[2]), float(fields[3])
             score, category = int(fields[4]), int(fields[5])
         except ValueError:
-            parsed.problem(owner, f"{_at(annotation, lineno)}: fields are not numbers ({line!r})")
+            parsed.problem(owner, file, lineno, Rule.ROW_UNPARSEABLE, f"fields are not numbers ({line!r})")
             continue
         if not math.isfinite(left + top + w + h):
-            parsed.problem(owner, f"{_at(annotation, lineno)}: box is not finite ({line!r})")
+            parsed.problem(owner, file, lineno, Rule.BOX_NOT_FINITE, f"box is not finite ({line!r})")
             continue
         if not 0 <= category <= _OTHERS:
-            parsed.problem(owner, f"{_at(annotation, lineno)}: category {category} is not in 0..11")
+            parsed.problem(owner, file, lineno, Rule.CLASS_UNKNOWN, f"category {category} is not in 0..11")
             continue
         reason = _REASONS.get(category) or ("score_zero" if score == 0 else "")
         if reason and not keep_ignored:
             parsed.dropped[reason] += 1
             continue
-        parsed.add(owner, source_index(category), (left, top, left + w, top + h))
-
-
-def _at(annotation: str, lineno: int) -> str:
-    """Where a bad row is, for messages (built only when something is wrong)."""
-    return f"annotations/{os.path.basename(annotation)}:{lineno}"
+        owners.append(owner)
+        classes.append(category - 1 if category else _KEPT_REGION)
+        boxes.append((left, top, left + w, top + h))
+        refs.append(lineno)
