@@ -4,7 +4,10 @@ and `deploy`, each saying which file, what it should hold and how to recover; an
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -235,3 +238,12 @@ def test_models_commands_name_a_damaged_registry_tag(
     code, out, _ = cli(capsys, "models", "approve", str(version), "--model", model, "--as", "alice")
     assert code == 0 and out == f"{model} v{version}: approved -> Approved\n"
     assert cli(capsys, "models", "list", "--model", model)[0] == 0
+
+
+def test_the_real_command_prints_two_lines_and_exits_2(pointer: Path, project: Path) -> None:
+    """The same through `python -m skyops`, as a user meets it."""
+    pointer.write_bytes(b"\x00garbage")
+    env = {**os.environ, "SKYOPS_PROJECT_DIR": str(project), "SKYOPS_STATE_DIR": str(pointer.parents[1])}
+    done = subprocess.run([sys.executable, "-m", "skyops", *RUN], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert [line.split(" ", 3)[:3] for line in done.stderr.splitlines()] == [["error:", "champion", "pointer"], ["hint:", "rewrite", "it"]]
