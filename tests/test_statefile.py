@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def read(path: Path) -> object:
 def test_damaged_file_is_one_error_naming_file_problem_and_expectation(tmp_path: Path, content: bytes, problem: str) -> None:
     path = tmp_path / "p.json"
     path.write_bytes(content)
-    with pytest.raises(StateFileError, match="^test pointer .*p.json " + _escape(problem)) as caught:
+    with pytest.raises(StateFileError, match="^test pointer .*p.json " + re.escape(problem)) as caught:
         read(path)
     assert caught.value.message.endswith("; expected an object {model, version}")
     assert caught.value.hint == "rewrite it"
@@ -66,9 +67,3 @@ def test_nested_objects_name_their_path() -> None:
         "'metrics.map50' is a string, not a number"
     ]
     assert shape_problems(None, FIELDS, at="metrics.") == ["'metrics' holds null, not an object"]
-
-
-def _escape(text: str) -> str:
-    import re
-
-    return re.escape(text)
