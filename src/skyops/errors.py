@@ -58,6 +58,11 @@ class DataValidationError(SkyopsError):
     """Input data failed validation (unreadable images, bad labels, unknown format)."""
 
 
+class StateFileError(SkyopsError):
+    """A file skyops keeps for itself (a pointer, a record, a step's result) is unreadable, of the wrong
+    shape, or names something that no longer exists. The message names the file; the hint, the way back."""
+
+
 class PermissionDenied(SkyopsError):
     """The acting user's role does not allow the action."""
 

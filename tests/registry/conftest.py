@@ -1,14 +1,21 @@
-"""Small named fixtures of the governance tests: an audit log, a filled one, a project with a role file."""
+"""Small named fixtures of the governance tests: an audit log, a filled one, a project with a role file,
+one real MLflow store, and helpers to register a version and to run the CLI in-process."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from skyops.cli import main
 from skyops.registry.audit import AuditLog, Outcome
+from skyops.registry.models import ApprovalStatus, ModelRegistry
 from skyops.registry.roles import ROLES_FILE, Governance
+from skyops.training.tracking import TrackingStore
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TEAM_ROLES = """\
 default_role: data-scientist
@@ -59,3 +66,67 @@ def write_roles(tmp_path: Path) -> Callable[[str], Path]:
 def governance(write_roles: Callable[[str], Path], audit_log: AuditLog) -> Governance:
     """alice ml-engineer, bob data-scientist, root admin, mallory none; anyone else a data scientist."""
     return Governance(write_roles(TEAM_ROLES), audit_log)
+
+
+@pytest.fixture(scope="session")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MLflow store for the session (creating one costs seconds); each test uses its own model name."""
+    return tmp_path_factory.mktemp("registry-state")
+
+
+@pytest.fixture
+def project(tmp_path: Path, store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder (roles, deploy/environments/, the drone-detection pipeline) using `store_dir`, with an empty audit log."""
+    (tmp_path / "skyops-roles.yaml").write_text(TEAM_ROLES)
+    (tmp_path / "deploy" / "environments").mkdir(parents=True)
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "drone-detection.yaml").write_text((ROOT / "pipelines" / "drone-detection.yaml").read_text())
+    monkeypatch.setenv("SKYOPS_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("SKYOPS_STATE_DIR", str(store_dir))
+    monkeypatch.delenv("SKYOPS_TRACKING_URI", raising=False)
+    monkeypatch.delenv("SKYOPS_USER", raising=False)
+    (store_dir / "audit.log").unlink(missing_ok=True)
+    return tmp_path
+
+
+@pytest.fixture
+def model(request: pytest.FixtureRequest) -> str:
+    """A registered-model name of this test's own, so tests can share one store."""
+    return "m-" + request.node.name.replace("_", "-").replace("[", "-").replace("]", "")[:60]
+
+
+def register_version(state_dir: Path, model: str, map50_95: float, *, weights: bytes | None = None) -> int:
+    """A training run with a weights artifact (weights/best.pt), registered as a pending version.
+
+    Args:
+        weights: the content of best.pt; default: bytes of the run's own, so every call registers new weights.
+    """
+    store = TrackingStore.local(state_dir)
+    client = store.client
+    run = client.create_run(store.experiment_id("registry-tests"))
+    folder = state_dir / "weights-to-log" / run.info.run_id
+    folder.mkdir(parents=True)
+    (folder / "best.pt").write_bytes(weights if weights is not None else b"weights of " + run.info.run_id.encode())
+    client.log_artifact(run.info.run_id, str(folder / "best.pt"), "weights")
+    metrics = {"map50": map50_95 + 0.2, "map50_95": map50_95, "precision": 0.5, "recall": 0.5}
+    done = ModelRegistry(store, model).register(
+        run_id=run.info.run_id,
+        source=f"{run.info.artifact_uri}/weights",
+        weights_sha256=hashlib.sha256((folder / "best.pt").read_bytes()).hexdigest(),
+        metrics=metrics,
+        card={"summary": "test"},
+        gate={"passed": True, "reasons": []},
+        status=ApprovalStatus.PENDING,
+    )
+    return done.version.version
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `skyops ARGS` in this process: (exit code, stdout, stderr). A traceback would fail the test as an exception."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

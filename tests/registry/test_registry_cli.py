@@ -6,70 +6,15 @@ import json
 import multiprocessing
 from pathlib import Path
 
-import pytest
-
-from skyops.cli import main
 from skyops.registry.audit import verify
 from skyops.registry.champion import champion_weights
 from skyops.registry.models import ApprovalStatus, ModelRegistry
 from skyops.training.tracking import TrackingStore
 
-from .conftest import TEAM_ROLES
+from .conftest import cli, register_version
 
 
-@pytest.fixture(scope="module")
-def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One MLflow store for the module (creating one costs seconds); each test uses its own model name."""
-    return tmp_path_factory.mktemp("registry-state")
-
-
-@pytest.fixture
-def project(tmp_path: Path, store_dir: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
-    (tmp_path / "skyops-roles.yaml").write_text(TEAM_ROLES)
-    (tmp_path / "deploy" / "environments").mkdir(parents=True)
-    monkeypatch.setenv("SKYOPS_PROJECT_DIR", str(tmp_path))
-    monkeypatch.setenv("SKYOPS_STATE_DIR", str(store_dir))
-    monkeypatch.delenv("SKYOPS_USER", raising=False)
-    (store_dir / "audit.log").unlink(missing_ok=True)
-    return tmp_path
-
-
-def register_version(state_dir: Path, model: str, map50_95: float) -> int:
-    """A training run with a weights artifact, registered as a pending version."""
-    store = TrackingStore.local(state_dir)
-    client = store.client
-    run = client.create_run(store.experiment_id("registry-tests"))
-    weights = state_dir / f"best-{run.info.run_id}.pt"
-    weights.write_bytes(b"weights")
-    client.log_artifact(run.info.run_id, str(weights), "weights")
-    metrics = {"map50": map50_95 + 0.2, "map50_95": map50_95, "precision": 0.5, "recall": 0.5}
-    version = ModelRegistry(store, model).register(
-        run_id=run.info.run_id,
-        source=f"{run.info.artifact_uri}/weights",
-        metrics=metrics,
-        card={"summary": "test"},
-        gate={"passed": True, "reasons": []},
-        status=ApprovalStatus.PENDING,
-    )
-    return version.version
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def model_name(request: pytest.FixtureRequest) -> str:
-    return "m-" + request.node.name.replace("_", "-")[:40]
-
-
-def test_data_scientist_is_denied_and_every_denial_is_audited(project: Path, store_dir: Path, capsys, request) -> None:
-    model = model_name(request)
+def test_data_scientist_is_denied_and_every_denial_is_audited(project: Path, store_dir: Path, capsys, model: str) -> None:
     version = register_version(store_dir, model, 0.3)
     (project / "deploy/environments/production.yaml").write_text(
         f"environment: production\nmodel: {model}\nalias: champion\nversion: {version}\n"
@@ -88,8 +33,7 @@ def test_data_scientist_is_denied_and_every_denial_is_audited(project: Path, sto
     ]
 
 
-def test_ml_engineer_approves_promotes_and_rolls_back(project: Path, store_dir: Path, capsys, request) -> None:
-    model = model_name(request)
+def test_ml_engineer_approves_promotes_and_rolls_back(project: Path, store_dir: Path, capsys, model: str) -> None:
     first, second = register_version(store_dir, model, 0.30), register_version(store_dir, model, 0.35)
     for version in (first, second):
         assert cli(capsys, "models", "approve", str(version), "--as", "alice", "--reason", "looks good", "--model", model)[0] == 0
@@ -107,15 +51,13 @@ def test_ml_engineer_approves_promotes_and_rolls_back(project: Path, store_dir: 
     assert "rollback" in history and "false positives on roofs" in history
 
 
-def test_promote_refuses_a_version_that_is_not_approved(project: Path, store_dir: Path, capsys, request) -> None:
-    model = model_name(request)
+def test_promote_refuses_a_version_that_is_not_approved(project: Path, store_dir: Path, capsys, model: str) -> None:
     version = register_version(store_dir, model, 0.3)
     code, _, err = cli(capsys, "models", "promote", str(version), "--as", "alice", "--model", model)
     assert code == 2 and err.startswith(f"error: {model} v{version} is PendingManualApproval, not Approved")
 
 
-def test_gitops_plan_apply_revert_apply_restores_the_previous_champion(project: Path, store_dir: Path, capsys, request) -> None:
-    model = model_name(request)
+def test_gitops_plan_apply_revert_apply_restores_the_previous_champion(project: Path, store_dir: Path, capsys, model: str) -> None:
     env_file = project / "deploy/environments/production.yaml"
     versions = [register_version(store_dir, model, 0.3), register_version(store_dir, model, 0.32)]
     registry = ModelRegistry(TrackingStore.local(store_dir), model)
@@ -139,8 +81,7 @@ def test_gitops_plan_apply_revert_apply_restores_the_previous_champion(project: 
     assert code == 0 and out.startswith("production: nothing to do")
 
 
-def test_apply_refuses_a_version_that_is_not_approved(project: Path, store_dir: Path, capsys, request) -> None:
-    model = model_name(request)
+def test_apply_refuses_a_version_that_is_not_approved(project: Path, store_dir: Path, capsys, model: str) -> None:
     version = register_version(store_dir, model, 0.3)
     (project / "deploy/environments/production.yaml").write_text(
         f"environment: production\nmodel: {model}\nalias: champion\nversion: {version}\n"
@@ -153,8 +94,7 @@ def test_apply_refuses_a_version_that_is_not_approved(project: Path, store_dir: 
     )
 
 
-def test_tampered_audit_log_fails_verify_naming_the_record(project: Path, store_dir: Path, capsys, request) -> None:
-    model = model_name(request)
+def test_tampered_audit_log_fails_verify_naming_the_record(project: Path, store_dir: Path, capsys, model: str) -> None:
     version = register_version(store_dir, model, 0.3)
     for _ in range(2):
         cli(capsys, "models", "approve", str(version), "--as", "alice", "--model", model)
@@ -177,8 +117,7 @@ def _register_in_process(state_dir: str, model: str, queue: multiprocessing.Queu
     queue.put(version)
 
 
-def test_two_concurrent_registrations_get_distinct_versions(project: Path, store_dir: Path, request) -> None:
-    model = model_name(request)
+def test_two_concurrent_registrations_get_distinct_versions(project: Path, store_dir: Path, model: str) -> None:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     workers = [context.Process(target=_register_in_process, args=(str(store_dir), model, queue)) for _ in range(2)]

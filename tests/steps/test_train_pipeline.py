@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from skyops.pipeline.lineage import load_record
+from skyops.registry.models import ModelRegistry
+from skyops.training.tracking import TrackingStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["-p", "images=48", "-p", "image_size=96", "-p", "batch=8", "-p", "min_map50=0"]  # a 1-3 epoch model cannot pass the real gate
@@ -72,6 +74,13 @@ def test_pipeline_trains_evaluates_registers_and_summarises(tmp_path: Path) -> N
     assert record.steps["train"].status == "cached" and record.steps["evaluate"].status == "done"
     evaluation = json.loads(Path(record.steps["evaluate"].outputs["evaluation"]["path"], "evaluation.json").read_text())
     assert evaluation["comparison"]["delta"]["map50_95"] == 0.0  # the same weights on the same split
+    # evaluate re-ran, so register missed its cache: but these weights are v1 already, and stay v1 only
+    assert record.steps["register"].status == "done"
+    registration = json.loads(Path(record.steps["register"].outputs["registration"]["path"], "registration.json").read_text())
+    assert (registration["version"], registration["created"], registration["status"]) == (1, False, "Approved")
+    assert "already registered as drone-detector v1: Approved (registration gate passed)" in again.stdout
+    registry = ModelRegistry(TrackingStore.local(tmp_path), "drone-detector")
+    assert [v.version for v in registry.versions()] == [1]
 
 
 def test_quality_gate_stops_registration(tmp_path: Path) -> None:
@@ -100,6 +109,35 @@ def test_killed_training_resumes_at_the_next_epoch(tmp_path: Path) -> None:
     assert training["resumed_from_epoch"] == 2 and training["epochs_completed"] == 3, done.stdout[-2000:]
     rows = (model_dir(tmp_path) / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 3  # header + one row per epoch, none repeated
+    # The killed attempt's MLflow run was left RUNNING; the resumed train step marked it KILLED.
+    killed, finished = sorted(TrackingStore.local(tmp_path).find_runs("drone-detection"), key=lambda r: r.start_time)
+    assert (killed.status, finished.status) == ("KILLED", "FINISHED")
+    assert "ended without ending this run (killed or crashed)" in killed.tags["skyops.killed_reason"]
+    assert f"MLflow run {killed.run_id} was left RUNNING by a process that is gone; marked KILLED" in done.stdout + step_log(
+        tmp_path, "train"
+    )
+
+
+def test_sigterm_to_training_ends_its_mlflow_run_killed(tmp_path: Path) -> None:
+    env = {**os.environ, "SKYOPS_STATE_DIR": str(tmp_path), "COLUMNS": "200"}
+    args = [sys.executable, "-m", "skyops", "run", "drone-detection", *TINY, "-p", "epochs=3"]
+    proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoint = tmp_path / "checkpoints" / "drone-detection" / "train" / "resume.pt"
+    deadline = time.time() + 600
+    while not checkpoint.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert checkpoint.is_file(), "no checkpoint after epoch 1"
+    (running,) = TrackingStore.local(tmp_path).find_runs("drone-detection")
+    os.kill(int(running.tags["skyops.pid"]), signal.SIGTERM)  # the train step itself, mid-training
+    assert proc.wait(300) == 1  # the step failed: the run stops there, resumable
+    (run,) = TrackingStore.local(tmp_path).find_runs("drone-detection")
+    assert (run.run_id, run.status, run.tags["skyops.killed_reason"]) == (running.run_id, "KILLED", "stopped by SIGTERM")
+    assert "train: stopped by SIGTERM; the MLflow run ended KILLED" in step_log(tmp_path, "train")
+    assert load_record(tmp_path / "runs", "latest").steps["train"].exit_code == -signal.SIGTERM
+
+
+def step_log(state: Path, step: str) -> str:
+    return Path(load_record(state / "runs", "latest").steps[step].log).read_text()
 
 
 def test_two_epochs_on_real_drone_data(tmp_path: Path, shared_datasets: Path) -> None:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import skyops
+from skyops.training.signals import Terminated, signals_raise
 from skyops.training.tracking import TrackingStore, code_version, local_tracking_uri, metric_key, run_tags
 from skyops.training.train import EpochMetrics, TrainConfig, TrainResult
 
@@ -142,3 +149,97 @@ def test_code_version_is_the_git_commit_marked_dirty(tmp_path: Path) -> None:
 def test_code_version_without_git_is_the_version_and_source_hash(tmp_path: Path) -> None:
     assert code_version("f00d", repo_dir=tmp_path) == f"skyops-{skyops.__version__}+f00d"
     assert code_version(repo_dir=tmp_path) == f"skyops-{skyops.__version__}"
+
+
+# --- runs are never left RUNNING: a stopped process ends KILLED, a killed one is closed by the next ---
+
+
+def start_holder(uri: str, experiment: str, *, handle_sigterm: bool = False) -> tuple[subprocess.Popen[str], str]:
+    """A process that starts a tracked run and waits inside it; returns (process, run id)."""
+    code = textwrap.dedent(f"""
+        import contextlib, time
+        from skyops.training.signals import Terminated, signals_raise
+        from skyops.training.tracking import TrackingStore
+        guard = signals_raise() if {handle_sigterm!r} else contextlib.nullcontext()
+        try:
+            with guard, TrackingStore({uri!r}).tracker({experiment!r}, tags={{}}) as tracker:
+                print(tracker.run_id, flush=True)
+                time.sleep(600)
+        except Terminated as stop:
+            stop.die()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().strip()
+    assert run_id, proc.stderr.read() if proc.stderr else ""
+    return proc, run_id
+
+
+def statuses(store: TrackingStore, experiment: str) -> dict[str, str]:
+    return {run.run_id: run.status for run in store.find_runs(experiment)}
+
+
+def test_a_run_is_tagged_with_the_process_that_owns_it(tracking_store: TrackingStore) -> None:
+    with tracking_store.tracker("owned", tags={}) as tracker:
+        pass
+    (run,) = tracking_store.find_runs("owned")
+    assert run.run_id == tracker.run_id
+    assert run.tags["skyops.pid"] == str(os.getpid()) and run.tags["skyops.host"] == socket.gethostname()
+    assert abs(float(run.tags["skyops.process_started"]) - psutil.Process().create_time()) < 0.01
+
+
+def test_a_killed_process_leaves_a_run_that_the_next_tracker_marks_killed(tracking_store: TrackingStore) -> None:
+    killed, killed_run = start_holder(tracking_store.uri, "orphans")
+    alive, alive_run = start_holder(tracking_store.uri, "orphans")
+    try:
+        killed.kill()  # SIGKILL: no handler runs, the run stays RUNNING
+        killed.wait(30)
+        assert statuses(tracking_store, "orphans") == {killed_run: "RUNNING", alive_run: "RUNNING"}
+        with tracking_store.tracker("orphans", tags={}) as tracker:
+            assert tracker.closed_orphans == [killed_run]
+        assert statuses(tracking_store, "orphans") == {killed_run: "KILLED", alive_run: "RUNNING", tracker.run_id: "FINISHED"}
+        (orphan,) = [r for r in tracking_store.find_runs("orphans") if r.run_id == killed_run]
+        assert re.fullmatch(
+            rf"process {killed.pid} on {re.escape(socket.gethostname())} ended without ending this run \(killed or crashed\); "
+            rf"marked KILLED by process {os.getpid()} at \S+",
+            orphan.tags["skyops.killed_reason"],
+        )
+    finally:
+        alive.kill()
+        alive.wait(30)
+
+
+def test_a_reused_pid_does_not_keep_an_orphan_alive(tracking_store: TrackingStore) -> None:
+    """Our own pid, but recorded with another start time: the process that owned the run is gone."""
+    client = tracking_store.client
+    experiment_id = tracking_store.experiment_id("reused-pid")
+    tags = {"skyops.pid": str(os.getpid()), "skyops.host": socket.gethostname(), "skyops.process_started": "1000.000"}
+    run = client.create_run(experiment_id, tags=tags)
+    assert tracking_store.close_orphaned_runs("reused-pid") == [run.info.run_id]
+    assert statuses(tracking_store, "reused-pid") == {run.info.run_id: "KILLED"}
+
+
+def test_runs_of_other_hosts_and_untagged_runs_are_left_alone(tracking_store: TrackingStore) -> None:
+    client = tracking_store.client
+    experiment_id = tracking_store.experiment_id("elsewhere")
+    other = client.create_run(experiment_id, tags={"skyops.pid": "1", "skyops.host": "another-host", "skyops.process_started": "1.0"})
+    untagged = client.create_run(experiment_id)
+    assert tracking_store.close_orphaned_runs("elsewhere") == []
+    assert statuses(tracking_store, "elsewhere") == {other.info.run_id: "RUNNING", untagged.info.run_id: "RUNNING"}
+
+
+def test_sigterm_ends_the_run_killed_and_the_process_dies_of_the_signal(tracking_store: TrackingStore) -> None:
+    proc, run_id = start_holder(tracking_store.uri, "terminated", handle_sigterm=True)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == -signal.SIGTERM
+    (run,) = tracking_store.find_runs("terminated")
+    assert (run.run_id, run.status, run.tags["skyops.killed_reason"]) == (run_id, "KILLED", "stopped by SIGTERM")
+    assert "skyops.error" not in run.tags
+
+
+def test_signals_raise_restores_the_previous_handler() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated, match="stopped by SIGTERM"), signals_raise(signal.SIGTERM):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+    assert signal.getsignal(signal.SIGTERM) is before

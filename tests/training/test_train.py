@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from skyops.errors import ConfigError, DataValidationError
 from skyops.pipeline.config import build_config
 from skyops.training.tracking import TrackingStore
-from skyops.training.train import EpochMetrics, TrainConfig, _read_results, resolve_device, run_identity, train, ultralytics_args
+from skyops.training.train import EpochMetrics, TrainConfig, _read_results, publish, resolve_device, run_identity, train, ultralytics_args
 
 # The child trains 3 epochs and stops for good inside the epoch-1 callback, which runs after
 # Ultralytics saved last.pt and skyops copied it to resume.pt: the SIGKILL lands after epoch 1.
@@ -224,3 +224,27 @@ def test_identity_ignores_device_and_workers_only() -> None:
     assert run_identity(dataclasses.replace(base, epochs=51), "data") != same
     assert run_identity(dataclasses.replace(base, mosaic=0.5), "data") != same
     assert run_identity(base, "other data") != same
+
+
+def ultralytics_run_dir(root: Path, *, best: bool) -> Path:
+    """A finished Ultralytics save dir as `publish` reads it (file contents stand in for weights)."""
+    (root / "weights").mkdir(parents=True)
+    (root / "weights" / "last.pt").write_bytes(b"last")
+    if best:
+        (root / "weights" / "best.pt").write_bytes(b"best")
+    (root / "results.csv").write_text("epoch,metrics/mAP50(B)\n1,0.1\n")
+    (root / "results.png").write_bytes(b"png")
+    return root
+
+
+def test_publish_copies_best_and_last_as_they_are(tmp_path: Path) -> None:
+    best, last, results, plots = publish(ultralytics_run_dir(tmp_path / "run", best=True), tmp_path / "out")
+    assert (best.read_bytes(), last.read_bytes()) == (b"best", b"last")
+    assert results.is_file() and [p.name for p in plots] == ["results.png"]
+
+
+def test_a_run_without_best_pt_is_an_error_not_last_pt_renamed(tmp_path: Path) -> None:
+    run = ultralytics_run_dir(tmp_path / "run", best=False)
+    with pytest.raises(DataValidationError, match=rf"^training left no best.pt in {run}; expected best.pt \(saved when"):
+        publish(run, tmp_path / "out")
+    assert not (tmp_path / "out" / "best.pt").exists()

@@ -41,7 +41,7 @@ def apply(env: Env = "production", as_: Annotated[str | None, typer.Option("--as
     s = settings()
     desired = load_desired(s.project_dir, env)
     reg = registry(desired.model)
-    before = plan(desired, reg, s.state_dir)
+    before = plan(desired, reg, s.state_dir, rewrite_damaged=True)  # a damaged record is rewritten, not fatal
     if before.in_sync:
         print(f"{env}: nothing to do, already {desired.model} v{desired.version} @{desired.alias}")
         return

@@ -25,15 +25,15 @@ def _run_results(run_id: str) -> dict[str, Any]:
     """Lineage, training.json and evaluation.json of a pipeline run."""
     from skyops.errors import SkyopsError
     from skyops.pipeline.lineage import load_record
+    from skyops.registry.records import EVALUATION, TRAINING, read_evaluation, read_training
 
     record = load_record(settings().state_dir / "runs", run_id)
     found: dict[str, Any] = {"record": record}
     for step in record.steps.values():
         for output in step.outputs.values():
-            for name in ("training.json", "evaluation.json"):
-                path = Path(output["path"]) / name
-                if path.is_file():
-                    found[name] = json.loads(path.read_text())
+            for name, read in ((TRAINING, read_training), (EVALUATION, read_evaluation)):
+                if (Path(output["path"]) / name).is_file():
+                    found[name] = read(Path(output["path"]))  # checked: a damaged record is one clear error
     if "training.json" not in found:
         raise SkyopsError(
             f"run {record.run_id} has no finished train step", hint="compare runs of a training pipeline that got past `train`"

@@ -60,16 +60,17 @@ def show(version: Version, model: Model = "drone-detector") -> None:
 
 
 def _set_status(version: str, approve: bool, reason: str, as_: str | None, model: str) -> None:
-    from skyops.registry.models import ApprovalStatus
+    from skyops.registry.models import APPROVAL, ApprovalStatus
     from skyops.registry.roles import Action
 
     reg = registry(model)
     v = reg.get(version)
     action, status = (Action.APPROVE, ApprovalStatus.APPROVED) if approve else (Action.REJECT, ApprovalStatus.REJECTED)
+    before = v.tags.get(APPROVAL, ApprovalStatus.PENDING.value)  # as stored: setting a status also repairs a damaged tag
     with governance().action(actor(as_), action, f"{model}:{v.version}", reason=reason) as act:
-        act.details["from"] = v.status.value
+        act.details["from"] = before
         reg.set_status(v.version, status, reason)
-    print(f"{model} v{v.version}: {v.status.value} -> {status.value}")
+    print(f"{model} v{v.version}: {before} -> {status.value}")
 
 
 @app.command()

@@ -1,14 +1,14 @@
 """The closing summary of a drone-detection run: metrics, MLflow run, artifacts, next commands.
 
 The engine is domain-free; this module knows where the drone steps leave their results
-(`training.json` beside the weights, `evaluation.json`) and says what to do next.
+(`training.json` beside the weights, `evaluation.json`, `registration.json`) and says what to do
+next. A damaged record is a one-line StateFileError (`skyops.registry.records`).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,17 +26,18 @@ def find_output(record: RunRecord, file: str) -> Path | None:
     return None
 
 
-def read_json(path: Path | None) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path else None
-
-
 def print_results(console: Console, record: RunRecord) -> None:
     """The run's results, one line each; paths are printed as they are (no rich markup inside them)."""
     from rich.markup import escape
 
-    training_path = find_output(record, "training.json")
-    evaluation_path = find_output(record, "evaluation.json")
-    training, evaluation = read_json(training_path), read_json(evaluation_path)
+    from skyops.registry.records import EVALUATION, REGISTRATION, TRAINING, read_evaluation, read_registration, read_training
+
+    training_path = find_output(record, TRAINING)
+    evaluation_path = find_output(record, EVALUATION)
+    registration_path = find_output(record, REGISTRATION)
+    training = read_training(training_path.parent) if training_path else None
+    evaluation = read_evaluation(evaluation_path.parent) if evaluation_path else None
+    registration = read_registration(registration_path.parent) if registration_path else None
     if training_path and training:
         console.print(
             f"model      {escape(str(training_path.parent / 'best.pt'))}  ({training['epochs_completed']} epochs on {training['device']})"
@@ -56,12 +57,10 @@ def print_results(console: Console, record: RunRecord) -> None:
             console.print(
                 f"champion   mAP50-95 delta {c['delta']['map50_95']:+.3f}: challenger {'better' if c['challenger_better'] else 'not better'}"
             )
-    registration = read_json(find_output(record, "registration.json"))
     if registration:
-        verdict = "passed" if registration["gate"]["passed"] else "failed"
-        console.print(
-            f"registered {registration['model']} v{registration['version']}: {registration['status']} (registration gate {verdict})"
-        )
+        verdict = "passed" if registration["gate"].get("passed") else "failed"
+        done = "registered" if registration["created"] else "already registered as"
+        console.print(f"{done} {registration['model']} v{registration['version']}: {registration['status']} (registration gate {verdict})")
         console.print(
             f"next       skyops models show {registration['version']}  ·  skyops models approve {registration['version']} --as <ml-engineer>"
         )

@@ -50,7 +50,7 @@ def run(
     if "champion" in {p.name for p in pipeline.parameters} and "champion" not in overrides:
         from skyops.registry.champion import champion_weights
 
-        found = champion_weights(settings().state_dir, "drone-detector")
+        found = champion_weights(settings().state_dir, "drone-detector", settings().tracking_uri)  # checked against the registry
         if found:
             overrides["champion"] = str(found[1])
             console.print(f"comparing with the champion: drone-detector v{found[0]} (override with --param champion=PATH)")

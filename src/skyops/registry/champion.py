@@ -1,20 +1,30 @@
 """Where the current @champion's weights are, readable without importing MLflow.
 
-The registry writes `<state>/champions/<model>.json` whenever @champion moves (promote, rollback,
-deploy apply), for local sqlite stores. `skyops run` reads it to bind the evaluate step's
-`champion` input, so a challenger is compared with the champion on the same test split, and a
-new champion changes the evaluate step's cache key as it should.
+The registry writes `<state>/champions/<model>.json` (atomically) whenever @champion moves
+(promote, rollback, deploy apply, deleting the champion), for local sqlite stores. `skyops run`
+reads it to bind the evaluate step's `champion` input, so a challenger is compared with the
+champion on the same test split, and a new champion changes the evaluate step's cache key as it
+should. The pointer is a cache of the registry, so before it is used it is checked against the
+registry (cheaply, `skyops.registry.lookup`): a pointer that is damaged, names a version the
+registry does not have, disagrees with @champion, or names weights that are gone is a
+`StateFileError` that says how to rewrite it, never a silent comparison with the wrong model.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from typing import Any
 
+from skyops.errors import StateFileError
 from skyops.pipeline.hashing import write_json_atomic
+from skyops.registry.lookup import RegistryLookup, file_path
+from skyops.statefile import is_text, is_version, read_json_state, shape_problems
+from skyops.training.uris import store_uri
 
 CHAMPIONS = "champions"
+POINTER = (
+    'a JSON object {"model": name, "version": positive integer, "weights": absolute folder path}, as `skyops models promote` writes it'
+)
 
 
 def pointer_path(state_dir: Path, model: str) -> Path:
@@ -24,18 +34,68 @@ def pointer_path(state_dir: Path, model: str) -> Path:
 def write_pointer(state_dir: Path, model: str, version: int | None, source: str) -> None:
     """Record the champion's version and local weights folder (a file:// source); None removes it."""
     path = pointer_path(state_dir, model)
-    parsed = urlparse(source)
-    if version is None or parsed.scheme not in ("", "file"):
+    weights = file_path(source)
+    if version is None or weights is None:
         path.unlink(missing_ok=True)  # no champion, or weights that are not on this machine
         return
-    write_json_atomic(path, {"model": model, "version": version, "weights": unquote(parsed.path)})
+    write_json_atomic(path, {"model": model, "version": version, "weights": str(weights)})
 
 
-def champion_weights(state_dir: Path, model: str) -> tuple[int, Path] | None:
-    """(version, weights folder) of the current champion, when known and present on disk."""
-    path = pointer_path(state_dir, model)
-    if not path.is_file():
+def champion_weights(state_dir: Path, model: str, tracking_uri: str = "") -> tuple[int, Path] | None:
+    """(version, weights folder) of the current champion; None when no pointer exists.
+
+    Args:
+        state_dir: the project's state dir (the pointer lives in `champions/` beside the sqlite store, by default here).
+        model: the registered model name.
+        tracking_uri: the configured store (SKYOPS_TRACKING_URI); default: the state dir's sqlite store.
+
+    Raises:
+        StateFileError: the pointer is unreadable or of the wrong shape, names a version the registry
+            does not have or that is not its @champion, or names weights that no longer exist.
+    """
+    lookup = RegistryLookup(store_uri(state_dir, tracking_uri))
+    path = pointer_path(lookup.database.parent if lookup.database else state_dir, model)  # where set_alias writes it
+    if not path.exists():
         return None
-    data = json.loads(path.read_text())
-    weights = Path(data["weights"])
-    return (int(data["version"]), weights) if weights.is_dir() else None
+    alias = lookup.alias(model, "champion")  # None also when the store is gone
+    hint = _rewrite_hint(path, model, alias)
+    data = read_json_state(path, what="champion pointer", expected=POINTER, hint=hint, problems=_problems)
+    version, weights = data["version"], Path(data["weights"])
+    if data["model"] != model:
+        raise StateFileError(f"champion pointer {path} is for model {data['model']!r}, not {model!r}; expected {POINTER}", hint=hint)
+    if not lookup.store_exists:
+        raise StateFileError(
+            f"champion pointer {path} names {model} v{version} of the registry {lookup.database}, which does not exist",
+            hint=f"point SKYOPS_STATE_DIR or SKYOPS_TRACKING_URI at the store it came from, or delete {path} to run without a champion",
+        )
+    record = lookup.version(model, version)
+    if record is None or alias != version:
+        now = "has no such version" if record is None else f"has @champion on {'no version' if alias is None else f'v{alias}'}"
+        raise StateFileError(f"champion pointer {path} names {model} v{version}, but the registry {now}", hint=hint)
+    registered = file_path(record.source)
+    if registered is not None and registered != weights:
+        raise StateFileError(
+            f"champion pointer {path} names weights {weights} for {model} v{version}, but the registry has {registered}", hint=hint
+        )
+    if not weights.is_dir():
+        raise StateFileError(
+            f"the weights of champion {model} v{version} ({weights}, from {path}) do not exist",
+            hint="restore the MLflow artifacts folder (mlartifacts/), or compare with other weights: skyops run --param champion=PATH",
+        )
+    return version, weights
+
+
+def _problems(value: Any) -> list[str]:
+    found = shape_problems(
+        value, [("model", is_text, "a model name"), ("version", is_version, "a positive integer"), ("weights", is_text, "a folder path")]
+    )
+    if not found and not Path(value["weights"]).is_absolute():
+        found.append("'weights' is a relative path, not an absolute one")
+    return found
+
+
+def _rewrite_hint(path: Path, model: str, champion: int | None) -> str:
+    """How to get a true pointer back: promote the registry's champion again (that rewrites it), or delete it."""
+    if champion is None:
+        return f"the registry has no @champion for {model}: delete {path} to run without a comparison"
+    return f"rewrite it from the registry: skyops models promote {champion} --model {model} --as <ml-engineer> (or delete {path})"

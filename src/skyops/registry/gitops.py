@@ -5,24 +5,28 @@
 
 `plan` compares the two (and the registry's alias); `apply` refuses versions that are not
 Approved, moves the alias (for @champion the old one becomes @previous), records the deployed
-state and audits it. Applying twice changes nothing. A rollback is `git revert` of the file, then
-`apply`. Serving reads the deployed state; until a server runs, apply is bookkeeping plus aliases.
+state (atomically) and audits it. Applying twice changes nothing. A rollback is `git revert` of the
+file, then `apply`. Serving reads the deployed state; until a server runs, apply is bookkeeping plus
+aliases. A damaged deployed record (not JSON, wrong shape, a version the registry no longer has)
+stops `plan` with a `StateFileError`; `apply` treats it as unknown and rewrites it.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from skyops.errors import ConfigError
+from skyops.errors import ConfigError, StateFileError
 from skyops.pipeline.hashing import write_json_atomic
+from skyops.registry.lookup import RegistryLookup
 from skyops.registry.models import ALIASES, ApprovalStatus, ModelRegistry
 from skyops.registry.roles import Action, Governance
+from skyops.statefile import is_text, is_version, read_json_state, shape_problems
 
 ENVIRONMENTS = Path("deploy") / "environments"
+RECORD = 'a JSON object {"environment", "model", "alias", "version": positive integer or null, ...}, as `skyops deploy apply` writes it'
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +44,7 @@ class Plan:
     deployed: int | None  # version last applied to this environment
     alias_points_to: int | None  # the registry alias now
     changes: list[str]
+    damaged: str = ""  # why the deployed record was ignored (apply rewrites it); '' when it was sound
 
     @property
     def in_sync(self) -> bool:
@@ -73,21 +78,63 @@ def deployed_path(state_dir: Path, environment: str) -> Path:
 
 
 def read_deployed(state_dir: Path, environment: str) -> dict[str, Any] | None:
+    """The record of the last `apply` to `environment`, None when there is none.
+
+    Raises:
+        StateFileError: the record is unreadable, not JSON, or not of the shape apply writes.
+    """
     path = deployed_path(state_dir, environment)
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.exists():
+        return None
+    return read_json_state(
+        path,
+        what=f"deployed record of environment {environment!r}",
+        expected=RECORD,
+        hint=f"run `skyops deploy apply --env {environment}`: it rewrites the record from the desired state",
+        problems=_record_problems,
+    )
 
 
-def plan(desired: DesiredState, registry: ModelRegistry, state_dir: Path) -> Plan:
-    deployed = read_deployed(state_dir, desired.environment)
+def plan(desired: DesiredState, registry: ModelRegistry, state_dir: Path, *, rewrite_damaged: bool = False) -> Plan:
+    """What `apply` would change to reach `desired`.
+
+    Args:
+        rewrite_damaged: treat a damaged deployed record as unknown (apply's view: it rewrites it)
+            instead of raising StateFileError (plan's view: say so and stop).
+    """
+    try:
+        deployed, damaged = _checked_record(desired.environment, registry, state_dir), ""
+    except StateFileError as e:
+        if not rewrite_damaged:
+            raise
+        deployed, damaged = None, e.message
     current = registry.by_alias(desired.alias)
-    deployed_version = deployed["version"] if deployed else None
+    same_model = deployed is not None and deployed["model"] == desired.model
+    deployed_version = deployed["version"] if deployed is not None and same_model else None
     alias_version = current.version if current else None
     changes = []
-    if desired.version != deployed_version:
-        changes.append(f"{desired.environment}: deploy {desired.model} v{desired.version} (now {_v(deployed_version)})")
+    if damaged:
+        changes.append(f"{desired.environment}: rewrite the damaged record: {damaged}")
+    if desired.version != deployed_version or (deployed is not None and not same_model):
+        now = _v(deployed_version) if deployed is None or same_model else f"{deployed['model']} {_v(deployed['version'])}"
+        changes.append(f"{desired.environment}: deploy {desired.model} {_v(desired.version)} (now {now})")
     if desired.version != alias_version:
         changes.append(f"@{desired.alias}: {_v(alias_version)} -> {_v(desired.version)}")
-    return Plan(desired=desired, deployed=deployed_version, alias_points_to=alias_version, changes=changes)
+    return Plan(desired=desired, deployed=deployed_version, alias_points_to=alias_version, changes=changes, damaged=damaged)
+
+
+def _checked_record(environment: str, registry: ModelRegistry, state_dir: Path) -> dict[str, Any] | None:
+    """The deployed record, checked against the registry: it must name a version that exists."""
+    deployed = read_deployed(state_dir, environment)
+    if deployed is None or deployed["version"] is None:
+        return deployed
+    if RegistryLookup(registry.store.uri).version(deployed["model"], deployed["version"]) is None:
+        raise StateFileError(
+            f"deployed record {deployed_path(state_dir, environment)} names {deployed['model']} v{deployed['version']}, "
+            "which the registry does not have",
+            hint=f"run `skyops deploy apply --env {environment}`: it deploys the desired version and rewrites the record",
+        )
+    return deployed
 
 
 def apply(the_plan: Plan, registry: ModelRegistry, governance: Governance, actor: str, state_dir: Path) -> Plan:
@@ -115,6 +162,21 @@ def apply(the_plan: Plan, registry: ModelRegistry, governance: Governance, actor
         write_json_atomic(deployed_path(state_dir, desired.environment), record)
         act.details["changes"] = the_plan.changes
     return plan(desired, registry, state_dir)
+
+
+def _record_problems(value: Any) -> list[str]:
+    def version_or_null(v: Any) -> bool:
+        return v is None or is_version(v)
+
+    return shape_problems(
+        value,
+        [
+            ("environment", is_text, "an environment name"),
+            ("model", is_text, "a model name"),
+            ("alias", is_text, "an alias"),
+            ("version", version_or_null, "a positive integer or null"),
+        ],
+    )
 
 
 def _v(version: int | None) -> str:

@@ -4,22 +4,31 @@ Approval uses SageMaker's vocabulary (PendingManualApproval, Approved, Rejected)
 version tag `skyops.approval`, so the same words mean the same thing in both registries. Aliases:
 `@staging`, `@champion` and `@previous` (the champion before the last promotion).
 Who may change what is decided in `skyops.registry.roles`; this module only does it.
+
+The same weights are never registered twice: each version carries the sha256 of its weights file
+(tag `skyops.weights_sha256`), and `register` with weights that already have a version returns that
+version untouched (`Registration.created` is False). Its status, card and gate decision stay those
+of its registration: approval is an ML Engineer's act, and a re-run's gate decision is recorded by
+the run (registration.json), not written over the version a reviewer already saw.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from skyops.errors import ConfigError, SkyopsError
+from skyops.errors import ConfigError, SkyopsError, StateFileError
 from skyops.registry.champion import write_pointer
 from skyops.training.tracking import TrackingStore, sqlite_path
 
 DEFAULT_MODEL = "drone-detector"
 TAG = "skyops."
 APPROVAL = TAG + "approval"
+WEIGHTS_SHA256 = TAG + "weights_sha256"
+_SHA256_HEX = frozenset("0123456789abcdef")
 ALIASES = ("staging", "champion", "previous")
 
 
@@ -33,7 +42,6 @@ class ApprovalStatus(StrEnum):
 class ModelVersion:
     name: str
     version: int
-    status: ApprovalStatus
     aliases: tuple[str, ...]
     run_id: str
     source: str
@@ -41,16 +49,58 @@ class ModelVersion:
     tags: dict[str, str] = field(repr=False)
 
     @property
+    def status(self) -> ApprovalStatus:
+        """The approval status (tag `skyops.approval`; PendingManualApproval when absent)."""
+        approval = self.tags.get(APPROVAL, ApprovalStatus.PENDING.value)
+        if approval not in tuple(ApprovalStatus):
+            raise StateFileError(
+                f"model {self.name!r} v{self.version}: registry tag {APPROVAL} is not an approval status; expected one of {', '.join(ApprovalStatus)}",
+                hint=f"the tag was changed outside skyops (MLflow UI or API); set it again: skyops models approve {self.version} (or reject)",
+            )
+        return ApprovalStatus(approval)
+
+    @property
     def metrics(self) -> dict[str, float]:
-        return json.loads(self.tags.get(TAG + "metrics", "{}"))
+        return self._json_tag("metrics")
 
     @property
     def gate(self) -> dict[str, Any]:
-        return json.loads(self.tags.get(TAG + "gate", "{}"))
+        return self._json_tag("gate")
 
     @property
     def card(self) -> dict[str, Any]:
-        return json.loads(self.tags.get(TAG + "card", "{}"))
+        return self._json_tag("card")
+
+    @property
+    def weights_sha256(self) -> str:
+        """sha256 of the registered weights file ('' for versions registered before skyops recorded it)."""
+        return self.tags.get(WEIGHTS_SHA256, "")
+
+    def _json_tag(self, name: str) -> dict[str, Any]:
+        """A JSON-object tag skyops wrote at registration; {} when absent, StateFileError when damaged."""
+        text = self.tags.get(TAG + name)
+        if text is None:
+            return {}
+        try:
+            value = json.loads(text)
+            problem = "" if isinstance(value, dict) else "is not a JSON object"
+        except json.JSONDecodeError:
+            value, problem = {}, "is not JSON"
+        if problem:
+            raise StateFileError(
+                f"model {self.name!r} v{self.version}: registry tag {TAG + name} {problem}; expected the JSON object skyops wrote at registration",
+                hint="the tag was changed outside skyops (MLflow UI or API); set it back there, "
+                f"or delete the version: skyops models delete {self.version} --model {self.name}",
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What `ModelRegistry.register` did: `created` False means these weights already were `version`, left untouched."""
+
+    version: ModelVersion
+    created: bool
 
 
 class ModelRegistry:
@@ -65,24 +115,64 @@ class ModelRegistry:
         return self.store.client
 
     def register(
-        self, *, run_id: str, source: str, metrics: dict[str, float], card: dict[str, Any], gate: dict[str, Any], status: ApprovalStatus
-    ) -> ModelVersion:
-        """Create a new version (MLflow numbers them; concurrent registrations get distinct numbers)."""
+        self,
+        *,
+        run_id: str,
+        source: str,
+        weights_sha256: str,
+        metrics: dict[str, float],
+        card: dict[str, Any],
+        gate: dict[str, Any],
+        status: ApprovalStatus,
+    ) -> Registration:
+        """A new version, unless these weights (by sha256) already have one: then that one, unchanged.
+
+        MLflow numbers versions, so concurrent registrations get distinct numbers. On a local sqlite
+        store the look-up and the creation happen under one file lock, so two processes registering
+        the same weights at once make one version; a remote store has no such lock (see the module doc).
+        """
         from mlflow.exceptions import MlflowException  # heavy; loaded with the client anyway
 
-        try:
-            self.client.create_registered_model(self.name, description="YOLO11 drone object detector")
-        except MlflowException as e:
-            if "already exists" not in str(e).lower() and "RESOURCE_ALREADY_EXISTS" not in str(e):
-                raise
-        tags = {
-            APPROVAL: status.value,
-            TAG + "metrics": json.dumps(metrics, sort_keys=True),
-            TAG + "gate": json.dumps(gate, sort_keys=True),
-            TAG + "card": json.dumps(card, sort_keys=True),
-        }
-        created = self.client.create_model_version(self.name, source=source, run_id=run_id, tags=tags, description=card.get("summary", ""))
-        return self.get(int(created.version))
+        if len(weights_sha256) != 64 or not set(weights_sha256) <= _SHA256_HEX:
+            raise ConfigError(f"weights_sha256 {weights_sha256!r} is not a sha256 hex digest", hint="pass hashlib.sha256(...).hexdigest()")
+        with self._registration_lock():
+            existing = self.by_weights(weights_sha256)
+            if existing is not None:
+                return Registration(existing, created=False)
+            try:
+                self.client.create_registered_model(self.name, description="YOLO11 drone object detector")
+            except MlflowException as e:
+                if "already exists" not in str(e).lower() and "RESOURCE_ALREADY_EXISTS" not in str(e):
+                    raise
+            tags = {
+                APPROVAL: status.value,
+                WEIGHTS_SHA256: weights_sha256,
+                TAG + "metrics": json.dumps(metrics, sort_keys=True),
+                TAG + "gate": json.dumps(gate, sort_keys=True),
+                TAG + "card": json.dumps(card, sort_keys=True),
+            }
+            created = self.client.create_model_version(
+                self.name, source=source, run_id=run_id, tags=tags, description=card.get("summary", "")
+            )
+        return Registration(self.get(int(created.version)), created=True)
+
+    def by_weights(self, weights_sha256: str) -> ModelVersion | None:
+        """The live version registered with these weights (the oldest, should there be several), else None."""
+        if not set(weights_sha256) <= _SHA256_HEX:  # it goes into a filter string
+            raise ConfigError(f"weights_sha256 {weights_sha256!r} is not a sha256 hex digest")
+        found = self.client.search_model_versions(f"name = '{self.name}' and tags.`{WEIGHTS_SHA256}` = '{weights_sha256}'")
+        if not found:
+            return None
+        return self.get(min(int(v.version) for v in found))
+
+    def _registration_lock(self) -> contextlib.AbstractContextManager[Any]:
+        """A file lock beside a local sqlite store (serialises look-up + create); a no-op for other stores."""
+        database = sqlite_path(self.store.uri)
+        if database is None:
+            return contextlib.nullcontext()
+        from filelock import FileLock
+
+        return FileLock(f"{database}.register.lock")
 
     def versions(self) -> list[ModelVersion]:
         """Every version, newest first."""
@@ -126,14 +216,21 @@ class ModelRegistry:
                 self.client.delete_registered_model_alias(self.name, alias)
         else:
             self.client.set_registered_model_alias(self.name, alias, str(version))
+        if alias == "champion":
+            self.sync_champion_pointer()
+
+    def sync_champion_pointer(self) -> None:
+        """Rewrite the MLflow-free pointer to @champion's weights (local stores) from the registry's alias."""
         database = sqlite_path(self.store.uri)
-        if alias == "champion" and database is not None:  # a local store: keep the MLflow-free pointer in step
-            write_pointer(database.parent, self.name, version, self.get(version).source if version is not None else "")
+        if database is not None:
+            champion = self.by_alias("champion")
+            write_pointer(database.parent, self.name, champion.version if champion else None, champion.source if champion else "")
 
     def promote(self, version: int) -> ModelVersion | None:
         """Make `version` the @champion; the old champion becomes @previous. Returns the old champion."""
         old = self.by_alias("champion")
         if old is not None and old.version == version:
+            self.sync_champion_pointer()  # promoting the champion again rewrites a damaged or stale pointer
             return old
         if old is not None:
             self.set_alias("previous", old.version)
@@ -153,7 +250,9 @@ class ModelRegistry:
         return current, previous
 
     def delete(self, version: int) -> None:
+        """Delete a version; MLflow drops its aliases, so a deleted champion leaves no pointer behind."""
         self.client.delete_model_version(self.name, str(version))
+        self.sync_champion_pointer()
 
     def _aliases(self) -> dict[str, int]:
         from mlflow.exceptions import MlflowException
@@ -169,7 +268,6 @@ class ModelRegistry:
         return ModelVersion(
             name=self.name,
             version=version,
-            status=ApprovalStatus(raw.tags.get(APPROVAL, ApprovalStatus.PENDING.value)),
             aliases=tuple(sorted(a for a, v in aliases.items() if v == version)),
             run_id=raw.run_id or "",
             source=raw.source,

@@ -5,7 +5,14 @@
         tracker.log_config(config)
         result = train(..., on_epoch=tracker.log_epoch)
         tracker.log_training(result)                # artifacts, final metrics, epochs not yet logged
-    # the run ends FINISHED, or FAILED when the block raised
+    # the run ends FINISHED; FAILED when the block raised; KILLED when it was stopped
+    # (KeyboardInterrupt, or `Terminated` from skyops.training.signals on SIGTERM)
+
+A process killed outright (SIGKILL, a lost machine) cannot end its run. So every run is tagged with
+its process (`skyops.pid`, `skyops.host`, `skyops.process_started`), and a tracker starting in the
+same experiment marks the runs still RUNNING whose process is gone from this host KILLED, with the
+tag `skyops.killed_reason` saying so. Runs of other hosts are left alone: their processes cannot be
+seen from here.
 
 Cost, measured on the 2-core dev machine: importing mlflow takes ~1.2 s; creating a new sqlite
 store runs MLflow's schema migrations, ~1.5 s more (4-6 s when the cores are busy); opening an
@@ -23,18 +30,23 @@ import logging
 import os
 import platform
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote
 
 import skyops
 from skyops.pipeline.config import StepConfig, config_to_dict, to_argument
+from skyops.training.signals import Terminated
 from skyops.training.train import EpochMetrics, TrainResult
+from skyops.training.uris import local_tracking_uri as local_tracking_uri  # re-exported: callers import it from here
+from skyops.training.uris import sqlite_path as sqlite_path
+from skyops.training.uris import store_uri
 
 MLFLOW_ENV = {
     "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",  # no pip inspection when logging
@@ -42,14 +54,10 @@ MLFLOW_ENV = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 TRACKED_LIBRARIES = ("ultralytics", "torch", "mlflow")
-SQLITE = "sqlite:///"
 TAG = "skyops."  # prefix of every tag skyops sets
+PID, HOST, PROCESS_STARTED, KILLED_REASON = (f"{TAG}{name}" for name in ("pid", "host", "process_started", "killed_reason"))
+START_TOLERANCE = 1.0  # seconds: a live pid whose process started at another time is a reused pid
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")  # MLflow metric names allow these only
-
-
-def local_tracking_uri(state_dir: Path) -> str:
-    """The embedded default: a sqlite file in the state dir."""
-    return f"{SQLITE}{Path(state_dir).resolve() / 'mlflow.db'}"
 
 
 def metric_key(name: str) -> str:
@@ -115,7 +123,7 @@ class TrackingStore:
     @classmethod
     def local(cls, state_dir: Path, uri: str = "") -> TrackingStore:
         """`uri` when configured, else the embedded sqlite store of `state_dir`."""
-        return cls(uri or local_tracking_uri(state_dir))
+        return cls(store_uri(state_dir, uri))
 
     @property
     def client(self) -> Any:
@@ -170,6 +178,35 @@ class TrackingStore:
             for run in runs
         ]
 
+    def close_orphaned_runs(self, experiment: str) -> list[str]:
+        """Mark KILLED the runs of `experiment` still RUNNING whose process is gone from this host; returns their ids.
+
+        A run is orphaned when the process that tagged it (pid and start time, on this host) no longer
+        exists: it was killed outright or crashed before its tracker could end the run.
+        """
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        host = socket.gethostname()
+        running = self.client.search_runs(
+            [found.experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST}` = '{host}'", max_results=1000
+        )
+        closed = []
+        for run in running:
+            tags = run.data.tags
+            try:
+                pid, started = int(tags.get(PID, "")), float(tags.get(PROCESS_STARTED, ""))
+            except ValueError:
+                continue  # not tagged by skyops (or edited): nothing says which process owns it
+            if process_alive(pid, started):
+                continue
+            when = datetime.now(UTC).isoformat(timespec="seconds")
+            reason = f"process {pid} on {host} ended without ending this run (killed or crashed); marked KILLED by process {os.getpid()} at {when}"
+            self.client.set_tag(run.info.run_id, KILLED_REASON, reason)
+            self.client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+        return closed
+
     def run_metrics_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         """(step, value) of metric `key` (an Ultralytics or MLflow name) in `run_id`, by step."""
         history = self.client.get_metric_history(run_id, metric_key(key))
@@ -203,14 +240,32 @@ def _client(uri: str) -> Any:
         return MlflowClient(tracking_uri=uri)
 
 
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a sqlite URI ('sqlite:////abs.db' or 'sqlite:///rel.db'), else None."""
-    path = unquote(uri.removeprefix(SQLITE))
-    return Path(path).resolve() if uri.startswith(SQLITE) and path not in ("", ":memory:") else None
+def process_started(pid: int | None = None) -> float:
+    """When process `pid` (default: this one) started, in seconds since the epoch (psutil's create_time)."""
+    import psutil  # a dependency of ultralytics too; only needed when a run starts
+
+    return float(psutil.Process(pid).create_time())
+
+
+def process_alive(pid: int, started: float) -> bool:
+    """Whether the process that was `pid` at time `started` still runs on this host (a reused pid is not it)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return abs(process.create_time() - started) < START_TOLERANCE and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # another user's process with that pid and start: assume it is the owner
+        return True
 
 
 class Tracker:
-    """One MLflow run: started on `with`, ended FINISHED, or FAILED when the block raises."""
+    """One MLflow run: started on `with`, ended FINISHED; FAILED when the block raises, KILLED when it is stopped.
+
+    Starting also closes the experiment's orphaned runs (`TrackingStore.close_orphaned_runs`); their
+    ids are in `closed_orphans`.
+    """
 
     def __init__(self, store: TrackingStore, *, experiment: str, tags: Mapping[str, str], run_name: str | None = None) -> None:
         self.store = store
@@ -218,17 +273,27 @@ class Tracker:
         self.tags = dict(tags)
         self.run_name = run_name
         self.run_id = ""
+        self.closed_orphans: list[str] = []
         self._logged_epochs: set[int] = set()
 
     def __enter__(self) -> Tracker:
-        run = self.store.client.create_run(self.store.experiment_id(self.experiment), run_name=self.run_name, tags=self.tags)
+        experiment_id = self.store.experiment_id(self.experiment)
+        self.closed_orphans = self.store.close_orphaned_runs(self.experiment)
+        owner = {PID: str(os.getpid()), HOST: socket.gethostname(), PROCESS_STARTED: f"{process_started():.3f}"}
+        run = self.store.client.create_run(experiment_id, run_name=self.run_name, tags={**self.tags, **owner})
         self.run_id = run.info.run_id
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc is not None:
-            self.store.client.set_tag(self.run_id, f"{TAG}error", f"{type(exc).__name__}: {exc}"[:5000])
-        self.store.client.set_terminated(self.run_id, "FAILED" if exc_type else "FINISHED")
+        client = self.store.client
+        if exc is None:
+            client.set_terminated(self.run_id, "FINISHED")
+        elif isinstance(exc, Terminated | KeyboardInterrupt):  # stopped from outside: not the code's failure
+            client.set_tag(self.run_id, KILLED_REASON, str(exc) if isinstance(exc, Terminated) else "stopped by SIGINT (KeyboardInterrupt)")
+            client.set_terminated(self.run_id, "KILLED")
+        else:
+            client.set_tag(self.run_id, f"{TAG}error", f"{type(exc).__name__}: {exc}"[:5000])
+            client.set_terminated(self.run_id, "FAILED")
 
     def log_config(self, config: StepConfig) -> None:
         """Every config field as a param (values as on the command line)."""

@@ -216,7 +216,7 @@ def train(
     epochs = _read_results(run_dir / "results.csv")
     if plan.action != "finish":  # DDP workers do not run our callbacks: report what they trained from results.csv
         reporter.report_missing(epochs, first=plan.next_epoch)
-    best, last, results, plots = _publish(run_dir, Path(out_dir))
+    best, last, results, plots = publish(run_dir, Path(out_dir))
     # Only now: a crash before this point leaves resume.pt, and the next call finishes from it.
     _write_state(checkpoint_dir, identity, "finished")
     (checkpoint_dir / RESUME_CHECKPOINT).unlink(missing_ok=True)
@@ -346,12 +346,22 @@ def _truncate_results(path: Path, epochs: int) -> None:
         tmp.replace(path)
 
 
-def _publish(run_dir: Path, out_dir: Path) -> tuple[Path, Path, Path, tuple[Path, ...]]:
+def publish(run_dir: Path, out_dir: Path) -> tuple[Path, Path, Path, tuple[Path, ...]]:
+    """Copy a finished Ultralytics run's best.pt, last.pt, results.csv, args.yaml and plots into `out_dir`.
+
+    best.pt is never stood in for by last.pt: a model published as "best" must be the best one.
+
+    Raises:
+        DataValidationError: the run left no best.pt, last.pt or results.csv.
+    """
     weights = run_dir / "weights"
-    last = weights / "last.pt"
-    best = weights / "best.pt" if (weights / "best.pt").is_file() else last
-    if not last.is_file():
-        raise DataValidationError(f"training left no weights in {weights}", hint="see the Ultralytics output above for the cause")
+    missing = [p.name for p in (weights / "best.pt", weights / "last.pt", run_dir / "results.csv") if not p.is_file()]
+    if missing:
+        raise DataValidationError(
+            f"training left no {' or '.join(missing)} in {run_dir}; expected best.pt (saved when an epoch's validation fitness is the best so far) and last.pt",
+            hint="see the Ultralytics output above for the cause: a NaN validation fitness is never 'best', so no best.pt is saved",
+        )
+    best, last = weights / "best.pt", weights / "last.pt"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
     shutil.copyfile(best, out_dir / "best.pt")

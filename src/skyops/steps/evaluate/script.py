@@ -34,6 +34,7 @@ SPEC = StepSpec(
         Port(name="splits", kind="yolo-splits"),
         Port(name="champion", kind="model-weights", optional=True, description="the current champion's weights"),
     ),
+    # TODO(h3a merge): declare files=("evaluation.json",) on this port.
     outputs=(Port(name="evaluation", kind="evaluation", description="evaluation.json"),),
     description="evaluate the trained model on the test split",
 )
@@ -46,27 +47,28 @@ CONTRACT = ScriptContract(
 )
 
 
-def weights_in(folder: Path) -> Path:
-    """best.pt if present, else the only .pt in the folder.
+def weights_in(folder: Path, port: str) -> Path:
+    """The folder's best.pt; a model folder without one is an error, never a fallback to another .pt.
 
     On SageMaker a training job's model arrives as one model.tar.gz: it is unpacked into a temp
     folder first (inputs are never written to).
     """
     import tarfile
 
-    from skyops.errors import ConfigError
+    from skyops.errors import DataValidationError
 
-    if not any(folder.rglob("*.pt")) and (folder / "model.tar.gz").is_file():
+    if not (folder / "best.pt").is_file() and (folder / "model.tar.gz").is_file():
         unpacked = Path(tempfile.mkdtemp(prefix="skyops-model-"))
         with tarfile.open(folder / "model.tar.gz") as archive:
             archive.extractall(unpacked, filter="data")
         folder = unpacked
-    if (folder / "best.pt").is_file():
-        return folder / "best.pt"
-    found = sorted(folder.rglob("*.pt"))
-    if len(found) != 1:
-        raise ConfigError(f"{folder} holds {len(found)} .pt files and no best.pt", hint="bind a folder with exactly one weights file")
-    return found[0]
+    if not (folder / "best.pt").is_file():
+        others = sorted(p.name for p in folder.glob("*.pt"))
+        raise DataValidationError(
+            f"input {port!r} ({folder}) has no best.pt" + (f" (it holds {', '.join(others)})" if others else ""),
+            hint="bind a model folder as the train step writes it (best.pt, last.pt, ...); a cached one without best.pt is damaged: run with --no-cache",
+        )
+    return folder / "best.pt"
 
 
 @CATALOG.step(spec=SPEC, contract=CONTRACT, config=EvaluateConfig, libraries=("ultralytics", "torch"))
@@ -75,12 +77,12 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
     from skyops.training.evaluate import evaluate, write_evaluation
 
     manifest = Manifest.read(inputs["splits"])
-    champion = weights_in(inputs["champion"]) if "champion" in inputs else None
+    champion = weights_in(inputs["champion"], "champion") if "champion" in inputs else None
     with tempfile.TemporaryDirectory(prefix="skyops-eval-") as tmp:
         view = private_view(inputs["splits"], Path(tmp) / "data")
         data_yaml = write_data_yaml(view, Path(tmp) / "data.yaml", manifest.names)
         doc = evaluate(
-            weights_in(inputs["model"]),
+            weights_in(inputs["model"], "model"),
             data_yaml,
             split=args.split,
             imgsz=args.imgsz,

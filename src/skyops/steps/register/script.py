@@ -5,12 +5,20 @@ PendingManualApproval when the registration gate (absolute bars plus the champio
 passes, as Rejected otherwise, and writes both the decision and its reasons onto the version.
 Approving is an ML Engineer's act (`skyops models approve`), never the pipeline's.
 On SageMaker this step compiles to a RegisterModel step into a model package group.
+
+The same weights are never registered twice. A re-run after a champion change evaluates again and
+so misses this step's cache, but if the registry already has a version with these weights (by the
+sha256 of best.pt) that version is returned untouched: its status, card and gate decision stay those
+a reviewer saw; this run's gate decision is recorded in registration.json (`created: false`).
+
+A cached result is re-checked before it is reused (`recheck`): a registration whose version was
+deleted, or that was made in another store, is not reported as true; the step runs again.
 """
 
 from __future__ import annotations
 
-import json
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -54,15 +62,60 @@ def versions(*names: str) -> dict[str, str]:
     return {"python": platform.python_version(), **{n: metadata.version(n) for n in names}}
 
 
+def recheck(outputs: Mapping[str, Path], env: Mapping[str, str]) -> str | None:
+    """Whether a cached registration is still true: None when it is, else why the step must run again.
+
+    Called by the engine on a cache hit, with the published output folders and the step's env.
+    True means: the registry the step would use now is the one it registered in, and it still
+    has that version of that model, from the same MLflow run and source. Cheap on the embedded
+    store (a read-only sqlite query, no MLflow import; see skyops.registry.lookup).
+    """
+    from skyops.errors import StateFileError
+    from skyops.registry.lookup import RegistryLookup
+    from skyops.registry.records import read_registration
+    from skyops.training.uris import store_uri
+
+    try:
+        done = read_registration(outputs["registration"])
+    except StateFileError as e:
+        return e.message
+    uri = store_uri(Path(env.get("SKYOPS_STATE_DIR") or CONTRACT.optional_env["SKYOPS_STATE_DIR"]), env.get("SKYOPS_TRACKING_URI", ""))
+    name = f"{done['model']} v{done['version']}"
+    if done["tracking_uri"] != uri:
+        return f"{name} was registered in {done['tracking_uri']}, but this run's registry is {uri}"
+    lookup = RegistryLookup(uri)
+    if not lookup.store_exists:
+        return f"the registry {lookup.database} that holds {name} no longer exists"
+    found = lookup.version(done["model"], done["version"])
+    if found is None:
+        return f"the registry no longer has {name} (deleted)"
+    if (found.run_id, found.source) != (done["mlflow_run_id"], done["source"]):
+        return f"{name} in the registry now comes from MLflow run {found.run_id}, not {done['mlflow_run_id']}"
+    return None
+
+
+# TODO(h3a merge): recheck=recheck — wired by the engine's recheck= hook (h3a)
 @CATALOG.step(spec=SPEC, contract=CONTRACT, config=RegisterConfig, libraries=("mlflow",))
 def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: RegisterConfig) -> None:
+    from skyops.errors import ConfigError
+    from skyops.pipeline.hashing import hash_file, write_json_atomic
     from skyops.registry.audit import AuditLog, Outcome
     from skyops.registry.gate import GatePolicy, decide
     from skyops.registry.models import ApprovalStatus, ModelRegistry
+    from skyops.registry.records import read_evaluation, read_training
     from skyops.training.tracking import TrackingStore
 
-    training = json.loads((inputs["model"] / "training.json").read_text())
-    evaluation = json.loads((inputs["evaluation"] / "evaluation.json").read_text())
+    training = read_training(inputs["model"])
+    evaluation = read_evaluation(inputs["evaluation"])
+    weights = inputs["model"] / "best.pt"
+    if not weights.is_file():
+        raise ConfigError(f"input 'model' ({inputs['model']}) has no best.pt", hint="bind the train step's model folder")
+    digest = hash_file(weights)
+    if evaluation["model"]["weights_sha256"] != digest:
+        raise ConfigError(
+            f"evaluation.json scored weights {evaluation['model']['weights_sha256'][:12]}, but the model to register is {digest[:12]} ({weights})",
+            hint="wire register's evaluation input to the evaluate step that scored this model",
+        )
     state_dir = Path(env["SKYOPS_STATE_DIR"])
     registry = ModelRegistry(TrackingStore.local(state_dir, env["SKYOPS_TRACKING_URI"]), args.model_name)
     champion = registry.by_alias("champion")
@@ -73,16 +126,13 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
     )
     run_id = training["mlflow_run_id"]
     client = registry.client
-    client.log_artifact(run_id, str(inputs["evaluation"] / "evaluation.json"), "evaluation")
-    if "profile" in inputs:
-        client.log_artifact(run_id, str(inputs["profile"] / "profile.json"), "data")
     metrics = {k: evaluation["metrics"][k] for k in ("map50", "map50_95", "precision", "recall")}
     card = {
         "summary": f"YOLO11 detector for {', '.join(training['names'])}; mAP50 {metrics['map50']:.3f} on the test split",
         "classes": training["names"],
         "data_fingerprint": training["data_fingerprint"],
         "metrics": metrics,
-        "per_size": evaluation["per_size"],
+        "per_size": evaluation.get("per_size", {}),
         "training": {k: training[k] for k in ("epochs_completed", "device", "imgsz", "seconds")},
         "pipeline_run": env["SKYOPS_RUN_ID"],
         "mlflow_run": run_id,
@@ -92,19 +142,42 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
     }
     artifacts = client.get_run(run_id).info.artifact_uri
     status = ApprovalStatus.PENDING if gate["passed"] else ApprovalStatus.REJECTED
-    version = registry.register(run_id=run_id, source=f"{artifacts}/weights", metrics=metrics, card=card, gate=gate, status=status)
-    target = f"{args.model_name}:{version.version}"
-    AuditLog(state_dir / "audit.log").append(
-        actor=env["SKYOPS_USER"],
-        role="pipeline",
-        action="register",
-        target=target,
-        outcome=Outcome.SUCCEEDED,
-        reason=status.value,
-        details={"gate": gate},
+    done = registry.register(
+        run_id=run_id, source=f"{artifacts}/weights", weights_sha256=digest, metrics=metrics, card=card, gate=gate, status=status
     )
-    result = {"model": args.model_name, "version": version.version, "status": status.value, "gate": gate, "mlflow_run_id": run_id}
-    (outputs["registration"] / "registration.json").write_text(json.dumps(result, indent=1))
-    print(f"registered {target} as {status.value}; gate {'passed' if gate['passed'] else 'failed'}:")
+    version = done.version
+    target = f"{args.model_name}:{version.version}"
+    if done.created:
+        client.log_artifact(run_id, str(inputs["evaluation"] / "evaluation.json"), "evaluation")
+        if "profile" in inputs:
+            client.log_artifact(run_id, str(inputs["profile"] / "profile.json"), "data")
+        AuditLog(state_dir / "audit.log").append(
+            actor=env["SKYOPS_USER"],
+            role="pipeline",
+            action="register",
+            target=target,
+            outcome=Outcome.SUCCEEDED,
+            reason=status.value,
+            details={"gate": gate, "weights_sha256": digest},
+        )
+    result = {
+        "model": args.model_name,
+        "version": version.version,
+        "status": version.status.value,
+        "created": done.created,
+        "gate": gate,  # this run's decision (for an existing version, the one on the version may differ)
+        "mlflow_run_id": version.run_id,
+        "source": version.source,
+        "tracking_uri": registry.store.uri,
+        "weights_sha256": digest,
+    }
+    write_json_atomic(outputs["registration"] / "registration.json", result)
+    if done.created:
+        print(f"registered {target} as {status.value}; gate {'passed' if gate['passed'] else 'failed'}:")
+    else:
+        print(
+            f"{args.model_name}: these weights are already registered as v{version.version} ({version.status.value}); not registered again"
+        )
+        print(f"this run's gate {'passed' if gate['passed'] else 'failed'} (the version keeps the decision it was registered with):")
     for reason in gate["reasons"]:
         print(f"  - {reason}")

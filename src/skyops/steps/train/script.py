@@ -3,13 +3,16 @@
 Checkpoints live at the contract's checkpoint path (SageMaker's /opt/ml/checkpoints, kept by the
 local engine across failed attempts), so a run killed mid-training resumes at its next epoch.
 The model folder receives best.pt, last.pt, results.csv, plots/ and training.json.
+
+A SIGTERM (from `skyops run`, SageMaker or `kill`) ends the MLflow run KILLED before the process
+dies of the signal; a run left RUNNING by a SIGKILL is marked KILLED when the next train starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ SPEC = StepSpec(
         Port(name="splits", kind="yolo-splits"),
         Port(name="weights", kind="model-weights", optional=True, description="a local .pt to start from"),
     ),
+    # TODO(h3a merge): declare files=("best.pt", "last.pt", "results.csv", "training.json") on this port.
     outputs=(Port(name="model", kind="model-weights", description="best.pt, last.pt, results.csv, plots, training.json"),),
     description="train YOLO11 offline with checkpoints and MLflow tracking",
 )
@@ -57,7 +61,19 @@ def data_fingerprint(splits: Path, manifest_fingerprint: str) -> str:
 
 @CATALOG.step(spec=SPEC, contract=CONTRACT, config=TrainStepConfig, libraries=("ultralytics", "torch", "mlflow"))
 def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: TrainStepConfig) -> None:
+    from skyops.training.signals import Terminated, signals_raise
+
+    try:
+        with signals_raise(signal.SIGTERM):
+            train_and_track(inputs, outputs, env, args)
+    except Terminated as stop:
+        print(f"train: {stop}; the MLflow run ended KILLED; the next run resumes from the last checkpoint", flush=True)
+        stop.die()
+
+
+def train_and_track(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: TrainStepConfig) -> None:
     from skyops.data.layout import Manifest, private_view, write_data_yaml
+    from skyops.pipeline.hashing import write_json_atomic
     from skyops.training.tracking import TrackingStore, run_tags
     from skyops.training.train import EpochMetrics, train
 
@@ -77,6 +93,8 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
     store = TrackingStore.local(state_dir, env["SKYOPS_TRACKING_URI"])
     tags = run_tags(dataset_fingerprint=manifest.fingerprint, pipeline_run_id=env["SKYOPS_RUN_ID"], step_name=env["SKYOPS_STEP_NAME"])
     with tempfile.TemporaryDirectory(prefix="skyops-train-") as tmp, store.tracker(args.experiment, tags=tags) as tracker:
+        for orphan in tracker.closed_orphans:
+            print(f"MLflow run {orphan} was left RUNNING by a process that is gone; marked KILLED", flush=True)
         view = private_view(inputs["splits"], Path(tmp) / "data")
         data_yaml = write_data_yaml(view, Path(tmp) / "data.yaml", manifest.names)
         tracker.log_config(args)
@@ -104,5 +122,5 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
         "seconds": round(result.seconds, 1),
         "imgsz": args.imgsz,
     }
-    (outputs["model"] / "training.json").write_text(json.dumps(summary, indent=1))
+    write_json_atomic(outputs["model"] / "training.json", summary)
     print(f"trained {result.epochs_completed} epochs on {result.device} in {result.seconds:.0f} s; MLflow run {tracker.run_id}")

@@ -1,0 +1,145 @@
+"""The register step's script on a real MLflow store: weights are registered once, and a cached
+registration is re-checked against the registry before it is reported again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from skyops.errors import ConfigError
+from skyops.registry.models import ModelRegistry
+from skyops.steps.register.script import RegisterConfig, main, recheck
+from skyops.training.evaluate import write_evaluation
+from skyops.training.tracking import TrackingStore, local_tracking_uri
+
+from .conftest import evaluation_document
+
+Trained = Callable[[bytes], tuple[Path, Path]]
+
+
+@pytest.fixture
+def model(request: pytest.FixtureRequest) -> str:
+    return "reg-" + request.node.name.replace("_", "-")[:50]
+
+
+def env_of(state: Path) -> dict[str, str]:
+    return {"SKYOPS_STATE_DIR": str(state), "SKYOPS_TRACKING_URI": "", "SKYOPS_RUN_ID": "run-1", "SKYOPS_USER": "pipeline"}
+
+
+def register(model_dir: Path, evaluation: Path, out: Path, state: Path, model: str) -> dict[str, object]:
+    out.mkdir(parents=True, exist_ok=True)
+    main({"model": model_dir, "evaluation": evaluation}, {"registration": out}, env_of(state), RegisterConfig(model_name=model))
+    result: dict[str, object] = json.loads((out / "registration.json").read_text())
+    return result
+
+
+def test_a_rerun_with_the_same_weights_does_not_register_them_again(
+    trained: Trained, step_state: Path, model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_dir, evaluation = trained(b"weights of one training run")
+    first = register(model_dir, evaluation, tmp_path / "first", step_state, model)
+    assert capsys.readouterr().out.startswith(f"registered {model}:1 as PendingManualApproval; gate passed:\n")
+    assert (first["version"], first["created"], first["status"]) == (1, True, "PendingManualApproval")
+
+    # The same weights again (say evaluate re-ran against a new champion, so register missed its cache).
+    again = register(model_dir, evaluation, tmp_path / "again", step_state, model)
+    out = capsys.readouterr().out
+    assert out.startswith(f"{model}: these weights are already registered as v1 (PendingManualApproval); not registered again\n")
+    assert (again["version"], again["created"], again["mlflow_run_id"], again["source"]) == (
+        1,
+        False,
+        first["mlflow_run_id"],
+        first["source"],
+    )
+    registry = ModelRegistry(TrackingStore.local(step_state), model)
+    assert [v.version for v in registry.versions()] == [1]
+    audited = [json.loads(line) for line in (step_state / "audit.log").read_text().splitlines()]
+    assert [r["target"] for r in audited if r["target"].startswith(f"{model}:")] == [f"{model}:1"]
+
+
+def test_an_evaluation_of_other_weights_is_refused(trained: Trained, step_state: Path, model: str, tmp_path: Path) -> None:
+    model_dir, _ = trained(b"weights X")
+    _, other = trained(b"weights Y")
+    with pytest.raises(ConfigError, match=r"^evaluation.json scored weights [0-9a-f]{12}, but the model to register is [0-9a-f]{12} "):
+        register(model_dir, other, tmp_path / "out", step_state, model)
+
+
+def test_a_model_folder_without_best_pt_is_refused(trained: Trained, step_state: Path, model: str, tmp_path: Path) -> None:
+    model_dir, evaluation = trained(b"weights Z")
+    (model_dir / "best.pt").rename(model_dir / "last.pt")
+    with pytest.raises(ConfigError, match=r"input 'model' \(.*\) has no best.pt"):
+        register(model_dir, evaluation, tmp_path / "out", step_state, model)
+
+
+def test_recheck_holds_while_the_version_exists_and_fails_once_it_is_deleted(
+    trained: Trained, step_state: Path, model: str, tmp_path: Path
+) -> None:
+    model_dir, evaluation = trained(b"weights to delete")
+    register(model_dir, evaluation, tmp_path / "out", step_state, model)
+    outputs = {"registration": tmp_path / "out"}
+    assert recheck(outputs, env_of(step_state)) is None
+    ModelRegistry(TrackingStore.local(step_state), model).delete(1)
+    assert recheck(outputs, env_of(step_state)) == f"the registry no longer has {model} v1 (deleted)"
+
+
+def test_recheck_fails_when_the_registry_moved_or_is_gone(trained: Trained, step_state: Path, model: str, tmp_path: Path) -> None:
+    model_dir, evaluation = trained(b"weights in one store")
+    done = register(model_dir, evaluation, tmp_path / "out", step_state, model)
+    outputs = {"registration": tmp_path / "out"}
+    elsewhere = tmp_path / "another-state"
+    assert recheck(outputs, env_of(elsewhere)) == (
+        f"{model} v1 was registered in {local_tracking_uri(step_state)}, but this run's registry is {local_tracking_uri(elsewhere)}"
+    )
+    # A registration whose store has since been deleted (same URI, no database any more).
+    gone = tmp_path / "gone-state"
+    (tmp_path / "out" / "registration.json").write_text(json.dumps({**done, "tracking_uri": local_tracking_uri(gone)}))
+    assert recheck(outputs, env_of(gone)) == f"the registry {gone.resolve() / 'mlflow.db'} that holds {model} v1 no longer exists"
+    assert not gone.exists()
+
+
+def test_recheck_fails_when_the_version_now_comes_from_another_run(trained: Trained, step_state: Path, model: str, tmp_path: Path) -> None:
+    model_dir, evaluation = trained(b"weights of run A")
+    done = register(model_dir, evaluation, tmp_path / "out", step_state, model)
+    (tmp_path / "out" / "registration.json").write_text(json.dumps({**done, "mlflow_run_id": "0" * 32}))
+    assert recheck({"registration": tmp_path / "out"}, env_of(step_state)) == (
+        f"{model} v1 in the registry now comes from MLflow run {done['mlflow_run_id']}, not {'0' * 32}"
+    )
+
+
+@pytest.mark.parametrize("content", ["", "{", '{"model": "m"}'])
+def test_recheck_of_a_damaged_record_is_a_reason_to_run_again(tmp_path: Path, step_state: Path, content: str) -> None:
+    (tmp_path / "registration.json").write_text(content)
+    reason = recheck({"registration": tmp_path}, env_of(step_state))
+    assert reason is not None and reason.startswith(f"registration record {tmp_path / 'registration.json'} ")
+
+
+def test_recheck_on_the_embedded_store_does_not_import_mlflow(trained: Trained, step_state: Path, model: str, tmp_path: Path) -> None:
+    model_dir, evaluation = trained(b"weights checked cheaply")
+    register(model_dir, evaluation, tmp_path / "out", step_state, model)
+    code = (
+        "import sys; from pathlib import Path; from skyops.steps.register.script import recheck; "
+        f"print(recheck({{'registration': Path({str(tmp_path / 'out')!r})}}, {env_of(step_state)!r}), 'mlflow' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout == "None False\n"
+
+
+def test_a_register_after_a_changed_evaluation_keeps_the_versions_decision(
+    trained: Trained, step_state: Path, model: str, tmp_path: Path
+) -> None:
+    model_dir, evaluation = trained(b"weights judged twice")
+    register(model_dir, evaluation, tmp_path / "first", step_state, model)
+    doc = json.loads((evaluation / "evaluation.json").read_text())
+    write_evaluation(evaluation_document(doc["model"]["weights_sha256"], map50=0.01), tmp_path / "poor" / "evaluation.json")
+    config = RegisterConfig(model_name=model, min_map50=0.3)  # this time the gate fails
+    (tmp_path / "second").mkdir()
+    main({"model": model_dir, "evaluation": tmp_path / "poor"}, {"registration": tmp_path / "second"}, env_of(step_state), config)
+    second = json.loads((tmp_path / "second" / "registration.json").read_text())
+    assert second["created"] is False and second["gate"]["passed"] is False  # this run's decision, in its record
+    version = ModelRegistry(TrackingStore.local(step_state), model).get(1)
+    assert version.gate["passed"] is True and version.status.value == "PendingManualApproval"  # the version's own, untouched
