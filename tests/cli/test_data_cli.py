@@ -44,4 +44,4 @@ def test_validate_fails_with_exit_1_and_a_summary_when_too_much_is_bad(tmp_path:
 
 def test_convert_reports_what_it_dropped(tmp_path: Path, capsys: pytest.CaptureFixture[str], shared_datasets: Path) -> None:
     code, out, _ = cli(capsys, "data", "convert", str(shared_datasets / "visdrone-sample"), str(tmp_path / "vd"), "--format", "visdrone")
-    assert code == 0 and "converted visdrone" in out and "dropped: " in out and "ignored_region" in out
+    assert code == 0 and "converted 8 visdrone images" in out and "boxes dropped: " in out and "ignored_region" in out

@@ -79,4 +79,5 @@ def test_format_flag_is_case_insensitive(tmp_path: Path) -> None:
     source = world.coco(coco_images("a.jpg", "b.jpg"), [])
     done = skyops("data", "convert", source, tmp_path / "out", "--format", "COCO")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("converted coco -> ")
+    assert done.stdout.startswith("converted 2 coco images from ")
+    assert "findings: " in done.stdout and "without a label file: 0" in done.stdout

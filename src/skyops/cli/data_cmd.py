@@ -61,15 +61,7 @@ def convert(
         images_dir=images_dir,
         s3_prefix=s3_prefix,
     )
-    print(f"converted {report.format} -> {report.target}: {report.images} images, {report.boxes} boxes in {report.seconds:.1f} s")
-    print("  per class: " + ", ".join(f"{k} {v}" for k, v in report.per_class.items()))
-    if report.dropped:
-        print("  dropped: " + ", ".join(f"{k} {v}" for k, v in report.dropped.items()))
-    if report.clipped:
-        print(f"  clipped to the image: {report.clipped} boxes")
-    for path, reason in report.skipped[:10]:
-        print(f"  skipped {path}: {reason}")
-    print(f"  fingerprint {report.fingerprint[:16]}")
+    print(report.summary())  # counts, the first findings (file, line, rule) and where the full report is
 
 
 @app.command()
