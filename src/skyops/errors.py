@@ -77,6 +77,20 @@ class StepFailed(SkyopsError):
     exit_code = 1
 
 
+class StateError(SkyopsError):
+    """The state folder cannot take a write: full disk, quota, read-only, permission denied."""
+
+    exit_code = 1
+
+
+class RunInterrupted(SkyopsError):
+    """A run was stopped by a signal (Ctrl-C, SIGTERM); its record ends "killed"."""
+
+    def __init__(self, message: str, *, signal_number: int, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = 128 + signal_number  # what a shell reports for a process ended by that signal
+
+
 def problems_error(cls: type[SkyopsError], subject: str, problems: Iterable[str], *, hint: str = "") -> SkyopsError:
     """Build one error that lists every problem, sorted: "3 problems in pipeline 'x':\n  - ..."."""
     unique = sorted(set(problems))

@@ -1,6 +1,13 @@
+import errno
+import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from skyops.pipeline.cache import Cache, KeyParts, code_digest, explain_miss, should_run
+from skyops.pipeline.locks import LockWaitStopped, key_lock
 
 from .conftest import HERE, SKYOPS_ROOT
 
@@ -46,3 +53,61 @@ def test_code_digest_follows_imports_and_ignores_root_order() -> None:
     forward = code_digest(TOYSTEPS, roots)
     assert forward == code_digest(TOYSTEPS, dict(reversed(roots.items())))
     assert forward != code_digest(TOYSTEPS, {"tests": HERE.parent})  # skyops imports count
+
+
+def test_should_run_checks_declared_files_then_asks_recheck(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache", tmp_path / "staging")
+    staged = cache.stage(parts().key)
+    (staged / "outputs" / "out").mkdir()
+    (staged / "outputs" / "out" / "best.pt").write_text("w")
+    entry = cache.publish(staged, parts(), {"out": "digest"})
+    asked: list[str] = []
+
+    def recheck(answer: str | None) -> Callable[[], str | None]:
+        return lambda: asked.append("asked") or answer  # type: ignore[func-returns-value]
+
+    assert should_run(entry, use_cache=True, files={"out": ("best.pt",)}, recheck=recheck(None)) == (False, "cache hit")
+    assert should_run(entry, use_cache=True, recheck=recheck("version 3 was deleted")) == (
+        True,
+        "cached result no longer holds: version 3 was deleted",
+    )
+    assert asked == ["asked", "asked"]
+    assert should_run(entry, use_cache=True, files={"out": ("best.pt", "last.pt")}, recheck=recheck(None)) == (
+        True,
+        "cache entry's output 'out' lacks last.pt",
+    )
+    assert should_run(None, use_cache=True, recheck=recheck(None)) == (True, "no cache entry for this key")
+    assert asked == ["asked", "asked"], "recheck is asked only when every other rule would reuse the entry"
+
+
+def test_a_forced_publish_that_fails_keeps_the_old_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = Cache(tmp_path / "cache", tmp_path / "staging")
+    staged = cache.stage(parts().key)
+    (staged / "outputs" / "out").mkdir()
+    old = cache.publish(staged, parts(), {"out": "old"})
+    (old.output_dir("out") / "model.pt").write_text("old weights")
+    failing = cache.stage(parts().key)
+    real_rename = os.rename
+
+    def rename(src: object, dst: object) -> None:  # the file system refuses to move the new entry into place
+        if src == failing:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_rename(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="No space left on device"):
+        cache.publish(failing, parts(), {"out": "new"}, replace=True)
+    assert cache.lookup(parts().key) == old and (old.output_dir("out") / "model.pt").read_text() == "old weights"
+
+
+def test_key_lock_makes_a_second_holder_wait_and_a_stopping_run_give_up(tmp_path: Path) -> None:
+    lock = tmp_path / "locks" / "k.lock"
+    stop, waits = threading.Event(), []
+    with key_lock(lock, stop=stop, on_wait=lambda: waits.append("first")) as waited:
+        assert waited == 0 and waits == []
+        stop.set()
+        with pytest.raises(LockWaitStopped), key_lock(lock, stop=stop, on_wait=lambda: waits.append("second")):
+            pass
+    assert waits == ["second"]
+    with key_lock(lock, stop=threading.Event(), on_wait=lambda: waits.append("third")) as waited:
+        assert waited == 0, "released when the holder left its block"

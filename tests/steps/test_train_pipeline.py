@@ -96,11 +96,11 @@ def test_killed_training_resumes_at_the_next_epoch(tmp_path: Path) -> None:
     env = {**os.environ, "SKYOPS_STATE_DIR": str(tmp_path), "COLUMNS": "200"}
     args = [sys.executable, "-m", "skyops", "run", "drone-detection", *TINY, "-p", "epochs=3"]
     proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    checkpoint = tmp_path / "checkpoints" / "drone-detection" / "train" / "resume.pt"
+    checkpoints = tmp_path / "checkpoints"  # checkpoints/<train's cache key>/, owned by that execution
     deadline = time.time() + 600
-    while not checkpoint.is_file() and time.time() < deadline and proc.poll() is None:
+    while not any(checkpoints.glob("*/resume.pt")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    assert checkpoint.is_file(), "no checkpoint after epoch 1"
+    assert any(checkpoints.glob("*/resume.pt")), "no checkpoint after epoch 1"
     os.killpg(proc.pid, signal.SIGKILL)  # engine, fork host and trainer: as a lost spot instance
     proc.wait(30)
     done = skyops_run(tmp_path, *TINY, "-p", "epochs=3")

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 _STYLE = {
     "pending": "dim",
     "running": "yellow",
+    "waiting": "yellow",  # for another run executing the same step
     "cached": "cyan",
     "done": "green",
     "failed": "bold red",
@@ -162,7 +163,7 @@ def summarize(console: Console, record: RunRecord, *, explain_cache: bool) -> No
 
 def cache_explanation(step: StepRecord) -> str:
     if step.status == "cached":
-        return f"hit {step.cache_key[:12]}"
+        return f"hit {step.cache_key[:12]}" + (f" after waiting {format_seconds(step.waited)} for another run" if step.waited else "")
     if step.status in ("done", "failed") and step.cache_key:
         return f"miss {step.cache_key[:12]}: " + "; ".join(step.miss_reasons or [step.cache_reason])
     return step.error or step.cache_reason or "-"

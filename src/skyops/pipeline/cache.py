@@ -16,12 +16,15 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cache, cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from skyops.errors import SkyopsError, StepFailed
+from skyops.pipeline.catalog import StepDefinition
 from skyops.pipeline.hashing import write_json_atomic
 
 ENTRY_FILE = "entry.json"
@@ -80,13 +83,26 @@ class CacheEntry:
         return self.path / OUTPUTS_DIR / port
 
 
-def should_run(entry: CacheEntry | None, *, use_cache: bool) -> tuple[bool, str]:
+def should_run(
+    entry: CacheEntry | None,
+    *,
+    use_cache: bool,
+    files: Mapping[str, tuple[str, ...]] | None = None,
+    recheck: Callable[[], str | None] | None = None,
+) -> tuple[bool, str]:
     """Decide whether a step runs. Rules, first match wins:
 
     1. Caching is off for this run (`--no-cache`): run.
     2. No published entry exists for the key: run.
     3. The entry lacks an output folder it lists: run (the entry was damaged by hand).
-    4. Otherwise: reuse the entry.
+    4. An output lacks a file its port declares (`Port.files`): run (damaged, or made by older code).
+    5. The step's recheck says the result is no longer true (e.g. the registry version it
+       names was deleted): run. Asked only here, so a step without a hit never pays for it.
+    6. Otherwise: reuse the entry.
+
+    Args:
+        files: output port -> files that must exist in it.
+        recheck: returns None while the entry's result still holds, else why it does not.
     """
     if not use_cache:
         return True, "caching is off (--no-cache)"
@@ -95,7 +111,45 @@ def should_run(entry: CacheEntry | None, *, use_cache: bool) -> tuple[bool, str]
     missing = [p for p in entry.outputs if not entry.output_dir(p).is_dir()]
     if missing:
         return True, f"cache entry is missing outputs {', '.join(missing)}"
+    for port, names in sorted((files or {}).items()):
+        lacking = [name for name in names if not (entry.output_dir(port) / name).is_file()]
+        if lacking:
+            return True, f"cache entry's output {port!r} lacks {', '.join(lacking)}"
+    reason = recheck() if recheck else None
+    if reason:
+        return True, f"cached result no longer holds: {reason}"
     return False, "cache hit"
+
+
+def lacking_files(definition: StepDefinition, out_dirs: Mapping[str, Path]) -> list[str]:
+    """Declared files (`Port.files`) missing from a step's output folders, one line per port."""
+    lacking = []
+    for port in definition.spec.outputs:
+        missing = [name for name in port.files if not (out_dirs[port.name] / name).is_file()]
+        if missing:
+            lacking.append(f"output {port.name!r} lacks declared file{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    return lacking
+
+
+def bound_recheck(definition: StepDefinition, step: str, entry: CacheEntry, env: Mapping[str, str]) -> Callable[[], str | None]:
+    """The step type's recheck, bound to a cache entry and the step's env, for `should_run`.
+
+    An exception it raises becomes one clear `StepFailed`: a SkyopsError keeps its message,
+    anything else is named by its type.
+    """
+    recheck = definition.recheck
+    assert recheck is not None
+    outputs = {port: entry.output_dir(port) for port in entry.outputs}
+
+    def bound() -> str | None:
+        try:
+            return recheck(outputs, env)
+        except SkyopsError as e:
+            raise StepFailed(f"step {step!r}: recheck of its cached result failed: {e.message}", hint=e.hint) from None
+        except Exception as e:
+            raise StepFailed(f"step {step!r}: recheck of its cached result failed: {type(e).__name__}: {e}") from None
+
+    return bound
 
 
 class Cache:
@@ -136,13 +190,15 @@ class Cache:
         try:
             os.rename(staged, target)
         except OSError:
+            if old is not None:
+                os.rename(old, target)  # the forced re-run failed to publish: keep what was there
+                raise
             if not (target / ENTRY_FILE).is_file():
                 raise
             shutil.rmtree(staged)  # another run published the same key first
             return self.lookup(parts.key) or CacheEntry(target, parts, outputs)
-        finally:
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         return CacheEntry(target, parts, outputs)
 
     def clean_staging(self) -> int:

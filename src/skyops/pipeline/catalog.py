@@ -27,6 +27,9 @@ from skyops.pipeline.spec import StepSpec
 # The one signature every script's main has: (inputs, outputs, env, args).
 ScriptMain = Callable[[dict[str, Path], dict[str, Path], dict[str, str], Any], None]
 SCRIPT_PARAMETERS = ("inputs", "outputs", "env", "args")
+# recheck(outputs, env) -> None while a cached result still holds, else why not (see StepDefinition).
+Recheck = Callable[[Mapping[str, Path], Mapping[str, str]], str | None]
+RECHECK_PARAMETERS = ("outputs", "env")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,13 @@ class StepDefinition:
     """The four layers of one step type: spec, contract, config class and script function.
 
     The builder is chosen by `contract.job_kind`, one builder per job kind.
+
+    `recheck`, for a step whose output refers to state outside the cache (a registry version, a
+    deployed endpoint): on a cache hit the local engine calls `recheck(outputs, env)` with each
+    output port's published folder and the step's env (its contract's variables and the run
+    context); None means the result still holds, a string says why it no longer does and the step
+    runs again. An exception fails the step. It runs in the engine's process: keep it quick, and
+    import heavy libraries inside it.
     """
 
     spec: StepSpec
@@ -46,6 +56,7 @@ class StepDefinition:
     config: type[StepConfig]
     func: ScriptMain
     libraries: tuple[str, ...] = ()  # distributions whose versions enter the cache key
+    recheck: Recheck | None = None
     _source_file: str = field(default="", repr=False)
 
     @property
@@ -68,12 +79,19 @@ class StepDefinition:
         self.func(inputs, outputs, env, args)
 
 
-def definition_problems(spec: StepSpec, contract: ScriptContract, config: type, func: Callable[..., Any]) -> list[str]:
-    """Problems visible without running anything: signature, spec ports vs contract paths, config."""
+def definition_problems(
+    spec: StepSpec, contract: ScriptContract, config: type, func: Callable[..., Any], recheck: Callable[..., Any] | None = None
+) -> list[str]:
+    """Problems visible without running anything: signatures, spec ports vs contract paths, config."""
     problems = []
     params = tuple(inspect.signature(func).parameters)
     if params != SCRIPT_PARAMETERS:
         problems.append(f"script {func.__module__}.{func.__name__} takes ({', '.join(params)}); expected ({', '.join(SCRIPT_PARAMETERS)})")
+    if recheck is not None:
+        taken = tuple(inspect.signature(recheck).parameters) if callable(recheck) else None
+        if taken != RECHECK_PARAMETERS:
+            where = f"{recheck.__module__}.{recheck.__qualname__}" if callable(recheck) else repr(recheck)
+            problems.append(f"recheck {where} takes ({', '.join(taken or ())}); expected ({', '.join(RECHECK_PARAMETERS)})")
     for side, ports, paths in (("input", spec.inputs, contract.inputs), ("output", spec.outputs, contract.outputs)):
         names = {p.name for p in ports}
         problems += [f"spec {side} port {n!r} has no path in the contract" for n in sorted(names - set(paths))]
@@ -103,14 +121,18 @@ class Catalog:
         contract: ScriptContract,
         config: type[StepConfig] = EmptyConfig,
         libraries: tuple[str, ...] = (),
+        recheck: Recheck | None = None,
     ) -> Callable[[ScriptMain], StepDefinition]:
-        """Register the decorated `main(inputs, outputs, env, args)` as a step."""
+        """Register the decorated `main(inputs, outputs, env, args)` as a step.
+
+        `recheck(outputs, env)` says whether a cached result still holds (see `StepDefinition`).
+        """
 
         def register(func: ScriptMain) -> StepDefinition:
-            problems = definition_problems(spec, contract, config, func)
+            problems = definition_problems(spec, contract, config, func, recheck)
             if problems:
                 raise problems_error(ContractError, f"step {spec.step_type!r}", problems, hint="make the spec, contract and main() agree")
-            definition = StepDefinition(spec=spec, contract=contract, config=config, func=func, libraries=libraries)
+            definition = StepDefinition(spec=spec, contract=contract, config=config, func=func, libraries=libraries, recheck=recheck)
             # Re-registration happens when a module is run as __main__ after being imported; keep the first.
             self._steps.setdefault(spec.step_type, definition)
             return definition

@@ -1,7 +1,8 @@
 """The alignment check: are the four layers of every step consistent? Nothing is run.
 
 Checks, for each step of a catalog:
-  1. the definition itself: main's signature, spec ports vs contract paths, config class;
+  1. the definition itself: main's and recheck's signatures, spec ports vs contract paths, config
+     class, declared output files (relative, on outputs only: checked when the spec is made);
   2. the builder of the contract's job kind can mount every contract path;
   3. the script (read from its syntax tree) reads only ports and env vars its contract declares,
      names container paths only through its contract, and uses literal keys so this can be checked;
@@ -33,7 +34,7 @@ def check_catalog(catalog: Catalog, only: set[str] | None = None) -> list[str]:
 
 def check_step(definition: StepDefinition, package: str) -> list[str]:
     contract = definition.contract
-    problems = definition_problems(definition.spec, contract, definition.config, definition.func)
+    problems = definition_problems(definition.spec, contract, definition.config, definition.func, definition.recheck)
     problems += builder_for(contract).path_problems(contract)
     problems += script_problems(definition)
     expected_module = f"{package}.{definition.package_dir.name}"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from skyops.pipeline import faults
 
 _CHUNK = 1 << 20  # bytes read at a time
 
@@ -79,9 +82,19 @@ class StatMemo:
 def write_json_atomic(path: Path, data: object, *, sort_keys: bool = True) -> None:
     """Write JSON to a temp file beside `path`, then rename it over `path` (never half-written).
 
-    `sort_keys=False` keeps the order of `data`'s dicts where that order means something.
+    `sort_keys=False` keeps the order of `data`'s dicts where that order means something. A failed
+    write (a full disk) removes its temp file and leaves `path` as it was.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=sort_keys, default=str))
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2, sort_keys=sort_keys, default=str).encode()
+    try:
+        with open(tmp, "wb") as f:
+            f.write(text[: len(text) // 2])
+            faults.inject(path)
+            f.write(text[len(text) // 2 :])
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the original error says more than a failed clean-up
+            tmp.unlink(missing_ok=True)
+        raise

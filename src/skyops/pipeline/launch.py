@@ -5,21 +5,33 @@
 framework and forks a child per step, which then runs the module the same way (`runpy`, as
 `python -m` does). It saves the interpreter start-up and framework imports on every step: the
 whole framework cost of a trivial step drops below that of a bare `python -c`.
+
+`terminate()` stops every running step (SIGTERM, then SIGKILL after `STOP_GRACE_SECONDS`) and makes
+later launches fail at once: a stopped run leaves no step process behind. The fork host also stops
+its steps when the engine's end of its pipe closes, so even a SIGKILLed engine leaves no orphans.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 from typing import IO, Protocol
 
+STOP_GRACE_SECONDS = 5.0  # between SIGTERM and SIGKILL when a run stops its steps
+STOPPED = -signal.SIGTERM  # the exit code of a launch refused because the run is stopping
+
 
 class Launcher(Protocol):
     def launch(self, module: str, argv: tuple[str, ...], env: dict[str, str], log: IO[bytes]) -> int:
         """Run `python -m module argv` with exactly `env`, output to `log`; return its exit code."""
+        ...
+
+    def terminate(self) -> None:
+        """Stop every running step and refuse new ones (their launch returns `STOPPED`)."""
         ...
 
     def close(self) -> None: ...
@@ -28,11 +40,36 @@ class Launcher(Protocol):
 class SubprocessLauncher:
     """A fresh interpreter per step: portable, and what a container does."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._terminated = False
+
     def launch(self, module: str, argv: tuple[str, ...], env: dict[str, str], log: IO[bytes]) -> int:
-        proc = subprocess.run(
-            [sys.executable, "-m", module, *argv], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False
-        )
-        return proc.returncode
+        with self._lock:
+            if self._terminated:
+                return STOPPED
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module, *argv], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+            self._running.add(proc)
+        try:
+            return proc.wait()
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+
+    def terminate(self) -> None:
+        with self._lock:
+            self._terminated = True
+            running = list(self._running)
+        for proc in running:
+            proc.terminate()
+        for proc in running:
+            try:
+                proc.wait(STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
     def close(self) -> None:
         pass
@@ -53,6 +90,7 @@ class ForkLauncher:
         self._waiters: dict[int, threading.Event] = {}
         self._codes: dict[int, int] = {}
         self._next = 0
+        self._terminated = False
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "skyops.pipeline.forkhost", *preload], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
@@ -77,6 +115,8 @@ class ForkLauncher:
     def launch(self, module: str, argv: tuple[str, ...], env: dict[str, str], log: IO[bytes]) -> int:
         event = threading.Event()
         with self._lock:
+            if self._terminated:
+                return STOPPED
             ticket = self._next
             self._next += 1
             self._waiters[ticket] = event
@@ -92,11 +132,18 @@ class ForkLauncher:
         with self._lock:
             return self._codes.pop(ticket)
 
+    def terminate(self) -> None:
+        with self._lock:
+            self._terminated = True
+            if self._proc.stdin and not self._proc.stdin.closed:
+                self._proc.stdin.close()  # the host stops its steps; their codes arrive as usual
+
     def close(self) -> None:
         if self._next == 0:
             self._proc.kill()  # never used: no need to wait for it to finish booting
-        if self._proc.stdin:
-            self._proc.stdin.close()
+        with self._lock:
+            if self._proc.stdin and not self._proc.stdin.closed:
+                self._proc.stdin.close()
         self._proc.wait()
 
 

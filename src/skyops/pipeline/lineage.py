@@ -1,17 +1,24 @@
 """Run records: which steps ran, on what inputs, producing what, by whom, how long.
 
-One JSON file per run (`<state>/runs/<run_id>/run.json`), rewritten atomically as steps finish, so
-any model can be traced back to the exact data, config and code that made it.
+One JSON file per run (`<state>/runs/<run_id>/run.json`), rewritten atomically as steps change
+status, so any model can be traced back to the exact data, config and code that made it.
+
+A record names the engine process that writes it (host, pid and the pid's start time). An engine
+that is stopped ends its record "killed" or "failed" itself; one that cannot (SIGKILL, power loss)
+leaves it "running", and reading it later on the same host finds the process gone and marks it
+"killed" (written back, so every reader agrees).
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,7 @@ RUN_FILE = "run.json"
 class StepStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"  # for another run executing the same step (same cache key)
     CACHED = "cached"
     DONE = "done"
     FAILED = "failed"
@@ -33,7 +41,13 @@ class StepStatus(StrEnum):
 
     @property
     def finished(self) -> bool:
+        """Produced its outputs (ran or reused them)."""
         return self in (StepStatus.CACHED, StepStatus.DONE)
+
+    @property
+    def final(self) -> bool:
+        """Will not change again in this run."""
+        return self not in (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING)
 
 
 @dataclass
@@ -53,8 +67,9 @@ class StepRecord:
     ended: float | None = None
     exit_code: int | None = None
     log: str = ""
-    error: str = ""  # why the framework failed the step (missing input, bad env), if it did
+    error: str = ""  # why the framework failed, skipped or gated the step, if it did
     command: str = ""  # the equivalent `python -m ...` line
+    waited: float = 0.0  # seconds spent waiting for another run executing the same step
 
     @property
     def seconds(self) -> float | None:
@@ -77,9 +92,15 @@ class RunRecord:
     resume_command: str = ""
     source: str = ""
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {passed, details, message}
+    pid: int = 0  # the engine process writing this record, on `host`
+    pid_started: str = ""  # when that process started (boot id + clock ticks): tells a reused pid apart
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as plain JSON data. Shallow (a deep `asdict` cost more than the file write):
+        serialise it at once; the engine replaces nested values whole, never edits them in place."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["steps"] = {name: {f.name: getattr(step, f.name) for f in fields(step)} for name, step in self.steps.items()}
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunRecord:
@@ -106,7 +127,51 @@ def new_record(run_id: str, pipeline: str, parameters: dict[str, Any], steps: di
         started=time.time(),
         steps={name: StepRecord(name=name, step_type=step_type) for name, step_type in steps.items()},
         source=source,
+        pid=os.getpid(),
+        pid_started=process_started(os.getpid()),
     )
+
+
+def process_started(pid: int) -> str:
+    """When process `pid` started, as '<boot id>:<clock ticks since boot>'; '' where /proc cannot say.
+
+    A pid alone is not an identity: after a restart (of a container, say) a new process may get it.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22, counted after the parenthesised name
+
+
+def engine_gone(record: RunRecord) -> bool:
+    """True if the record says "running" but its engine process, on this host, no longer exists."""
+    if record.status != "running" or not record.pid or record.host != socket.gethostname():
+        return False  # finished, or written elsewhere: another host's processes are not ours to judge
+    if not _exists(record.pid):
+        return True
+    return bool(record.pid_started) and process_started(record.pid) not in ("", record.pid_started)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def end_unfinished(record: RunRecord, status: str, why: str) -> None:
+    """End a run that stopped early: steps that ran or waited failed, pending ones skipped, both saying why."""
+    record.status = status
+    for step in record.steps.values():
+        if step.status in (StepStatus.RUNNING, StepStatus.WAITING):
+            step.status, step.error = StepStatus.FAILED, step.error or why
+        elif step.status is StepStatus.PENDING:
+            step.status, step.error = StepStatus.SKIPPED, why
 
 
 def save_record(runs_dir: Path, record: RunRecord) -> Path:
@@ -116,7 +181,7 @@ def save_record(runs_dir: Path, record: RunRecord) -> Path:
 
 
 def list_records(runs_dir: Path) -> list[RunRecord]:
-    """Every readable run record, newest first."""
+    """Every readable run record, newest first; a stale "running" one is marked "killed" first."""
     records = []
     if runs_dir.is_dir():
         for path in runs_dir.glob(f"*/{RUN_FILE}"):
@@ -124,7 +189,16 @@ def list_records(runs_dir: Path) -> list[RunRecord]:
                 records.append(RunRecord.from_json(json.loads(path.read_text())))
             except (OSError, ValueError, TypeError, KeyError):
                 continue  # a foreign or damaged file is not a run; `runs show` on it says so
+    _end_stale(runs_dir, records)
     return sorted(records, key=lambda r: r.started, reverse=True)
+
+
+def _end_stale(runs_dir: Path, records: Iterable[RunRecord]) -> None:
+    for record in records:
+        if engine_gone(record):
+            end_unfinished(record, "killed", f"the engine (pid {record.pid} on {record.host}) stopped without ending the run")
+            with contextlib.suppress(OSError):  # a read-only state folder: this reader still says "killed"
+                save_record(runs_dir, record)
 
 
 def load_record(runs_dir: Path, run_id: str) -> RunRecord:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import PurePosixPath
 
 from skyops.errors import SpecError
 
@@ -43,6 +44,8 @@ class Port:
         aliases: other names under which this port may match a port of the other side.
         optional: an input that may stay unbound.
         description: one line for `pipeline explain` and docs.
+        files: outputs only: files (relative paths) the folder must hold. The local engine fails a
+            step that exits 0 without them, and re-runs a step whose cached output lacks one.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Port:
     aliases: tuple[str, ...] = ()
     optional: bool = False
     description: str = ""
+    files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -58,6 +62,11 @@ class Port:
         if not _KIND.match(self.kind):
             problems.append(f"port {self.name!r}: kind {self.kind!r} must match {_KIND.pattern}")
         problems += [f"port {self.name!r}: alias {a!r} must match {_NAME.pattern}" for a in self.aliases if not _NAME.match(a)]
+        problems += [
+            f"port {self.name!r}: declared file {f!r} must be a relative path inside the folder"
+            for f in self.files
+            if not f or f.startswith("/") or "\\" in f or ".." in PurePosixPath(f).parts
+        ]
         if problems:
             raise SpecError("; ".join(problems), hint="use lower-case names such as 'data' and kinds such as 'yolo-dataset'")
 
@@ -99,6 +108,7 @@ class StepSpec:
             problems.append("a sink step has no outputs")
         if self.node_type is not NodeType.SINK and not self.outputs:
             problems.append(f"a {self.node_type} step needs at least one output")
+        problems += [f"input port {p.name!r} declares files; only outputs do" for p in self.inputs if p.files]
         if problems:
             raise SpecError(f"spec of step {self.step_type!r}: " + "; ".join(sorted(problems)))
         object.__setattr__(self, "_by_name", {p.name: p for p in (*self.inputs, *self.outputs)})

@@ -34,8 +34,7 @@ SPEC = StepSpec(
         Port(name="splits", kind="yolo-splits"),
         Port(name="champion", kind="model-weights", optional=True, description="the current champion's weights"),
     ),
-    # TODO(h3a merge): declare files=("evaluation.json",) on this port.
-    outputs=(Port(name="evaluation", kind="evaluation", description="evaluation.json"),),
+    outputs=(Port(name="evaluation", kind="evaluation", description="evaluation.json", files=("evaluation.json",)),),
     description="evaluate the trained model on the test split",
 )
 CONTRACT = ScriptContract(

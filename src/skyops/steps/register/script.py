@@ -46,7 +46,14 @@ SPEC = StepSpec(
         Port(name="evaluation", kind="evaluation"),
         Port(name="profile", kind="data-profile", optional=True),
     ),
-    outputs=(Port(name="registration", kind="registration", description="registration.json: name, version, status, gate"),),
+    outputs=(
+        Port(
+            name="registration",
+            kind="registration",
+            description="registration.json: name, version, status, gate",
+            files=("registration.json",),
+        ),
+    ),
     description="register the model version with its card and gate decision",
 )
 CONTRACT = ScriptContract(
@@ -94,8 +101,7 @@ def recheck(outputs: Mapping[str, Path], env: Mapping[str, str]) -> str | None:
     return None
 
 
-# TODO(h3a merge): recheck=recheck — wired by the engine's recheck= hook (h3a)
-@CATALOG.step(spec=SPEC, contract=CONTRACT, config=RegisterConfig, libraries=("mlflow",))
+@CATALOG.step(spec=SPEC, contract=CONTRACT, config=RegisterConfig, libraries=("mlflow",), recheck=recheck)
 def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: RegisterConfig) -> None:
     from skyops.errors import ConfigError
     from skyops.pipeline.hashing import hash_file, write_json_atomic

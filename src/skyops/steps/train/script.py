@@ -36,8 +36,14 @@ SPEC = StepSpec(
         Port(name="splits", kind="yolo-splits"),
         Port(name="weights", kind="model-weights", optional=True, description="a local .pt to start from"),
     ),
-    # TODO(h3a merge): declare files=("best.pt", "last.pt", "results.csv", "training.json") on this port.
-    outputs=(Port(name="model", kind="model-weights", description="best.pt, last.pt, results.csv, plots, training.json"),),
+    outputs=(
+        Port(
+            name="model",
+            kind="model-weights",
+            description="best.pt, last.pt, results.csv, plots, training.json",
+            files=("best.pt", "last.pt", "results.csv", "training.json"),
+        ),
+    ),
     description="train YOLO11 offline with checkpoints and MLflow tracking",
 )
 CONTRACT = ScriptContract(
