@@ -85,10 +85,23 @@ def test_result_paths_print_whole_and_literally(tmp_path: Path, capsys) -> None:
     outputs = long_folder(tmp_path) / "[bold]outputs"  # brackets are rich markup unless escaped
     outputs.mkdir(parents=True)
     (outputs / "training.json").write_text(
-        json.dumps({"epochs_completed": 3, "device": "cpu", "mlflow_run_id": "abc123", "experiment": "drone-detection"})
+        json.dumps(
+            {
+                "epochs_completed": 3,
+                "device": "cpu",
+                "mlflow_run_id": "abc123",
+                "experiment": "drone-detection",
+                "names": ["car"],
+                "data_fingerprint": "f" * 64,
+                "seconds": 1.0,
+                "imgsz": 64,
+            }
+        )
     )
     metrics = {"map50": 0.5, "map50_95": 0.25, "precision": 0.6, "recall": 0.4}
-    (outputs / "evaluation.json").write_text(json.dumps({"metrics": metrics, "dataset": {"split": "test", "images": 8}}))
+    (outputs / "evaluation.json").write_text(
+        json.dumps({"metrics": metrics, "dataset": {"split": "test", "images": 8}, "model": {"weights_sha256": "a" * 64}})
+    )
     record = new_record("run-1", "drone-detection", {}, {"train": "train"}, "")
     record.steps["train"].outputs = {"model": {"path": str(outputs), "digest": "d"}}
     print_results(stdout_console(), record)

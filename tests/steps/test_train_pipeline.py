@@ -122,11 +122,11 @@ def test_sigterm_to_training_ends_its_mlflow_run_killed(tmp_path: Path) -> None:
     env = {**os.environ, "SKYOPS_STATE_DIR": str(tmp_path), "COLUMNS": "200"}
     args = [sys.executable, "-m", "skyops", "run", "drone-detection", *TINY, "-p", "epochs=3"]
     proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    checkpoint = tmp_path / "checkpoints" / "drone-detection" / "train" / "resume.pt"
+    checkpoints = tmp_path / "checkpoints"  # checkpoints/<train's cache key>/
     deadline = time.time() + 600
-    while not checkpoint.is_file() and time.time() < deadline and proc.poll() is None:
+    while not any(checkpoints.glob("*/resume.pt")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    assert checkpoint.is_file(), "no checkpoint after epoch 1"
+    assert any(checkpoints.glob("*/resume.pt")), "no checkpoint after epoch 1"
     (running,) = TrackingStore.local(tmp_path).find_runs("drone-detection")
     os.kill(int(running.tags["skyops.pid"]), signal.SIGTERM)  # the train step itself, mid-training
     assert proc.wait(300) == 1  # the step failed: the run stops there, resumable
