@@ -47,7 +47,8 @@ def test_parameter_default_must_match_its_type() -> None:
 
 def test_unknown_step_and_keys_name_what_is_known() -> None:
     with pytest.raises(
-        PipelineError, match=r"unknown step 'train' in catalog 'tests.pipeline.toysteps' \(known steps: double, emit, sleeper, total\)"
+        PipelineError,
+        match=r"unknown step 'train' in catalog 'tests.pipeline.toysteps' \(known steps: double, emit, sleeper, ticker, total\)",
     ):
         toy([{"step": "train"}])
     with pytest.raises(PipelineError, match=r"unknown top-level key 'stages'"):

@@ -201,7 +201,8 @@ class LocalEngine:
         inputs = self._resolve_inputs(pipeline, node, params, record, memo)
         step.inputs = {port: {"source": src, "path": str(path), "digest": digest} for port, (src, path, digest) in inputs.items()}
         env = {**pipeline.env, **node.env}
-        context = dict(zip(RUN_CONTEXT_ENV, (record.run_id, node.name, str(self.state.root), record.user), strict=True))
+        progress = record_dir(self.state, record) / "logs" / f"{node.name}.progress.jsonl"  # runtime.report_progress appends to it
+        context = dict(zip(RUN_CONTEXT_ENV, (record.run_id, node.name, str(self.state.root), record.user, str(progress)), strict=True))
         missing = [name for name in definition.contract.required_env if name not in env and name not in os.environ]
         if missing:
             raise ConfigError(
@@ -234,7 +235,7 @@ class LocalEngine:
         step.miss_reasons = explain_miss(_read_parts(last_path), parts)
         log_file = record_dir(self.state, record) / "logs" / f"{node.name}.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        step.log = str(log_file)
+        step.log, step.progress = str(log_file), str(progress)
         step.status = StepStatus.RUNNING
         notify(step)
         staged = cache.stage(parts.key)

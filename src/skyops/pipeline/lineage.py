@@ -53,6 +53,7 @@ class StepRecord:
     ended: float | None = None
     exit_code: int | None = None
     log: str = ""
+    progress: str = ""  # the step's progress file: one JSON line per report_progress call, if it makes any
     error: str = ""  # why the framework failed the step (missing input, bad env), if it did
     command: str = ""  # the equivalent `python -m ...` line
 
