@@ -41,8 +41,9 @@ def run_env(state: Path, markers: Path) -> dict[str, str]:
 class Screen:
     """What a pseudo-terminal has shown so far, as plain lines (escape sequences removed)."""
 
-    def __init__(self, child: pexpect.spawn) -> None:
+    def __init__(self, child: pexpect.spawn, guard: float = GUARD) -> None:
         self.child = child
+        self.guard = guard
         self.raw = ""
         self.ended = False
 
@@ -50,7 +51,7 @@ class Screen:
         return ANSI.sub("", self.raw).replace("\r", "\n").split("\n")
 
     def wait_for(self, what: str, done: Callable[[list[str]], bool]) -> list[str]:
-        deadline = time.monotonic() + GUARD
+        deadline = time.monotonic() + self.guard
         while not done(self.lines()):
             if self.ended or time.monotonic() > deadline:
                 pytest.fail(f"the screen never showed {what}; it showed:\n" + "\n".join(self.lines()[-40:]))
@@ -165,3 +166,35 @@ def test_eta_of_a_resumed_step_counts_only_its_own_epochs() -> None:
     assert remaining(report(6, 130.0), report(6, 130.0), now=130.0) == 30 / 6 * 4  # one report: time since the start per epoch
     assert remaining(report(6, 130.0), report(8, 140.0), now=140.0) == 5 * 2  # then the step's own pace
     assert remaining(report(6, 130.0), report(10, 150.0), now=150.0) is None  # finished
+
+
+@pytest.mark.slow
+def test_terminal_shows_real_training_epochs_with_losses_and_map(tmp_path: Path) -> None:
+    from skyops.cli.sagemaker_cmd import TRAIN_METRICS
+    from skyops.pipeline.lineage import load_record
+
+    tiny = ["-p", "images=48", "-p", "image_size=96", "-p", "batch=8", "-p", "epochs=2", "-p", "min_map50=0"]
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "skyops", "run", "drone-detection", *tiny],
+        env=run_env(tmp_path / "state", tmp_path),
+        cwd=str(ROOT),
+        dimensions=(40, 200),
+    )
+    screen = Screen(child, guard=900)
+    try:
+        lines = screen.wait_for("the end of the run", lambda _: screen.ended)
+        child.wait()
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, "\n".join(lines[-30:])
+    train_rows = [line for line in lines if re.search(r"train\s+running", line)]
+    epoch_one = [line for line in train_rows if "epoch 1/2" in line]
+    assert epoch_one and all(name in epoch_one[-1] for name in ("box_loss", "cls_loss", "dfl_loss", "mAP50(B)", "mAP50-95(B)"))
+    elapsed = [re.search(r"running\s+(\S+ \S+)", line).group(1) for line in train_rows]  # type: ignore[union-attr]
+    assert len(set(elapsed)) > 3  # the clock moved during training
+    log = Path(load_record(tmp_path / "state" / "runs", "latest").steps["train"].log).read_text()
+    epochs = [line for line in log.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    for regex in TRAIN_METRICS.values():  # SageMaker's metric definitions read the same lines
+        assert all(re.search(regex, line) for line in epochs), regex
