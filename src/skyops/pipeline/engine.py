@@ -21,7 +21,7 @@ from typing import Any
 
 from skyops.errors import ConfigError, SkyopsError
 from skyops.pipeline.builders import builder_for
-from skyops.pipeline.cache import Cache, KeyParts, code_digest, explain_miss, library_versions, should_run
+from skyops.pipeline.cache import Cache, CodeMemo, KeyParts, code_digest, explain_miss, library_versions, should_run
 from skyops.pipeline.config import config_to_dict
 from skyops.pipeline.contract import RUN_CONTEXT_ENV
 from skyops.pipeline.definition import Pipeline, StepNode
@@ -83,9 +83,9 @@ class LocalEngine:
         overrides = dict(overrides or {})
         params = pipeline.resolve_parameters(overrides)
         configs = {node.name: node.resolved_config(params) for node in pipeline.steps}
-        # Started first, so the step host boots while the run is prepared and the first key computed.
         launcher = self._launcher or default_launcher(tuple(sorted({n.definition.script_module for n in pipeline.steps})))
         memo = StatMemo(self.state.root / "input-hashes.json")
+        code_memo = CodeMemo(self.state.root / "code-memo.json")  # import closures earlier runs followed: not parsed again
         try:
             record = new_record(
                 run_id or new_run_id(), pipeline.name, params, {n.name: n.definition.name for n in pipeline.steps}, pipeline.source
@@ -104,6 +104,7 @@ class LocalEngine:
             if self._launcher is None:
                 launcher.close()
             memo.save()
+            code_memo.save()
         failed = [s for s in record.steps.values() if s.status is StepStatus.FAILED]
         gated = [name for name, g in record.gates.items() if not g["passed"]]
         record.status = "failed" if failed else "gated" if gated else "succeeded"
