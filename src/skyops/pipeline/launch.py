@@ -41,22 +41,30 @@ class SubprocessLauncher:
 class ForkLauncher:
     """Forks steps from a warm host process (see `skyops.pipeline.forkhost`).
 
-    The host boots as soon as the launcher is made, while the engine hashes inputs; a run that
-    launches nothing (fully cached) kills it unused at close.
+    The host boots at the first launch, so a run served from the cache never starts it: on a busy
+    machine its boot (an interpreter plus the preloaded imports) costs a cached re-run more than the
+    whole engine does, while a run that launches steps pays it once, on its first step.
 
     Args:
         preload: modules the host imports once, before any fork (the runtime, the steps' scripts).
     """
 
     def __init__(self, preload: tuple[str, ...] = ("skyops.pipeline.runtime",)) -> None:
+        self.preload = preload
         self._lock = threading.Lock()
         self._waiters: dict[int, threading.Event] = {}
         self._codes: dict[int, int] = {}
         self._next = 0
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "skyops.pipeline.forkhost", *preload], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
-        threading.Thread(target=self._read, args=(self._proc,), daemon=True).start()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _host(self) -> subprocess.Popen[bytes]:
+        """The host process, started on first use (caller holds the lock)."""
+        if self._proc is None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "skyops.pipeline.forkhost", *self.preload], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            threading.Thread(target=self._read, args=(self._proc,), daemon=True).start()
+        return self._proc
 
     def _read(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
@@ -81,10 +89,11 @@ class ForkLauncher:
             self._next += 1
             self._waiters[ticket] = event
             request = {"ticket": ticket, "module": module, "argv": list(argv), "env": env, "log": log.name, "cwd": os.getcwd()}
-            assert self._proc.stdin is not None
+            host = self._host()
+            assert host.stdin is not None
             try:
-                self._proc.stdin.write((json.dumps(request) + "\n").encode())
-                self._proc.stdin.flush()
+                host.stdin.write((json.dumps(request) + "\n").encode())
+                host.stdin.flush()
             except BrokenPipeError:
                 self._waiters.pop(ticket)
                 return 255
@@ -93,11 +102,13 @@ class ForkLauncher:
             return self._codes.pop(ticket)
 
     def close(self) -> None:
-        if self._next == 0:
-            self._proc.kill()  # never used: no need to wait for it to finish booting
-        if self._proc.stdin:
-            self._proc.stdin.close()
-        self._proc.wait()
+        with self._lock:
+            proc = self._proc
+        if proc is None:  # nothing was launched: no host to stop
+            return
+        if proc.stdin:
+            proc.stdin.close()  # the host finishes its children, then exits
+        proc.wait()
 
 
 def default_launcher(preload: tuple[str, ...] = ()) -> Launcher:
