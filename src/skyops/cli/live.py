@@ -137,6 +137,7 @@ class Progress:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._spinners: dict[str, RenderableType] = {}  # one per running step, so it turns between refreshes
         self._live = None
         if console.is_terminal:
             from rich.live import Live
@@ -208,17 +209,14 @@ class Progress:
         table.add_column("detail", no_wrap=True, overflow="ellipsis")
         with self._lock:
             for name, status in self.status.items():
-                running = status == "running"
-                mark = Spinner("dots") if running else MARK.get(status, "·")
-                elapsed = format_seconds(now - self.started[name]) if running else ""
-                detail: RenderableType = ""
-                if running:
-                    follower = self.followers[name]
-                    follower.poll()
-                    detail = (
-                        progress_cell(follower, now) if follower.latest else Text(last_line(self.logs[name]))
-                    )  # a log line is not markup
-                table.add_row(mark, name, f"[{STYLE[status]}]{status}[/]", elapsed, detail)
+                if status != "running":
+                    table.add_row(MARK.get(status, "·"), name, f"[{STYLE[status]}]{status}[/]", "", "")
+                    continue
+                follower = self.followers[name]
+                follower.poll()
+                detail = progress_cell(follower, now) if follower.latest else Text(last_line(self.logs[name]))  # Text: not markup
+                spinner = self._spinners.setdefault(name, Spinner("dots"))
+                table.add_row(spinner, name, f"[{STYLE[status]}]{status}[/]", format_seconds(now - self.started[name]), detail)
         return table
 
 
