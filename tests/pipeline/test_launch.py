@@ -28,8 +28,11 @@ def hosts_started(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "pidfd_open"), reason="the fork host needs Linux pidfds")
-def test_a_cached_run_starts_no_step_host_and_a_cold_one_starts_one(make_engine, numbers, hosts_started) -> None:
+def test_a_cached_run_starts_no_step_host(make_engine, numbers, hosts_started) -> None:
     assert statuses(make_engine().run(numbers)) == {"emit": "done", "double": "done", "total": "done"}
-    assert len(hosts_started) == 1  # one host for the three steps
+    assert len(hosts_started) == 1  # a first run: one host, booted up front, for the three steps
     assert statuses(make_engine().run(numbers)) == {"emit": "cached", "double": "cached", "total": "cached"}
     assert len(hosts_started) == 1  # nothing to launch: no host
+    record = make_engine().run(numbers, {"factor": "5"})  # a re-run that misses after all
+    assert statuses(record) == {"emit": "cached", "double": "done", "total": "done"}
+    assert len(hosts_started) == 2  # started at its first launch

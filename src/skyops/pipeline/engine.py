@@ -83,7 +83,12 @@ class LocalEngine:
         overrides = dict(overrides or {})
         params = pipeline.resolve_parameters(overrides)
         configs = {node.name: node.resolved_config(params) for node in pipeline.steps}
-        launcher = self._launcher or default_launcher(tuple(sorted({n.definition.script_module for n in pipeline.steps})))
+        # The step host boots beside the run's preparation when steps will likely run (a first run here, or
+        # --no-cache); a re-run, likely served from the cache, starts it only if a step has to run after all.
+        likely_cold = not self.use_cache or not all(self.state.last_parts(pipeline.name, n.name).is_file() for n in pipeline.steps)
+        launcher = self._launcher or default_launcher(
+            tuple(sorted({n.definition.script_module for n in pipeline.steps})), start=likely_cold
+        )
         memo = StatMemo(self.state.root / "input-hashes.json")
         code_memo = CodeMemo(self.state.root / "code-memo.json")  # import closures earlier runs followed: not parsed again
         try:
