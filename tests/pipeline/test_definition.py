@@ -48,7 +48,7 @@ def test_parameter_default_must_match_its_type() -> None:
 def test_unknown_step_and_keys_name_what_is_known() -> None:
     with pytest.raises(
         PipelineError,
-        match=r"unknown step 'train' in catalog 'tests.pipeline.toysteps' \(known steps: double, emit, filldisk, node, registrar, sleeper, total, trainer, writer\)",
+        match=r"unknown step 'train' in catalog 'tests.pipeline.toysteps' \(known steps: double, emit, filldisk, node, registrar, sleeper, ticker, total, trainer, writer\)",
     ):
         toy([{"step": "train"}])
     with pytest.raises(PipelineError, match=r"unknown top-level key 'stages'"):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,25 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from skyops.cli.common import engine, format_seconds, load, parse_params, settings, stdout_console
+from skyops.cli.live import STYLE as _STYLE
+from skyops.cli.live import Progress
 from skyops.cli.results import print_results
 from skyops.settings import DEFAULT_PIPELINE
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
 
     from skyops.pipeline.lineage import RunRecord, StepRecord
-
-_STYLE = {
-    "pending": "dim",
-    "running": "yellow",
-    "waiting": "yellow",  # for another run executing the same step
-    "cached": "cyan",
-    "done": "green",
-    "failed": "bold red",
-    "skipped": "dim",
-    "gated": "magenta",
-}
 
 
 def run(
@@ -78,69 +66,6 @@ def run(
             f"run {record.run_id} of {pipeline.name!r} failed at step {', '.join(repr(s.name) for s in failed)}",
             hint=f"fix the cause, then resume with: {record.resume_command}",
         )
-
-
-class Progress:
-    """Live step table on a terminal; one line per change elsewhere (CI logs)."""
-
-    def __init__(self, console: Console, names: list[str]) -> None:
-        self.console = console
-        self.status = dict.fromkeys(names, "pending")
-        self.started: dict[str, float] = {}
-        self.logs: dict[str, str] = {}  # running step -> its log, whose last line the table shows
-        self._lock = threading.Lock()
-        self._live = None
-        if console.is_terminal:
-            from rich.live import Live
-
-            self._live = Live(self._table(), console=console, refresh_per_second=4, transient=False)
-
-    def __enter__(self) -> Progress:
-        if self._live:
-            self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._live:
-            self._live.update(self._table())
-            self._live.__exit__(None, None, None)
-
-    def update(self, step: StepRecord) -> None:
-        with self._lock:
-            self.status[step.name] = str(step.status)
-            if step.status == "running":
-                self.started[step.name] = time.time()
-                self.logs[step.name] = step.log
-            if self._live:
-                self._live.update(self._table())
-            else:
-                took = f" ({format_seconds(step.seconds)})" if step.ended else ""
-                print(f"[{time.strftime('%H:%M:%S')}] {step.name}: {step.status}{took}", flush=True)
-
-    def _table(self) -> Table:
-        from rich.spinner import Spinner
-        from rich.table import Table
-
-        table = Table.grid(padding=(0, 2))
-        for name, status in self.status.items():
-            mark = Spinner("dots") if status == "running" else {"done": "✔", "cached": "↺", "failed": "✘", "skipped": "-"}.get(status, "·")
-            running = status == "running"
-            elapsed = format_seconds(time.time() - self.started[name]) if running else ""
-            table.add_row(mark, name, f"[{_STYLE[status]}]{status}[/]", elapsed, last_line(self.logs.get(name, "")) if running else "")
-        return table
-
-
-def last_line(log: str, width: int = 80) -> str:
-    """The last non-empty line of a log (read from its tail only), for the live table."""
-    if not log:
-        return ""
-    try:
-        with open(log, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - 4096))
-            lines = [line.strip() for line in f.read().decode(errors="replace").replace("\r", "\n").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1][:width] if lines else ""
 
 
 def summarize(console: Console, record: RunRecord, *, explain_cache: bool) -> None:

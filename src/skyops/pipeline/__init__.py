@@ -38,6 +38,7 @@ _EXPORTS = {
     "StateDir": "engine",
     "check_catalog": "check",
     "run": "runtime",
+    "report_progress": "runtime",
 }
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "load_pipeline",
     "processing_input",
     "processing_output",
+    "report_progress",
     "run",
     "training_channel",
 ]
@@ -77,7 +79,7 @@ if TYPE_CHECKING:
     from skyops.pipeline.contract import JobKind, ScriptContract, processing_input, processing_output, training_channel
     from skyops.pipeline.definition import Parameter, ParamType, Pipeline, StepNode, load_pipeline
     from skyops.pipeline.engine import LocalEngine, StateDir
-    from skyops.pipeline.runtime import run
+    from skyops.pipeline.runtime import report_progress, run
     from skyops.pipeline.spec import JobType, NodeType, Port, StepSpec
     from skyops.pipeline.wiring import Edge, ExternalRef, OutputRef, ParamRef
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cache, cached_property
@@ -225,6 +226,27 @@ def _alive(pid: int) -> bool:
 
 
 # ---- code version -------------------------------------------------------------------------------
+#
+# Following a step's imports parses every module it reaches (tens of files, most of a second on a
+# busy machine), so what was learnt is kept: in this process, and in the state folder for the next
+# one (`CodeMemo`, made and saved by the engine around a run). Each remembered
+# closure and hash is re-checked against its files' stat stamps before use: an edit (or any
+# replacement of a file, even with its old mtime: ctime and inode change) re-reads what it touched,
+# and a file added to a watched folder (one holding a module of the closure) follows the imports again.
+
+Stamp = tuple[int, int, int, int]  # (mtime_ns, ctime_ns, size, inode) of a file or folder
+
+
+@dataclass(frozen=True)
+class _Closure:
+    files: tuple[tuple[Path, bytes], ...]  # every module of the closure, with its name relative to its root
+    folders: tuple[Path, ...]  # where a new file could change the closure: the step package and each module's folder
+    stamps: tuple[Stamp, ...]  # of `files`, then of `folders`, when the closure was followed
+
+
+_CLOSURES: dict[tuple[Path, tuple[tuple[str, Path], ...]], _Closure] = {}  # (package dir, roots) -> its closure
+_SHAS: dict[tuple[Path, Stamp], str] = {}  # (file, stamp) -> sha256 of its content
+_memo_lock = threading.Lock()  # also serialises ast.parse: CPython 3.11's AST builder is not thread-safe (gh-106905)
 
 
 def code_digest(package_dir: Path, roots: dict[str, Path]) -> str:
@@ -236,28 +258,40 @@ def code_digest(package_dir: Path, roots: dict[str, Path]) -> str:
             other packages are third-party and enter the key through `libraries` instead.
     """
     roots_key = tuple(sorted(roots.items()))
-    closure = _CLOSURES.get((package_dir, roots_key))
-    mtimes = closure and [os.stat(path).st_mtime_ns for path, _ in closure[0]]
-    if closure is None or mtimes != closure[1]:  # first use, or a file changed: follow the imports again
-        closure = _follow_imports(package_dir, roots_key)
-        _CLOSURES[(package_dir, roots_key)] = closure
-        mtimes = closure[1]
-    digest = hashlib.sha256()
-    for (path, name), mtime in zip(closure[0], mtimes, strict=True):
-        digest.update(name + b"\0" + _file_sha(path, mtime).encode())
+    with _memo_lock:
+        closure = _CLOSURES.get((package_dir, roots_key))
+        stamps = closure and _stamps(closure.files, closure.folders)
+        if closure is None or stamps != closure.stamps:  # first use, or a file changed: follow the imports again
+            closure = _follow_imports(package_dir, roots_key)
+            _CLOSURES[(package_dir, roots_key)] = closure
+            stamps = closure.stamps
+        digest = hashlib.sha256()
+        for (path, name), stamp in zip(closure.files, stamps, strict=False):  # stamps: the files' first, then the folders'
+            sha = _SHAS.get((path, stamp))
+            if sha is None:
+                sha = _SHAS[(path, stamp)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest.update(name + b"\0" + sha.encode())
     return digest.hexdigest()
 
 
-# (package dir, roots) -> ([(file, relative name)], [mtime_ns]): the import closure, re-followed when a file changes
-_CLOSURES: dict[tuple[Path, Any], tuple[list[tuple[Path, bytes]], list[int]]] = {}
+def _stamp(path: Path) -> Stamp:
+    st = os.stat(path)
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
 
-def _follow_imports(package_dir: Path, roots_key: tuple[tuple[str, Path], ...]) -> tuple[list[tuple[Path, bytes]], list[int]]:
+def _stamps(files: tuple[tuple[Path, bytes], ...], folders: tuple[Path, ...]) -> tuple[Stamp, ...] | None:
+    try:
+        return tuple(_stamp(p) for p in (*(f for f, _ in files), *folders))
+    except OSError:  # a module or folder is gone: follow the imports again
+        return None
+
+
+def _follow_imports(package_dir: Path, roots_key: tuple[tuple[str, Path], ...]) -> _Closure:
     files = set(package_dir.glob("*.py"))
     pending = list(files)
     while pending:
         path = pending.pop()
-        for dep in _imported_files(path, path.stat().st_mtime_ns, roots_key):
+        for dep in _imported_files(path, _stamp(path), roots_key):
             if dep not in files:
                 files.add(dep)
                 pending.append(dep)
@@ -266,16 +300,14 @@ def _follow_imports(package_dir: Path, roots_key: tuple[tuple[str, Path], ...]) 
         # Relative names keep keys equal across clones in different folders.
         name = next((path.relative_to(r.parent) for _, r in roots_key if path.is_relative_to(r)), path)
         named.append((path, name.as_posix().encode()))
-    return named, [os.stat(path).st_mtime_ns for path, _ in named]
+    folders = tuple(sorted({package_dir, *(path.parent for path in files)}))
+    stamps = _stamps(tuple(named), folders)
+    assert stamps is not None, f"a module of {package_dir} vanished while its imports were followed"
+    return _Closure(tuple(named), folders, stamps)
 
 
 @cache
-def _file_sha(path: Path, mtime_ns: int) -> str:  # mtime keys the memo: an edited file is re-read
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@cache
-def _imported_files(path: Path, mtime_ns: int, roots_key: tuple[tuple[str, Path], ...]) -> frozenset[Path]:
+def _imported_files(path: Path, stamp: Stamp, roots_key: tuple[tuple[str, Path], ...]) -> frozenset[Path]:  # stamp keys the memo
     roots = dict(roots_key)
     found: set[Path] = set()
     tree = ast.parse(path.read_bytes(), filename=str(path))
@@ -305,11 +337,82 @@ def _module_files(name: str, roots: dict[str, Path]) -> set[Path]:
     return files
 
 
+class CodeMemo:
+    """What `code_digest` learnt (import closures, file hashes), kept in the state folder between processes.
+
+    Made at the start of a run, adopting what earlier runs saved (a damaged file only costs
+    re-reading the sources); saved at its end, atomically, when it would say something new.
+    Used like `StatMemo`.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._saved: object = None  # the file's content as loaded, so an unchanged memo is not rewritten
+        try:
+            data = json.loads(path.read_text())
+            closures = {
+                (Path(c["package"]), tuple((name, Path(folder)) for name, folder in c["roots"])): _Closure(
+                    files=tuple((Path(f), n.encode()) for f, n in c["files"]),
+                    folders=tuple(Path(f) for f in c["folders"]),
+                    stamps=tuple(tuple(s) for s in c["stamps"]),
+                )
+                for c in data["closures"]
+            }
+            shas: dict[tuple[Path, Stamp], str] = {(Path(f), tuple(stamp)): sha for f, stamp, sha in data["shas"]}
+        except (OSError, ValueError, TypeError, KeyError):
+            return
+        self._saved = data
+        with _memo_lock:
+            for key, closure in closures.items():
+                _CLOSURES.setdefault(key, closure)
+            for file_stamp, sha in shas.items():
+                _SHAS.setdefault(file_stamp, sha)
+
+    def save(self) -> None:
+        with _memo_lock:
+            live = {(f, s) for c in _CLOSURES.values() for (f, _), s in zip(c.files, c.stamps, strict=False)}
+            data = {
+                "closures": [
+                    {
+                        "package": str(package),
+                        "roots": [[name, str(folder)] for name, folder in roots],
+                        "files": [[str(f), n.decode()] for f, n in c.files],
+                        "folders": [str(f) for f in c.folders],
+                        "stamps": [list(s) for s in c.stamps],
+                    }
+                    for (package, roots), c in _CLOSURES.items()
+                ],
+                "shas": [[str(f), list(s), sha] for (f, s), sha in _SHAS.items() if (f, s) in live],
+            }
+        if data != self._saved:
+            # Compact, unlike write_json_atomic: a machine's memo, written on every first run (4x faster).
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps(data, separators=(",", ":")))
+            os.replace(tmp, self.path)
+            self._saved = data
+
+
 def library_versions(names: tuple[str, ...]) -> dict[str, str]:
     versions = {"python": sys.version.split()[0]}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+    versions.update({name: _version(name) for name in names})
     return versions
+
+
+def _version(name: str) -> str:
+    """`importlib.metadata.version(name)`, read from the metadata's header only.
+
+    `metadata.version` parses the whole METADATA file as an e-mail message (a long README for
+    some libraries): most of a cached step's key. The header block holds the same `Version:` line.
+    """
+    try:
+        distribution = metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+    text = distribution.read_text("METADATA") or distribution.read_text("PKG-INFO") or ""
+    for line in text.splitlines():
+        if not line.strip():
+            break  # end of the header block
+        if line.startswith("Version:"):
+            return line.removeprefix("Version:").strip()
+    return distribution.version  # an unusual layout: let the full parser find it

@@ -23,7 +23,10 @@ CHECKPOINTS = "/opt/ml/checkpoints"
 
 # Set by every engine for every step: where and when it runs, not what it computes, so these never
 # enter cache keys. (The local engine fills them in; the SageMaker compiler maps them to execution variables.)
-RUN_CONTEXT_ENV = ("SKYOPS_RUN_ID", "SKYOPS_STEP_NAME", "SKYOPS_STATE_DIR", "SKYOPS_USER")
+# SKYOPS_PROGRESS_FILE is where `runtime.report_progress` appends a step's progress for the live
+# display: set by the local engine only (empty in a SageMaker job, whose progress lines go to CloudWatch).
+PROGRESS_ENV = "SKYOPS_PROGRESS_FILE"
+RUN_CONTEXT_ENV = ("SKYOPS_RUN_ID", "SKYOPS_STEP_NAME", "SKYOPS_STATE_DIR", "SKYOPS_USER", PROGRESS_ENV)
 
 _ENV = re.compile(r"^[A-Z][A-Z0-9_]*$")
 

@@ -30,6 +30,7 @@ from skyops.errors import ConfigError, RunInterrupted, SkyopsError, StateError, 
 from skyops.pipeline.builders import builder_for
 from skyops.pipeline.cache import (
     Cache,
+    CodeMemo,
     KeyParts,
     bound_recheck,
     code_digest,
@@ -39,7 +40,7 @@ from skyops.pipeline.cache import (
     should_run,
 )
 from skyops.pipeline.config import config_to_dict
-from skyops.pipeline.contract import RUN_CONTEXT_ENV
+from skyops.pipeline.contract import PROGRESS_ENV, RUN_CONTEXT_ENV
 from skyops.pipeline.definition import Pipeline, StepNode
 from skyops.pipeline.faults import check_writable, writing
 from skyops.pipeline.gates import evaluate_gate
@@ -127,9 +128,14 @@ class LocalEngine:
         params = pipeline.resolve_parameters(overrides)
         configs = pipeline.resolve_configs(params)
         check_writable(self.state.root)
-        # Started first, so the step host boots while the run is prepared and the first key computed.
-        launcher = self._launcher or default_launcher(tuple(sorted({n.definition.script_module for n in pipeline.steps})))
+        # The step host boots beside the run's preparation when steps will likely run (a first run here, or
+        # --no-cache); a re-run, likely served from the cache, starts it only if a step has to run after all.
+        likely_cold = not self.use_cache or not all(self.state.last_parts(pipeline.name, n.name).is_file() for n in pipeline.steps)
+        launcher = self._launcher or default_launcher(
+            tuple(sorted({n.definition.script_module for n in pipeline.steps})), start=likely_cold
+        )
         memo = StatMemo(self.state.root / "input-hashes.json")
+        code_memo = CodeMemo(self.state.root / "code-memo.json")  # import closures earlier runs followed: not parsed again
         record = new_record(
             run_id or new_run_id(), pipeline.name, params, {n.name: n.definition.name for n in pipeline.steps}, pipeline.source
         )
@@ -160,6 +166,7 @@ class LocalEngine:
             raise
         with contextlib.suppress(OSError):  # only a speed-up for the next run
             memo.save()
+            code_memo.save()
         failed = [s for s in record.steps.values() if s.status is StepStatus.FAILED]
         gated = [name for name, g in record.gates.items() if not g["passed"]]
         record.status = "failed" if failed else "gated" if gated else "succeeded"
@@ -262,7 +269,8 @@ class LocalEngine:
         inputs = resolve_inputs(pipeline, node, params, record, memo)
         step.inputs = {port: {"source": src, "path": str(path), "digest": digest} for port, (src, path, digest) in inputs.items()}
         env = {**pipeline.env, **node.env}
-        context = dict(zip(RUN_CONTEXT_ENV, (record.run_id, node.name, str(self.state.root), record.user), strict=True))
+        progress = record_dir(self.state, record) / "logs" / f"{node.name}.progress.jsonl"  # runtime.report_progress appends to it
+        context = dict(zip(RUN_CONTEXT_ENV, (record.run_id, node.name, str(self.state.root), record.user, str(progress)), strict=True))
         missing = [name for name in definition.contract.required_env if name not in env and name not in os.environ]
         if missing:
             raise ConfigError(
@@ -328,7 +336,7 @@ class LocalEngine:
         log_file = record_dir(self.state, record) / "logs" / f"{node.name}.log"
         with writing("the step's log", log_file):
             log_file.parent.mkdir(parents=True, exist_ok=True)
-        step.log = str(log_file)
+        step.log, step.progress = str(log_file), str(env[PROGRESS_ENV])
         step.status = StepStatus.RUNNING  # told, not saved: each save costs an atomic rename (~2 ms on ext4)
         run.notify(step)
         with writing("the step's staging folder", cache.staging):

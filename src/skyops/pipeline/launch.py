@@ -78,23 +78,35 @@ class SubprocessLauncher:
 class ForkLauncher:
     """Forks steps from a warm host process (see `skyops.pipeline.forkhost`).
 
-    The host boots as soon as the launcher is made, while the engine hashes inputs; a run that
-    launches nothing (fully cached) kills it unused at close.
+    The host boots when the launcher is made (`start=True`: it boots while the engine prepares the
+    run, ~40 ms of interpreter and imports off the first step's path) or at the first launch, so a
+    run that is likely served from the cache does not start it at all.
 
     Args:
         preload: modules the host imports once, before any fork (the runtime, the steps' scripts).
+        start: boot the host now rather than at the first launch.
     """
 
-    def __init__(self, preload: tuple[str, ...] = ("skyops.pipeline.runtime",)) -> None:
+    def __init__(self, preload: tuple[str, ...] = ("skyops.pipeline.runtime",), *, start: bool = True) -> None:
+        self.preload = preload
         self._lock = threading.Lock()
         self._waiters: dict[int, threading.Event] = {}
         self._codes: dict[int, int] = {}
         self._next = 0
         self._terminated = False
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "skyops.pipeline.forkhost", *preload], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
-        threading.Thread(target=self._read, args=(self._proc,), daemon=True).start()
+        self._proc: subprocess.Popen[bytes] | None = None
+        if start:
+            with self._lock:
+                self._host()
+
+    def _host(self) -> subprocess.Popen[bytes]:
+        """The host process, started on first use (caller holds the lock)."""
+        if self._proc is None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "skyops.pipeline.forkhost", *self.preload], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            threading.Thread(target=self._read, args=(self._proc,), daemon=True).start()
+        return self._proc
 
     def _read(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
@@ -121,10 +133,11 @@ class ForkLauncher:
             self._next += 1
             self._waiters[ticket] = event
             request = {"ticket": ticket, "module": module, "argv": list(argv), "env": env, "log": log.name, "cwd": os.getcwd()}
-            assert self._proc.stdin is not None
+            host = self._host()
+            assert host.stdin is not None
             try:
-                self._proc.stdin.write((json.dumps(request) + "\n").encode())
-                self._proc.stdin.flush()
+                host.stdin.write((json.dumps(request) + "\n").encode())
+                host.stdin.flush()
             except BrokenPipeError:
                 self._waiters.pop(ticket)
                 return 255
@@ -135,21 +148,25 @@ class ForkLauncher:
     def terminate(self) -> None:
         with self._lock:
             self._terminated = True
-            if self._proc.stdin and not self._proc.stdin.closed:
-                self._proc.stdin.close()  # the host stops its steps; their codes arrive as usual
+            proc = self._proc
+            if proc is not None and proc.stdin and not proc.stdin.closed:
+                proc.stdin.close()  # the host stops its steps; their codes arrive as usual
 
     def close(self) -> None:
-        if self._next == 0:
-            self._proc.kill()  # never used: no need to wait for it to finish booting
         with self._lock:
-            if self._proc.stdin and not self._proc.stdin.closed:
-                self._proc.stdin.close()
-        self._proc.wait()
+            proc, used = self._proc, self._next > 0
+            if proc is None:  # never started: nothing to stop
+                return
+            if not used:
+                proc.kill()  # booted for nothing: no need to wait for it to finish booting
+            if proc.stdin and not proc.stdin.closed:
+                proc.stdin.close()  # the host finishes its children, then exits
+        proc.wait()
 
 
-def default_launcher(preload: tuple[str, ...] = ()) -> Launcher:
+def default_launcher(preload: tuple[str, ...] = (), *, start: bool = True) -> Launcher:
     """Fork where it is available (Linux, pidfd), a fresh interpreter elsewhere or when
-    SKYOPS_LAUNCHER=subprocess."""
+    SKYOPS_LAUNCHER=subprocess. `start=False` defers the fork host's boot to the first launch."""
     if os.environ.get("SKYOPS_LAUNCHER") == "subprocess" or not hasattr(os, "pidfd_open"):
         return SubprocessLauncher()
-    return ForkLauncher(("skyops.pipeline.runtime", *preload))
+    return ForkLauncher(("skyops.pipeline.runtime", *preload), start=start)

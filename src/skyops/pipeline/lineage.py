@@ -67,6 +67,7 @@ class StepRecord:
     ended: float | None = None
     exit_code: int | None = None
     log: str = ""
+    progress: str = ""  # the step's progress file: one JSON line per report_progress call, if it makes any
     error: str = ""  # why the framework failed, skipped or gated the step, if it did
     command: str = ""  # the equivalent `python -m ...` line
     waited: float = 0.0  # seconds spent waiting for another run executing the same step

@@ -3,6 +3,10 @@
 The same code runs in a SageMaker container (container paths are real) and under the local engine,
 which passes `SKYOPS_PATHS`, a JSON map from container path to local folder. Scripts never know
 which one they are in. Kept to the standard library: it runs at the start of every step.
+
+A long step tells how far it is with `report_progress(done, total, metrics=...)`: one plain line
+on stdout (the step's log; CloudWatch on SageMaker) and, under the local engine, one JSON line in
+the step's progress file, which `skyops run` shows as a live bar.
 """
 
 from __future__ import annotations
@@ -10,13 +14,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from skyops.errors import ContractError, SkyopsError
 from skyops.pipeline.catalog import StepDefinition
 from skyops.pipeline.config import build_config, parse_arguments
-from skyops.pipeline.contract import JobKind
+from skyops.pipeline.contract import PROGRESS_ENV, JobKind
 
 PATHS_ENV = "SKYOPS_PATHS"  # JSON: container path -> local path (absent in a real container)
 CHECKPOINTS = "checkpoints"  # key of the checkpoint folder in `outputs`, when the contract has one
@@ -73,8 +79,11 @@ def run(definition: StepDefinition, argv: Sequence[str] | None = None, environ: 
 
     A SkyopsError prints one line and a hint on stderr and exits 1; anything else keeps its traceback.
     """
+    global _progress
+    environ = os.environ if environ is None else environ
+    _progress = _ProgressState(started=time.time(), path=environ.get(PROGRESS_ENV, ""))
     try:
-        inputs, outputs, env, args = prepare(definition, sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ)
+        inputs, outputs, env, args = prepare(definition, sys.argv[1:] if argv is None else argv, environ)
         definition(inputs, outputs, env, args)
     except SkyopsError as e:
         print(f"error: {e.message}", file=sys.stderr)
@@ -82,3 +91,54 @@ def run(definition: StepDefinition, argv: Sequence[str] | None = None, environ: 
             print(f"hint: {e.hint}", file=sys.stderr)
         return 1
     return 0
+
+
+# ---- progress -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _ProgressState:
+    """Where this process reports progress (a step process runs one script)."""
+
+    started: float | None = None  # when `run` started the script; None outside `run`
+    path: str | None = None  # the progress file `run` was given ("" for none); None outside `run`: read os.environ
+    broken: set[str] = field(default_factory=set)  # progress files that could not be written (warned once)
+
+
+_progress = _ProgressState()
+
+
+def report_progress(done: int, total: int, *, unit: str = "epoch", metrics: Mapping[str, float] | None = None) -> None:
+    """Say how far a long step is: `done` of `total` units, with the latest metric values.
+
+    Prints one line to stdout (the step's log), e.g. `epoch 2/10: box_loss 1.234, mAP50 0.456`, and,
+    when the engine gave the step a progress file (SKYOPS_PROGRESS_FILE), appends the report to it
+    as one JSON line for the live display. A file that cannot be written costs a warning on stderr,
+    never the step.
+
+    Args:
+        done: units finished so far, 0 <= done <= total.
+        total: units in the whole step (>= 1).
+        unit: what a unit is ("epoch", "image", ...), shown beside the counter.
+        metrics: name -> latest value (losses, validation scores), shown in this order.
+    """
+    if total < 1 or not 0 <= done <= total:
+        raise ValueError(f"report_progress({done}, {total}): expected 0 <= done <= total and total >= 1")
+    values = {name: float(value) for name, value in (metrics or {}).items()}
+    print(f"{unit} {done}/{total}" + (": " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()) if values else ""), flush=True)
+    path = os.environ.get(PROGRESS_ENV, "") if _progress.path is None else _progress.path
+    if not path or path in _progress.broken:
+        return
+    now = time.time()
+    report = {"done": done, "total": total, "unit": unit, "metrics": values, "time": now, "started": _progress.started or now}
+    try:
+        # One write of one line on an O_APPEND file: a reader sees whole lines, plus at most a partial
+        # last one it waits for. Every report stays, so a log-style reader misses none.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(report) + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        _progress.broken.add(path)
+        print(f"warning: cannot write the progress file {path}: {e.strerror or e}; progress goes to this log only", file=sys.stderr)

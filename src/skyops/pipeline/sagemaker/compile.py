@@ -25,7 +25,7 @@ from typing import Any
 from skyops.errors import ConfigError, PipelineError, SkyopsError, problems_error
 from skyops.pipeline.builders import builder_for
 from skyops.pipeline.config import config_to_dict, to_argument
-from skyops.pipeline.contract import RUN_CONTEXT_ENV, JobKind
+from skyops.pipeline.contract import PROGRESS_ENV, RUN_CONTEXT_ENV, JobKind
 from skyops.pipeline.definition import Parameter, ParamType, Pipeline, StepNode
 from skyops.pipeline.gates import Gate
 from skyops.pipeline.sagemaker import conditions
@@ -55,6 +55,7 @@ def run_context(step: str) -> dict[str, Value]:
         "SKYOPS_STEP_NAME": step,
         "SKYOPS_STATE_DIR": STATE_DIR,
         USER_ENV: parameter(STARTED_BY),
+        PROGRESS_ENV: "",  # no live display to feed: report_progress's lines go to CloudWatch
     }
     unknown = [name for name in RUN_CONTEXT_ENV if name not in values]
     if unknown:

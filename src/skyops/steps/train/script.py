@@ -14,11 +14,10 @@ import dataclasses
 import hashlib
 import signal
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from skyops.pipeline import JobKind, NodeType, Port, ScriptContract, StepSpec, training_channel
+from skyops.pipeline import JobKind, NodeType, Port, ScriptContract, StepSpec, report_progress, training_channel
 from skyops.pipeline.contract import CHECKPOINTS, TRAINING_MODEL
 from skyops.steps import CATALOG
 from skyops.training.train import TrainConfig
@@ -56,6 +55,11 @@ CONTRACT = ScriptContract(
 )
 
 
+# Shown per epoch in the log and the live display, under Ultralytics' names without their group
+# ((B): box metrics). SageMaker's metric definitions (cli/sagemaker_cmd.py TRAIN_METRICS) read this line.
+PROGRESS_METRICS = ("train/box_loss", "train/cls_loss", "train/dfl_loss", "metrics/mAP50(B)", "metrics/mAP50-95(B)")
+
+
 def data_fingerprint(splits: Path, manifest_fingerprint: str) -> str:
     """The data a run trains on: the manifest plus the split lists (a new split is new data)."""
     digest = hashlib.sha256(manifest_fingerprint.encode())
@@ -89,11 +93,10 @@ def train_and_track(inputs: dict[str, Path], outputs: dict[str, Path], env: dict
     if "weights" in inputs:
         start = sorted(inputs["weights"].rglob("*.pt"))
         args = dataclasses.replace(args, weights=str(start[0])) if start else args
-    started = time.time()
 
     def report(epoch: EpochMetrics) -> None:
-        shown = ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in epoch.metrics.items() if k.startswith("metrics/mAP50"))
-        print(f"epoch {epoch.epoch}/{args.epochs}: {shown} ({time.time() - started:.0f} s)", flush=True)
+        shown = {name.split("/")[-1]: epoch.metrics[name] for name in PROGRESS_METRICS if name in epoch.metrics}
+        report_progress(epoch.epoch, args.epochs, unit="epoch", metrics=shown)  # a log line, and the live bar of `skyops run`
         tracker.log_epoch(epoch)
 
     store = TrackingStore.local(state_dir, env["SKYOPS_TRACKING_URI"])
