@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from skyops.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,18 +50,3 @@ def test_a_group_runs_its_subcommand(tmp_path: Path) -> None:
     done = skyops("pipeline", "check", str(NUMBERS), state=tmp_path, probe=True)
     assert done.returncode == 0 and done.stdout.startswith("ok: 3 steps aligned"), done.stderr
     assert imported(done) == {"skyops.cli.pipeline_cmd"}
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["run", "--workers", "0"], "Error: Invalid value for '--workers': Input should be greater than or equal to 1"),
-        (["rn"], "Error: No such command 'rn'. Did you mean 'run', 'runs'?"),
-        (["runs", "list", "--bogus"], "Error: No such option: --bogus"),
-    ],
-)
-def test_a_command_line_that_does_not_parse_gets_usage_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
-    done = skyops(*args, state=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.startswith("Usage: skyops") and done.stderr.rstrip().endswith(message), done.stderr
-    assert "Traceback" not in done.stderr

@@ -161,8 +161,9 @@ def test_no_arguments_print_the_help_and_exit_0(capsys: pytest.CaptureFixture[st
 
 def test_a_commands_typer_exit_code_is_the_process_exit_code() -> None:
     code = (
-        "import typer\nfrom skyops.cli import app, main\n"
-        "@app.command('fail-with-3')\ndef fail() -> None:\n    raise typer.Exit(3)\n"
+        "import typer\nfrom skyops.cli import COMMANDS, main\n"
+        "def fail() -> None:\n    raise typer.Exit(3)\n"
+        "COMMANDS['fail-with-3'] = ('__main__', 'fail')\n"
         "main(['fail-with-3'])\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
