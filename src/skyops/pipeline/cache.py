@@ -27,6 +27,7 @@ from typing import Any
 from skyops.errors import SkyopsError, StepFailed
 from skyops.pipeline.catalog import StepDefinition
 from skyops.pipeline.hashing import write_json_atomic
+from skyops.pipeline.lineage import pid_exists
 
 ENTRY_FILE = "entry.json"
 OUTPUTS_DIR = "outputs"
@@ -209,20 +210,10 @@ class Cache:
             return 0
         for path in self.staging.iterdir():
             pid = path.name.split(".")[1] if path.name.count(".") >= 2 else ""
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_exists(int(pid)):
                 shutil.rmtree(path, ignore_errors=True)
                 removed += 1
         return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ---- code version -------------------------------------------------------------------------------

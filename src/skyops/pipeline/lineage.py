@@ -150,12 +150,13 @@ def engine_gone(record: RunRecord) -> bool:
     """True if the record says "running" but its engine process, on this host, no longer exists."""
     if record.status != "running" or not record.pid or record.host != socket.gethostname():
         return False  # finished, or written elsewhere: another host's processes are not ours to judge
-    if not _exists(record.pid):
+    if not pid_exists(record.pid):
         return True
     return bool(record.pid_started) and process_started(record.pid) not in ("", record.pid_started)
 
 
-def _exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """True if a process with this pid exists on this host (whoever owns it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
