@@ -1,12 +1,16 @@
 """`skyops run` and `skyops runs show` as a user meets them: parameter errors, the closing summary, the lineage."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 NUMBERS = ROOT / "tests" / "pipeline" / "pipelines" / "numbers.yaml"
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 
 
 def skyops(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
@@ -75,10 +79,13 @@ def test_runs_show_lists_steps_in_run_order(tmp_path: Path) -> None:
     assert [line.split()[1] for line in shown.splitlines() if line.startswith("- ")] == ["emit", "double", "total"]
 
 
-def test_result_paths_print_whole_and_literally(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("terminal", [False, True], ids=["plain", "rich"])
+def test_result_paths_print_whole_and_literally(tmp_path: Path, capsys, terminal: bool) -> None:
     import json
 
-    from skyops.cli.common import stdout_console
+    from rich.console import Console
+
+    from skyops.cli.output import Output, stdout_output
     from skyops.cli.results import print_results
     from skyops.pipeline.lineage import new_record
 
@@ -104,7 +111,10 @@ def test_result_paths_print_whole_and_literally(tmp_path: Path, capsys) -> None:
     )
     record = new_record("run-1", "drone-detection", {}, {"train": "train"}, "")
     record.steps["train"].outputs = {"model": {"path": str(outputs), "digest": "d"}}
-    print_results(stdout_console(), record)
-    lines = capsys.readouterr().out.splitlines()
+    # Off a terminal (as under pytest) plain text; on one, rich (a wide console here, so nothing wraps).
+    out = Output(Console(force_terminal=True, width=1000)) if terminal else stdout_output()
+    assert (out.console is not None) == terminal
+    print_results(out, record)
+    lines = [ANSI.sub("", line) for line in capsys.readouterr().out.splitlines()]
     assert f"model      {outputs / 'best.pt'}  (3 epochs on cpu)" in lines
     assert f"evaluation {outputs / 'evaluation.json'}" in lines
