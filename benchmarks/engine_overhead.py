@@ -22,12 +22,17 @@ compile every module again).
 Targets (issue 9): cold per-step within 1.5x of the floor, quiet and loaded; a fully cached
 re-run of 5 steps in <= 0.2 s as a whole process on a machine whose bare start costs 10 ms,
 i.e. <= 20 floor starts.
-Measured (issue 9, this 2-core machine shared with other jobs; `python -c pass` ~20 ms here, 2x the
-reference machine; medians of 7, `--baseline` = main before the change, `--load`):
-  cached, whole process   typer 0.29 + rich at start: BEFORE; click, plain output off a terminal: AFTER
-  (filled in from the run below, see the README "Measured" table and docs/adr/0007-click-not-typer.md)
-What is left of the cached re-run is mostly imports: the pipeline core and PyYAML (~70 ms), click
-(~15-20 ms beside the core), then the engine's own work (~15 ms).
+Measured (issue 9, this 2-core machine shared with other jobs, load average 2-5; a floor step,
+a bare start and a small file, 29-37 ms here, ~3x the reference; two runs of
+`--load --baseline main`, medians of 7):
+  cached, whole process   typer 0.29 + rich at start (before) -> click, plain output off a terminal (after)
+                          quiet   712-934 ms = 19.0-31.9 floor starts -> 348-392 ms = 10.5-11.9 floor starts
+                          loaded  3.0-3.5 s = 25.9-34.7 floor starts  -> 1.2-1.7 s = 12.6-14.1 floor starts
+  cold, whole process     quiet   1.30-1.34 s -> 0.78-0.95 s
+What is left of the cached re-run is mostly imports: the pipeline core and PyYAML (~135 ms here),
+the catalog's step modules, click (~10-20 ms beside the core); the engine's own work is ~20 ms. Earlier in issue 9: a new process
+no longer re-parses the steps' imports (cache.CodeMemo), imports only the command it runs
+(skyops.cli.COMMANDS), and starts no fork host when the run is likely cached.
 
 Measures the skyops that Python imports (PYTHONPATH), so two checkouts also compare with
 `PYTHONPATH=<checkout>/src:<checkout> python benchmarks/engine_overhead.py`.
