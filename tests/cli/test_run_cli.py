@@ -39,6 +39,21 @@ def test_every_steps_config_problems_come_at_once(tmp_path: Path) -> None:
     ]
 
 
+def test_the_summary_off_a_terminal_is_a_plain_table(tmp_path: Path) -> None:
+    assert skyops("run", str(NUMBERS), state=tmp_path).returncode == 0
+    done = skyops("run", str(NUMBERS), "--explain-cache", state=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("step "))
+    assert lines[header - 1].endswith(" of numbers: succeeded") and lines[header].split() == ["step", "status", "time", "cache"]
+    rows = lines[header + 1 : header + 4]
+    assert [row.split()[:2] for row in rows] == [["emit", "cached"], ["double", "cached"], ["total", "cached"]]
+    assert all(re.search(r"  hit [0-9a-f]{12}$", row) for row in rows), rows
+    assert len({row.index("hit ") for row in rows} | {lines[header].index("cache")}) == 1  # columns aligned
+    assert lines[header + 4].startswith("lineage: skyops runs show ")
+    assert not set("│┃━┏") & set(done.stdout)
+
+
 def long_folder(tmp_path: Path) -> Path:
     """A state folder whose paths are far longer than the 80 columns rich assumes off a terminal."""
     return tmp_path / ("state-folder-with-a-long-name-" * 3)
