@@ -10,7 +10,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMBERS = ROOT / "tests" / "pipeline" / "pipelines" / "numbers.yaml"
-HEAVY = ("torch", "ultralytics", "mlflow", "boto3", "botocore", "fastapi", "cv2", "matplotlib", "pydantic", "numpy")
+HEAVY = ("torch", "ultralytics", "mlflow", "boto3", "botocore", "fastapi", "cv2", "matplotlib", "pydantic", "numpy", "typer")
+# Runs `skyops ARGS` in this interpreter, then lists every module it imported, on stderr.
+PROBE = """
+import sys
+from skyops.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    print("modules:", " ".join(sorted(sys.modules)), file=sys.stderr)
+"""
 
 
 def skyops(*args: str, state: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
@@ -21,12 +30,32 @@ def skyops(*args: str, state: Path, check: bool = False) -> subprocess.Completed
     return done
 
 
-def test_help_imports_no_heavy_library() -> None:
-    code = "import sys; from skyops.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit: pass\nprint('\\n'.join(sorted(sys.modules)), file=sys.stderr)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    loaded = {m.split(".")[0] for m in done.stderr.split()}
-    assert "Usage: skyops" in done.stdout
-    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+def imported_by(*args: str, state: Path) -> set[str]:
+    """The modules `skyops ARGS` imports (off a terminal: its output is a pipe)."""
+    env = {**os.environ, "SKYOPS_STATE_DIR": str(state)}
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stderr.splitlines() if line.startswith("modules:"))
+    return set(line.removeprefix("modules:").split())
+
+
+def top_level(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+def test_help_imports_no_heavy_library_nor_rich(tmp_path: Path) -> None:
+    loaded = top_level(imported_by("--help", state=tmp_path))
+    assert loaded.isdisjoint({*HEAVY, "rich"}), sorted(loaded & {*HEAVY, "rich"})
+
+
+def test_a_cached_run_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """No heavy library; off a terminal no rich (plain lines); no SageMaker compiler; no
+    `importlib.metadata` (and its `email`) when no step names a library; no `socket`."""
+    skyops("run", str(NUMBERS), state=tmp_path, check=True)
+    modules = imported_by("run", str(NUMBERS), state=tmp_path)
+    loaded = top_level(modules)
+    assert loaded.isdisjoint({*HEAVY, "rich", "email", "socket"}), sorted(loaded & {*HEAVY, "rich", "email", "socket"})
+    assert not {m for m in modules if m.startswith(("skyops.pipeline.sagemaker", "importlib.metadata"))}
 
 
 def test_config_error_is_one_line_and_a_hint_with_exit_2(tmp_path: Path) -> None:

@@ -50,3 +50,17 @@ def test_a_group_runs_its_subcommand(tmp_path: Path) -> None:
     done = skyops("pipeline", "check", str(NUMBERS), state=tmp_path, probe=True)
     assert done.returncode == 0 and done.stdout.startswith("ok: 3 steps aligned"), done.stderr
     assert imported(done) == {"skyops.cli.pipeline_cmd"}
+
+
+def test_help_shows_each_arguments_default_and_each_options_default_and_range(tmp_path: Path) -> None:
+    run_help = skyops("run", "--help", state=tmp_path).stdout
+    assert "[NAME]  Pipeline name (pipelines/NAME.yaml) or path to a pipeline file." in run_help
+    assert "[default: drone-detection]" in run_help and "[default: 2; x>=1]" in run_help
+    convert_help = " ".join(skyops("data", "convert", "--help", state=tmp_path).stdout.split())  # unwrapped
+    assert "Usage: skyops data convert [OPTIONS] SOURCE TARGET" in convert_help
+    assert "SOURCE Dataset folder (or COCO JSON / Ground Truth manifest). [required]" in convert_help
+    assert "-f, --format [auto|visdrone|coco|voc|groundtruth|yolo] The source's format (any case); auto detects it. [default: auto]" in (
+        convert_help
+    )
+    assert "--keep-ignored / --no-keep-ignored" in convert_help and "[default: no- keep-ignored]" in convert_help
+    assert "--classes TEXT Comma-separated target class names (default: the source's). --keep-ignored" in convert_help  # no '""'

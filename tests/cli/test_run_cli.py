@@ -1,12 +1,16 @@
 """`skyops run` and `skyops runs show` as a user meets them: parameter errors, the closing summary, the lineage."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 NUMBERS = ROOT / "tests" / "pipeline" / "pipelines" / "numbers.yaml"
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 
 
 def skyops(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
@@ -33,6 +37,21 @@ def test_every_steps_config_problems_come_at_once(tmp_path: Path) -> None:
         "  - step 'validate' config: max_invalid_fraction: 2.0 must be <= 1",
         "hint: the values come from --param image_size, --param images, --param max_invalid_fraction; change them or the pipeline YAML",
     ]
+
+
+def test_the_summary_off_a_terminal_is_a_plain_table(tmp_path: Path) -> None:
+    assert skyops("run", str(NUMBERS), state=tmp_path).returncode == 0
+    done = skyops("run", str(NUMBERS), "--explain-cache", state=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("step "))
+    assert lines[header - 1].endswith(" of numbers: succeeded") and lines[header].split() == ["step", "status", "time", "cache"]
+    rows = lines[header + 1 : header + 4]
+    assert [row.split()[:2] for row in rows] == [["emit", "cached"], ["double", "cached"], ["total", "cached"]]
+    assert all(re.search(r"  hit [0-9a-f]{12}$", row) for row in rows), rows
+    assert len({row.index("hit ") for row in rows} | {lines[header].index("cache")}) == 1  # columns aligned
+    assert lines[header + 4].startswith("lineage: skyops runs show ")
+    assert not set("│┃━┏") & set(done.stdout)
 
 
 def long_folder(tmp_path: Path) -> Path:
@@ -75,10 +94,13 @@ def test_runs_show_lists_steps_in_run_order(tmp_path: Path) -> None:
     assert [line.split()[1] for line in shown.splitlines() if line.startswith("- ")] == ["emit", "double", "total"]
 
 
-def test_result_paths_print_whole_and_literally(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("terminal", [False, True], ids=["plain", "rich"])
+def test_result_paths_print_whole_and_literally(tmp_path: Path, capsys, terminal: bool) -> None:
     import json
 
-    from skyops.cli.common import stdout_console
+    from rich.console import Console
+
+    from skyops.cli.output import Output, stdout_output
     from skyops.cli.results import print_results
     from skyops.pipeline.lineage import new_record
 
@@ -104,7 +126,10 @@ def test_result_paths_print_whole_and_literally(tmp_path: Path, capsys) -> None:
     )
     record = new_record("run-1", "drone-detection", {}, {"train": "train"}, "")
     record.steps["train"].outputs = {"model": {"path": str(outputs), "digest": "d"}}
-    print_results(stdout_console(), record)
-    lines = capsys.readouterr().out.splitlines()
+    # Off a terminal (as under pytest) plain text; on one, rich (a wide console here, so nothing wraps).
+    out = Output(Console(force_terminal=True, width=1000)) if terminal else stdout_output()
+    assert (out.console is not None) == terminal
+    print_results(out, record)
+    lines = [ANSI.sub("", line) for line in capsys.readouterr().out.splitlines()]
     assert f"model      {outputs / 'best.pt'}  (3 epochs on cpu)" in lines
     assert f"evaluation {outputs / 'evaluation.json'}" in lines

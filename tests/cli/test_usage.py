@@ -113,7 +113,7 @@ def test_an_unknown_command_lists_the_commands(capsys: pytest.CaptureFixture[str
 def test_a_missing_argument_is_named_as_in_the_usage_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert usage_error(capsys, "data", "convert") == [
         "error: skyops data convert: missing argument SOURCE",
-        "hint: usage: skyops data convert [OPTIONS] {SOURCE} {TARGET}; SOURCE: dataset folder (or COCO JSON / Ground Truth manifest);"
+        "hint: usage: skyops data convert [OPTIONS] SOURCE TARGET; SOURCE: dataset folder (or COCO JSON / Ground Truth manifest);"
         " see `skyops data convert --help`",
     ]
 
@@ -159,10 +159,11 @@ def test_no_arguments_print_the_help_and_exit_0(capsys: pytest.CaptureFixture[st
     assert (code, err) == (0, "") and out.startswith("Usage: skyops run [OPTIONS] [NAME]")
 
 
-def test_a_commands_typer_exit_code_is_the_process_exit_code() -> None:
+@pytest.mark.parametrize("exit_with", ["click.get_current_context().exit(3)", "raise SystemExit(3)"])
+def test_a_commands_exit_code_is_the_process_exit_code(exit_with: str) -> None:
     code = (
-        "import typer\nfrom skyops.cli import COMMANDS, main\n"
-        "def fail() -> None:\n    raise typer.Exit(3)\n"
+        "import click\nfrom skyops.cli import COMMANDS, main\n"
+        f"@click.command()\ndef fail() -> None:\n    {exit_with}\n"
         "COMMANDS['fail-with-3'] = ('__main__', 'fail')\n"
         "main(['fail-with-3'])\n"
     )
@@ -197,16 +198,16 @@ def test_ui_on_a_port_in_use_fails_in_one_line(tmp_path: Path) -> None:
 
 def every_command() -> list[tuple[list[str], typing.Any]]:
     """(path after `skyops`, click command) of every leaf command."""
-    from typer.core import TyperGroup
-    from typer.main import get_command
+    import click
 
     from skyops.cli import app
 
-    found, todo = [], [([], get_command(app))]
+    found, todo = [], [([], app)]
+    ctx = click.Context(app)
     while todo:
         path, command = todo.pop()
-        if isinstance(command, TyperGroup):
-            todo += [([*path, name], command.commands[name]) for name in command.commands]
+        if isinstance(command, click.Group):
+            todo += [([*path, name], command.get_command(ctx, name)) for name in command.list_commands(ctx)]
         else:
             found.append((path, command))
     return sorted(found, key=lambda item: item[0])
@@ -214,7 +215,7 @@ def every_command() -> list[tuple[list[str], typing.Any]]:
 
 def test_every_commands_mistakes_are_one_line_in_the_users_words(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown option, and a value no typed option accepts, on every command: never a traceback nor a Python name."""
-    from typer.core import TyperOption
+    import click
 
     python_names = {p.name for _, command in every_command() for p in command.params if p.name and "_" in p.name}
     assert {"max_invalid", "role_arn", "as_", "explain_cache"} <= python_names
@@ -222,11 +223,10 @@ def test_every_commands_mistakes_are_one_line_in_the_users_words(capsys: pytest.
     for path, command in every_command():
         attempts = [[*path, "--no-such-option"]]
         for param in command.params:
-            descriptor = param.type_descriptor
-            typed = (
-                descriptor.annotation in (int, float) or descriptor.is_choice or (descriptor.is_path and descriptor.parameter_info.exists)
+            typed = isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType, click.Choice)) or (
+                isinstance(param.type, click.Path) and param.type.exists
             )
-            if isinstance(param, TyperOption) and typed and not param.is_flag:
+            if isinstance(param, click.Option) and typed and not param.is_flag:
                 attempts.append([*path, param.opts[0], "not/a-value"])
         for argv in attempts:
             lines = usage_error(capsys, *argv)

@@ -22,7 +22,7 @@ def test_same_key_runs_once_and_the_other_run_waits_then_reuses_it(training: Pat
     finish(first)
     second_out = finish(second)
     assert "trainer: waiting" in second_out  # printed as it happens (the live table on a terminal)
-    assert re.search(r"│ hit [0-9a-f]{12} after waiting [\d.]+ m?s for another run │", second_out), second_out  # --explain-cache
+    assert re.search(r" hit [0-9a-f]{12} after waiting [\d.]+ m?s for another run$", second_out, re.M), second_out  # --explain-cache
     by_status = {str(r.steps["trainer"].status): r.steps["trainer"] for r in records(state)}
     assert sorted(by_status) == ["cached", "done"]
     waiter = by_status["cached"]

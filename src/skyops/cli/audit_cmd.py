@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
+import click
 
 from skyops.cli.common import settings
+from skyops.cli.params import IntegerRange
 from skyops.cli.usage import SkyopsGroup
 
-app = typer.Typer(help="The audit log of approvals, promotions, deployments, rollbacks and denials.", cls=SkyopsGroup, no_args_is_help=True)
+app = SkyopsGroup("audit", help="The audit log of approvals, promotions, deployments, rollbacks and denials.", no_args_is_help=True)
 
 
 @app.command()
@@ -27,7 +26,8 @@ def verify() -> None:
 
 
 @app.command()
-def show(limit: Annotated[int, typer.Option(min=1, help="Most recent records to show.")] = 20) -> None:
+@click.option("--limit", type=IntegerRange(min=1), default=20, help="Most recent records to show.")
+def show(limit: int) -> None:
     """The most recent records."""
     from skyops.registry.audit import AuditLog, format_record
 

@@ -1,16 +1,15 @@
-"""Helpers shared by CLI commands: settings, pipeline loading, the engine, console output."""
+"""Helpers shared by CLI commands: settings, pipeline loading, the engine, registry and governance."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skyops.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from skyops.pipeline.definition import Pipeline
     from skyops.pipeline.engine import LocalEngine
 
@@ -41,7 +40,7 @@ def engine(pipeline: Pipeline, *, workers: int = 2, use_cache: bool = True) -> L
     return LocalEngine(StateDir(settings().state_dir), code_roots=code_roots(pipeline), workers=workers, use_cache=use_cache)
 
 
-def parse_params(pairs: list[str]) -> dict[str, str]:
+def parse_params(pairs: Iterable[str]) -> dict[str, str]:
     from skyops.errors import ConfigError
 
     params = {}
@@ -51,21 +50,6 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
             raise ConfigError(f"--param {pair!r} is not key=value", hint="write e.g. --param epochs=3")
         params[key.strip()] = value
     return params
-
-
-# Off a terminal a line is as long as it needs to be: rich would otherwise wrap at 80 columns.
-UNWRAPPED_WIDTH = 100_000
-
-
-def stdout_console() -> Console:
-    """The console for stdout. On a terminal it fits the window; elsewhere (a pipe, a CI log) it
-    never wraps, so a path or a run id is never split across two lines and can be pasted back."""
-    from rich.console import Console
-
-    on_terminal = Console()
-    if on_terminal.is_terminal:
-        return on_terminal
-    return Console(soft_wrap=True, width=UNWRAPPED_WIDTH)
 
 
 def format_seconds(seconds: float | None) -> str:

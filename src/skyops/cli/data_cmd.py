@@ -4,45 +4,63 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal, get_args
 
-import typer
+import click
 
+from skyops.cli.params import Choice, ExistingPath, FiniteRange, Integer, IntegerRange, argument
 from skyops.cli.usage import SkyopsGroup
 
-app = typer.Typer(
+app = SkyopsGroup(
+    "data",
     help="Work on datasets directly: convert to the canonical YOLO layout, validate, profile, split, synthesise.",
-    cls=SkyopsGroup,
     no_args_is_help=True,
 )
 
-Source = Annotated[Path, typer.Argument(help="Dataset folder (or COCO JSON / Ground Truth manifest).", exists=True, metavar="SOURCE")]
-Dataset = Annotated[
-    Path,
-    typer.Argument(
-        help="A dataset in the canonical layout (manifest.json, images/, labels/).", exists=True, file_okay=False, metavar="DATASET"
-    ),
-]
 # The formats `skyops.data.convert` reads (kept here so that `--help` imports no data code; a test compares them).
 SourceFormat = Literal["auto", "visdrone", "coco", "voc", "groundtruth", "yolo"]
-Target = Annotated[Path, typer.Argument(help="Output folder; must not exist (or be empty). Written atomically.", metavar="TARGET")]
+AnyPath = click.Path(path_type=Path)
+
+source_argument = argument("source", type=ExistingPath(), metavar="SOURCE", help="Dataset folder (or COCO JSON / Ground Truth manifest).")
+dataset_argument = argument(
+    "dataset",
+    type=ExistingPath(file_okay=False),
+    metavar="DATASET",
+    help="A dataset in the canonical layout (manifest.json, images/, labels/).",
+)
+target_argument = argument(
+    "target", type=AnyPath, metavar="TARGET", help="Output folder; must not exist (or be empty). Written atomically."
+)
 
 
 @app.command()
+@source_argument
+@target_argument
+@click.option(
+    "--format",
+    "-f",
+    type=Choice(get_args(SourceFormat), case_sensitive=False),
+    default="auto",
+    help="The source's format (any case); auto detects it.",
+)
+@click.option("--classes", default="", show_default=False, help="Comma-separated target class names (default: the source's).")
+@click.option("--keep-ignored/--no-keep-ignored", default=False, help="Keep boxes the source marks as ignored (VisDrone 0/11, score 0).")
+@click.option("--images-dir", type=AnyPath, help="Where COCO file names / Ground Truth source-refs resolve.")
+@click.option("--s3-prefix", help="s3://bucket/prefix/ stripped from Ground Truth source-refs.")
+@click.option("--workers", type=IntegerRange(min=0), default=0, help="Processes; 0 = one per CPU.")
+@click.option(
+    "--overwrite/--no-overwrite", default=False, help="Replace TARGET if it exists (the old one goes only once the new one is complete)."
+)
 def convert(
-    source: Source,
-    target: Target,
-    format: Annotated[
-        SourceFormat, typer.Option("--format", "-f", case_sensitive=False, help="The source's format (any case); auto detects it.")
-    ] = "auto",
-    classes: Annotated[str, typer.Option(help="Comma-separated target class names (default: the source's).")] = "",
-    keep_ignored: Annotated[bool, typer.Option(help="Keep boxes the source marks as ignored (VisDrone 0/11, score 0).")] = False,
-    images_dir: Annotated[Path | None, typer.Option(help="Where COCO file names / Ground Truth source-refs resolve.")] = None,
-    s3_prefix: Annotated[str | None, typer.Option(help="s3://bucket/prefix/ stripped from Ground Truth source-refs.")] = None,
-    workers: Annotated[int, typer.Option(help="Processes; 0 = one per CPU.", min=0)] = 0,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace TARGET if it exists (the old one goes only once the new one is complete).")
-    ] = False,
+    source: Path,
+    target: Path,
+    format: str,
+    classes: str,
+    keep_ignored: bool,
+    images_dir: Path | None,
+    s3_prefix: str | None,
+    workers: int,
+    overwrite: bool,
 ) -> None:
     """Convert a VisDrone, COCO, VOC, Ground Truth or YOLO dataset into the canonical YOLO layout.
 
@@ -65,16 +83,15 @@ def convert(
 
 
 @app.command()
-def validate(
-    dataset: Dataset,
-    target: Annotated[
-        Path | None, typer.Argument(help="Optional: write the dataset minus quarantined images here.", metavar="TARGET")
-    ] = None,
-    max_invalid: Annotated[float, typer.Option(help="Fail when more than this fraction of images is quarantined.", min=0, max=1)] = 0.05,
-    min_side: Annotated[int, typer.Option(help="Quarantine images whose shorter side is below this many pixels.", min=1)] = 32,
-    decode: Annotated[bool, typer.Option(help="Decode every image fully (slower; finds corruption inside the data).")] = False,
-    report: Annotated[Path | None, typer.Option(help="Write the JSON report (every finding) to this file.")] = None,
-) -> None:
+@dataset_argument
+@argument("target", type=AnyPath, required=False, metavar="TARGET", help="Optional: write the dataset minus quarantined images here.")
+@click.option(
+    "--max-invalid", type=FiniteRange(min=0, max=1), default=0.05, help="Fail when more than this fraction of images is quarantined."
+)
+@click.option("--min-side", type=IntegerRange(min=1), default=32, help="Quarantine images whose shorter side is below this many pixels.")
+@click.option("--decode/--no-decode", default=False, help="Decode every image fully (slower; finds corruption inside the data).")
+@click.option("--report", type=AnyPath, help="Write the JSON report (every finding) to this file.")
+def validate(dataset: Path, target: Path | None, max_invalid: float, min_side: int, decode: bool, report: Path | None) -> None:
     """Check every image and label; list findings by rule with a fix each; quarantine, never delete.
 
     Exits 1 when more than --max-invalid of the images are quarantined.
@@ -98,7 +115,10 @@ def validate(
 
 
 @app.command()
-def profile(dataset: Dataset, target: Target, workers: Annotated[int, typer.Option(min=1)] = 2) -> None:
+@dataset_argument
+@target_argument
+@click.option("--workers", type=IntegerRange(min=1), default=2)
+def profile(dataset: Path, target: Path, workers: int) -> None:
     """Profile a dataset: profile.json (the monitoring baseline), plots/ and profile.html."""
     from skyops.data.profile import profile_dataset
 
@@ -107,12 +127,11 @@ def profile(dataset: Dataset, target: Target, workers: Annotated[int, typer.Opti
 
 
 @app.command()
-def split(
-    dataset: Dataset,
-    target: Target,
-    ratios: Annotated[str, typer.Option(help="train,val,test fractions of the images.")] = "0.8,0.1,0.1",
-    seed: Annotated[int, typer.Option(help="Same seed, same lists.")] = 0,
-) -> None:
+@dataset_argument
+@target_argument
+@click.option("--ratios", default="0.8,0.1,0.1", help="train,val,test fractions of the images.")
+@click.option("--seed", type=Integer(), default=0, help="Same seed, same lists.")
+def split(dataset: Path, target: Path, ratios: str, seed: int) -> None:
     """Split into train/val/test keeping related frames (sequences, augmented copies) on one side."""
     from skyops.data.split import split_dataset
     from skyops.errors import ConfigError
@@ -128,13 +147,12 @@ def split(
 
 
 @app.command()
-def synth(
-    target: Target,
-    count: Annotated[int, typer.Option(help="Number of images.", min=1)] = 100,
-    size: Annotated[int, typer.Option(help="Image side in pixels.", min=64)] = 256,
-    seed: Annotated[int, typer.Option(help="Same seed, byte-identical scenes.")] = 0,
-    preview: Annotated[bool, typer.Option(help="Also write TARGET-preview.png with boxes drawn.")] = False,
-) -> None:
+@target_argument
+@click.option("--count", type=IntegerRange(min=1), default=100, help="Number of images.")
+@click.option("--size", type=IntegerRange(min=64), default=256, help="Image side in pixels.")
+@click.option("--seed", type=Integer(), default=0, help="Same seed, byte-identical scenes.")
+@click.option("--preview/--no-preview", default=False, help="Also write TARGET-preview.png with boxes drawn.")
+def synth(target: Path, count: int, size: int, seed: int, preview: bool) -> None:
     """Generate synthetic top-down aerial scenes with exact labels (the embedded default data)."""
     from rich.progress import Progress
 

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
+import click
 
 from skyops.cli.common import actor, governance, registry, settings
 from skyops.cli.usage import SkyopsGroup
 
-app = typer.Typer(
+app = SkyopsGroup(
+    "deploy",
     help="GitOps: deploy/environments/<env>.yaml holds the desired model version; plan shows the gap, apply closes it.",
-    cls=SkyopsGroup,
     no_args_is_help=True,
 )
 
-Env = Annotated[str, typer.Option("--env", "-e", help="Environment: a file in deploy/environments/.")]
+env_option = click.option("--env", "-e", default="production", help="Environment: a file in deploy/environments/.")
 
 
 @app.command("plan")
-def plan_(env: Env = "production") -> None:
+@env_option
+def plan_(env: str) -> None:
     """Show what `apply` would change (exit 0 either way)."""
     from skyops.registry.gitops import load_desired, plan
 
@@ -33,7 +32,9 @@ def plan_(env: Env = "production") -> None:
 
 
 @app.command()
-def apply(env: Env = "production", as_: Annotated[str | None, typer.Option("--as", help="Act as this user.")] = None) -> None:
+@env_option
+@click.option("--as", "as_", help="Act as this user.")
+def apply(env: str, as_: str | None) -> None:
     """Reconcile: move the alias, record the deployed state, audit it (ML Engineers only; Approved versions only)."""
     from skyops.registry.gitops import apply as apply_plan
     from skyops.registry.gitops import load_desired, plan

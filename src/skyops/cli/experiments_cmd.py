@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
+import click
 
-from skyops.cli.common import settings, stdout_console
+from skyops.cli.common import settings
+from skyops.cli.output import stdout_console
+from skyops.cli.params import FiniteRange, IntegerRange, argument
 from skyops.cli.usage import SkyopsGroup
 
-app = typer.Typer(
-    help="Compare and reproduce training runs (pipeline run ids; `skyops runs list` shows them).", cls=SkyopsGroup, no_args_is_help=True
+app = SkyopsGroup(
+    "experiments", help="Compare and reproduce training runs (pipeline run ids; `skyops runs list` shows them).", no_args_is_help=True
 )
 
 METRICS = ("map50", "map50_95", "precision", "recall")
@@ -42,10 +45,9 @@ def _run_results(run_id: str) -> dict[str, Any]:
 
 
 @app.command()
-def compare(
-    runs: Annotated[list[str], typer.Argument(help="Pipeline run ids (or unique prefixes, or 'latest').", metavar="RUN")],
-    plot: Annotated[Path | None, typer.Option(help="Write the per-epoch mAP50-95 curves of the runs to this PNG.")] = None,
-) -> None:
+@argument("runs", nargs=-1, required=True, metavar="RUN", help="Pipeline run ids (or unique prefixes, or 'latest').")
+@click.option("--plot", type=click.Path(path_type=Path), help="Write the per-epoch mAP50-95 curves of the runs to this PNG.")
+def compare(runs: Sequence[str], plot: Path | None) -> None:
     """A table of the runs' parameters and test metrics, and their validation curves."""
     from rich.table import Table
 
@@ -85,10 +87,11 @@ def compare(
 
 
 @app.command()
-def reproduce(
-    run: Annotated[str, typer.Argument(help="The pipeline run to reproduce.", metavar="RUN")],
-    tolerance: Annotated[float, typer.Option(help="Largest allowed absolute difference of each test metric (0-1).", min=0, max=1)] = 0.02,
-) -> None:
+@argument("run", metavar="RUN", help="The pipeline run to reproduce.")
+@click.option(
+    "--tolerance", type=FiniteRange(min=0, max=1), default=0.02, help="Largest allowed absolute difference of each test metric (0-1)."
+)
+def reproduce(run: str, tolerance: float) -> None:
     """Re-run with the recorded parameters (seed included), training and evaluating afresh; compare metrics."""
     from skyops.cli.common import engine, load
     from skyops.errors import SkyopsError
@@ -114,12 +117,12 @@ def reproduce(
     verdict = same_data and worst <= tolerance
     print(f"reproduced: {'yes' if verdict else 'no'} (largest difference {worst:.4f}, tolerance {tolerance}); new run {again.run_id}")
     if not verdict:
-        raise typer.Exit(1)
+        click.get_current_context().exit(1)
 
 
-def ui(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 5000,
-) -> None:
+@click.command("ui")
+@click.option("--port", type=IntegerRange(min=1, max=65535), default=5000, help="Port on 127.0.0.1.")
+def ui(port: int) -> None:
     """Open the MLflow UI on this project's tracking store (Ctrl-C stops it)."""
     ensure_free(port)
     from skyops.training.tracking import MLFLOW_ENV, local_tracking_uri

@@ -125,11 +125,11 @@ class Progress:
     """Live step table on a terminal; one line per change and per progress report elsewhere (CI logs).
 
     Args:
-        console: where the table goes; a console that is not a terminal gets plain lines on stdout.
+        console: the terminal's console, where the table goes; None off a terminal: plain lines on stdout.
         names: the pipeline's steps, in order.
     """
 
-    def __init__(self, console: Console, names: list[str]) -> None:
+    def __init__(self, console: Console | None, names: list[str]) -> None:
         self.console = console
         self.status = dict.fromkeys(names, "pending")
         self.started: dict[str, float] = {}
@@ -140,7 +140,7 @@ class Progress:
         self._poller: threading.Thread | None = None
         self._spinners: dict[str, RenderableType] = {}  # one per running step, so it turns between refreshes
         self._live = None
-        if console.is_terminal:
+        if console is not None:
             from rich.live import Live
 
             self._live = Live(console=console, refresh_per_second=4, transient=False, get_renderable=self.render)

@@ -4,27 +4,29 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
 
-import typer
+import click
 
-from skyops.cli.common import actor, governance, registry, stdout_console
+from skyops.cli.common import actor, governance, registry
+from skyops.cli.output import stdout_console
+from skyops.cli.params import IntegerRange, argument
 from skyops.cli.usage import SkyopsGroup
 
-app = typer.Typer(
+app = SkyopsGroup(
+    "models",
     help="The model registry: versions, approval, @champion/@previous, rollback. Changes need an ML Engineer.",
-    cls=SkyopsGroup,
     no_args_is_help=True,
 )
 
-Version = Annotated[str, typer.Argument(help="Version number, or an alias such as champion.", metavar="VERSION")]
-As = Annotated[str | None, typer.Option("--as", help="Act as this user (default: $SKYOPS_USER, else the OS user).")]
-Reason = Annotated[str, typer.Option(help="Why: kept in the audit log and on the version.")]
-Model = Annotated[str, typer.Option(help="Registered model name.")]
+version_argument = argument("version", metavar="VERSION", help="Version number, or an alias such as champion.")
+as_option = click.option("--as", "as_", help="Act as this user (default: $SKYOPS_USER, else the OS user).")
+reason_option = click.option("--reason", default="", show_default=False, help="Why: kept in the audit log and on the version.")
+model_option = click.option("--model", default="drone-detector", help="Registered model name.")
 
 
 @app.command("list")
-def list_(model: Model = "drone-detector") -> None:
+@model_option
+def list_(model: str) -> None:
     """Every version with its status, aliases, metrics and gate decision."""
     from rich.table import Table
 
@@ -45,7 +47,9 @@ def list_(model: Model = "drone-detector") -> None:
 
 
 @app.command()
-def show(version: Version, model: Model = "drone-detector") -> None:
+@version_argument
+@model_option
+def show(version: str, model: str) -> None:
     """The model card, gate decision and lineage of one version."""
     v = registry(model).get(version)
     print(f"{v.name} v{v.version}  {v.status.value}  {' '.join('@' + a for a in v.aliases)}")
@@ -74,19 +78,31 @@ def _set_status(version: str, approve: bool, reason: str, as_: str | None, model
 
 
 @app.command()
-def approve(version: Version, reason: Reason = "", as_: As = None, model: Model = "drone-detector") -> None:
+@version_argument
+@reason_option
+@as_option
+@model_option
+def approve(version: str, reason: str, as_: str | None, model: str) -> None:
     """Approve a version (ML Engineers only). Only Approved versions can be promoted or deployed."""
     _set_status(version, True, reason, as_, model)
 
 
 @app.command()
-def reject(version: Version, reason: Reason = "", as_: As = None, model: Model = "drone-detector") -> None:
+@version_argument
+@reason_option
+@as_option
+@model_option
+def reject(version: str, reason: str, as_: str | None, model: str) -> None:
     """Reject a version (ML Engineers only)."""
     _set_status(version, False, reason, as_, model)
 
 
 @app.command()
-def promote(version: Version, reason: Reason = "", as_: As = None, model: Model = "drone-detector") -> None:
+@version_argument
+@reason_option
+@as_option
+@model_option
+def promote(version: str, reason: str, as_: str | None, model: str) -> None:
     """Make an Approved version the @champion; the old champion becomes @previous (ML Engineers only)."""
     from skyops.errors import ConfigError
     from skyops.registry.models import ApprovalStatus
@@ -105,7 +121,10 @@ def promote(version: Version, reason: Reason = "", as_: As = None, model: Model 
 
 
 @app.command()
-def rollback(reason: Reason = "", as_: As = None, model: Model = "drone-detector") -> None:
+@reason_option
+@as_option
+@model_option
+def rollback(reason: str, as_: str | None, model: str) -> None:
     """Point @champion back at @previous, recording why (ML Engineers only)."""
     from skyops.registry.roles import Action
 
@@ -117,7 +136,11 @@ def rollback(reason: Reason = "", as_: As = None, model: Model = "drone-detector
 
 
 @app.command()
-def delete(version: Version, reason: Reason = "", as_: As = None, model: Model = "drone-detector") -> None:
+@version_argument
+@reason_option
+@as_option
+@model_option
+def delete(version: str, reason: str, as_: str | None, model: str) -> None:
     """Delete a version (ML Engineers only)."""
     from skyops.registry.roles import Action
 
@@ -129,7 +152,9 @@ def delete(version: Version, reason: Reason = "", as_: As = None, model: Model =
 
 
 @app.command()
-def history(model: Model = "drone-detector", limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
+@model_option
+@click.option("--limit", type=IntegerRange(min=1), default=50)
+def history(model: str, limit: int) -> None:
     """Every governed action on this model, from the audit log."""
     from skyops.registry.audit import format_record
 

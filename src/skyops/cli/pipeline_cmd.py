@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from skyops.cli.common import load, settings
+from skyops.cli.params import argument
 from skyops.cli.usage import SkyopsGroup
 
-app = typer.Typer(
-    help="Inspect pipelines: list them, explain their wiring, check the four layers of their steps.", cls=SkyopsGroup, no_args_is_help=True
+app = SkyopsGroup(
+    "pipeline", help="Inspect pipelines: list them, explain their wiring, check the four layers of their steps.", no_args_is_help=True
 )
 
 
@@ -25,7 +22,8 @@ def list_() -> None:
 
 
 @app.command()
-def explain(name: Annotated[str, typer.Argument(help="Pipeline name or path.", metavar="NAME")]) -> None:
+@argument("name", metavar="NAME", help="Pipeline name or path.")
+def explain(name: str) -> None:
     """Print every parameter, step and edge of a pipeline, and why each edge was chosen."""
     pipeline = load(name)
     print(f"pipeline {pipeline.name}  ({pipeline.source})")
@@ -55,11 +53,8 @@ def explain(name: Annotated[str, typer.Argument(help="Pipeline name or path.", m
 
 
 @app.command()
-def check(
-    name: Annotated[
-        str | None, typer.Argument(help="Pipeline name or path; default: every step of every catalog in use.", metavar="NAME")
-    ] = None,
-) -> None:
+@argument("name", required=False, metavar="NAME", help="Pipeline name or path; default: every step of every catalog in use.")
+def check(name: str | None) -> None:
     """Check that spec, contract, builder and script of every step agree (static, runs nothing)."""
     from skyops.errors import CheckError, problems_error
     from skyops.pipeline.catalog import catalog_of

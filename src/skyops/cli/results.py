@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
+    from skyops.cli.output import Output
     from skyops.pipeline.lineage import RunRecord
 
 
@@ -26,10 +25,8 @@ def find_output(record: RunRecord, file: str) -> Path | None:
     return None
 
 
-def print_results(console: Console, record: RunRecord) -> None:
-    """The run's results, one line each; paths are printed as they are (no rich markup inside them)."""
-    from rich.markup import escape
-
+def print_results(out: Output, record: RunRecord) -> None:
+    """The run's results, one line each; paths are printed as they are (`Output` reads no markup)."""
     from skyops.registry.records import EVALUATION, REGISTRATION, TRAINING, read_evaluation, read_registration, read_training
 
     training_path = find_output(record, TRAINING)
@@ -39,29 +36,25 @@ def print_results(console: Console, record: RunRecord) -> None:
     evaluation = read_evaluation(evaluation_path.parent) if evaluation_path else None
     registration = read_registration(registration_path.parent) if registration_path else None
     if training_path and training:
-        console.print(
-            f"model      {escape(str(training_path.parent / 'best.pt'))}  ({training['epochs_completed']} epochs on {training['device']})"
-        )
-        console.print(
-            f"MLflow     run {training['mlflow_run_id']} in experiment {escape(repr(training['experiment']))}  (open it: skyops ui)"
-        )
+        out.line(f"model      {training_path.parent / 'best.pt'}  ({training['epochs_completed']} epochs on {training['device']})")
+        out.line(f"MLflow     run {training['mlflow_run_id']} in experiment {training['experiment']!r}  (open it: skyops ui)")
     if evaluation_path and evaluation:
         m, d = evaluation["metrics"], evaluation["dataset"]
-        console.print(
+        out.line(
             f"metrics    mAP50 {m['map50']:.3f}  mAP50-95 {m['map50_95']:.3f}  precision {m['precision']:.3f}  recall {m['recall']:.3f}"
             f"  ({d['split']} split, {d['images']} images)"
         )
-        console.print(f"evaluation {escape(str(evaluation_path))}")
+        out.line(f"evaluation {evaluation_path}")
         if evaluation.get("comparison"):
             c = evaluation["comparison"]
-            console.print(
+            out.line(
                 f"champion   mAP50-95 delta {c['delta']['map50_95']:+.3f}: challenger {'better' if c['challenger_better'] else 'not better'}"
             )
     if registration:
         verdict = "passed" if registration["gate"].get("passed") else "failed"
         done = "registered" if registration["created"] else "already registered as"
-        console.print(f"{done} {registration['model']} v{registration['version']}: {registration['status']} (registration gate {verdict})")
-        console.print(
+        out.line(f"{done} {registration['model']} v{registration['version']}: {registration['status']} (registration gate {verdict})")
+        out.line(
             f"next       skyops models show {registration['version']}  ·  skyops models approve {registration['version']} --as <ml-engineer>"
         )
-    console.print(f"next       skyops runs show {record.run_id}  ·  skyops models list  ·  skyops ui")
+    out.line(f"next       skyops runs show {record.run_id}  ·  skyops models list  ·  skyops ui")

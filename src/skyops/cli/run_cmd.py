@@ -4,56 +4,55 @@ from __future__ import annotations
 
 import sys
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
+import click
 
-from skyops.cli.common import engine, format_seconds, load, parse_params, settings, stdout_console
+from skyops.cli.common import engine, format_seconds, load, parse_params, settings
 from skyops.cli.live import STYLE as _STYLE
 from skyops.cli.live import Progress
+from skyops.cli.output import Output, Part, stdout_output
+from skyops.cli.params import IntegerRange, argument
 from skyops.cli.results import print_results
 from skyops.settings import DEFAULT_PIPELINE
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from skyops.pipeline.lineage import RunRecord, StepRecord
 
 
-def run(
-    name: Annotated[
-        str, typer.Argument(help="Pipeline name (pipelines/NAME.yaml) or path to a pipeline file.", metavar="NAME")
-    ] = DEFAULT_PIPELINE,
-    param: Annotated[list[str], typer.Option("--param", "-p", help="Override a pipeline parameter: --param epochs=3 (repeatable).")] = [],  # noqa: B006
-    explain_cache: Annotated[bool, typer.Option("--explain-cache", help="Say why each step hit or missed the cache.")] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-run every step, ignoring cached results.")] = False,
-    workers: Annotated[int, typer.Option(help="Most steps running at once.", min=1)] = 2,
-) -> None:
+@click.command("run")
+@argument("name", default=DEFAULT_PIPELINE, metavar="NAME", help="Pipeline name (pipelines/NAME.yaml) or path to a pipeline file.")
+@click.option("--param", "-p", multiple=True, help="Override a pipeline parameter: --param epochs=3 (repeatable).")
+@click.option("--explain-cache", is_flag=True, help="Say why each step hit or missed the cache.")
+@click.option("--no-cache", is_flag=True, help="Re-run every step, ignoring cached results.")
+@click.option("--workers", type=IntegerRange(min=1), default=2, help="Most steps running at once.")
+def run(name: str, param: Sequence[str], explain_cache: bool, no_cache: bool, workers: int) -> None:
     """Run a pipeline locally. Finished steps are cached: running again resumes a failed run."""
     from skyops.errors import StepFailed
 
     pipeline = load(name)
     overrides = parse_params(param)
-    console = stdout_console()
+    out = stdout_output()
     if "champion" in {p.name for p in pipeline.parameters} and "champion" not in overrides:
         from skyops.registry.champion import champion_weights
 
         found = champion_weights(settings().state_dir, "drone-detector", settings().tracking_uri)  # checked against the registry
         if found:
             overrides["champion"] = str(found[1])
-            console.print(f"comparing with the champion: drone-detector v{found[0]} (override with --param champion=PATH)")
-    display = Progress(console, [s.name for s in pipeline.steps])
+            out.line(f"comparing with the champion: drone-detector v{found[0]} (override with --param champion=PATH)")
+    display = Progress(out.console, [s.name for s in pipeline.steps])
     with display:
         record = engine(pipeline, workers=workers, use_cache=not no_cache).run(pipeline, overrides, listener=display.update)
-    summarize(console, record, explain_cache=explain_cache)
-    print_results(console, record)
+    summarize(out, record, explain_cache=explain_cache)
+    print_results(out, record)
     if record.status == "gated":
         failed_gates = {name: g for name, g in record.gates.items() if not g["passed"]}
         for name, gate in failed_gates.items():
-            console.print(f"[bold red]gate {name}[/] stopped {', '.join(gate['guards'])}: {gate['message']}")
+            out.line((f"gate {name}", "bold red"), f" stopped {', '.join(gate['guards'])}: {gate['message']}")
             for line in gate["details"]:
-                console.print(f"  {line}")
+                out.line(f"  {line}")
         raise StepFailed(
             f"run {record.run_id} of {pipeline.name!r} stopped at gate {', '.join(map(repr, failed_gates))}",
             hint="improve the model (more data or epochs) or change the threshold parameter, then run again",
@@ -61,29 +60,23 @@ def run(
     if record.status != "succeeded":
         failed = [s for s in record.steps.values() if s.status == "failed"]
         for step in failed:
-            show_failure(console, step)
+            show_failure(out, step)
         raise StepFailed(
             f"run {record.run_id} of {pipeline.name!r} failed at step {', '.join(repr(s.name) for s in failed)}",
             hint=f"fix the cause, then resume with: {record.resume_command}",
         )
 
 
-def summarize(console: Console, record: RunRecord, *, explain_cache: bool) -> None:
-    from rich.table import Table
-
-    console.print(
-        f"run {record.run_id} of {record.pipeline}: [{'green' if record.status == 'succeeded' else 'bold red'}]{record.status}[/]"
-    )
-    table = Table()
-    for column in ("step", "status", "time", *(["cache"] if explain_cache else [])):
-        table.add_column(column)
+def summarize(out: Output, record: RunRecord, *, explain_cache: bool) -> None:
+    out.line(f"run {record.run_id} of {record.pipeline}: ", (str(record.status), "green" if record.status == "succeeded" else "bold red"))
+    rows: list[list[Part]] = []
     for step in record.steps.values():
-        row = [step.name, f"[{_STYLE[str(step.status)]}]{step.status}[/]", format_seconds(step.seconds)]
+        row: list[Part] = [step.name, (str(step.status), _STYLE[str(step.status)]), format_seconds(step.seconds)]
         if explain_cache:
             row.append(cache_explanation(step))
-        table.add_row(*row)
-    console.print(table)
-    console.print(f"lineage: skyops runs show {record.run_id}")
+        rows.append(row)
+    out.table(["step", "status", "time", *(["cache"] if explain_cache else [])], rows)
+    out.line(f"lineage: skyops runs show {record.run_id}")
 
 
 def cache_explanation(step: StepRecord) -> str:
@@ -94,11 +87,11 @@ def cache_explanation(step: StepRecord) -> str:
     return step.error or step.cache_reason or "-"
 
 
-def show_failure(console: Console, step: StepRecord, lines: int = 20) -> None:
+def show_failure(out: Output, step: StepRecord, lines: int = 20) -> None:
     if step.error:
-        console.print(f"[bold red]{step.name}[/]: {step.error}")
+        out.line((step.name, "bold red"), f": {step.error}")
         return
-    console.print(f"[bold red]{step.name}[/] exited with code {step.exit_code}; log: {step.log}")
+    out.line((step.name, "bold red"), f" exited with code {step.exit_code}; log: {step.log}")
     if step.log and Path(step.log).is_file():
         with open(step.log, errors="replace") as f:
             tail = deque(f, maxlen=lines)

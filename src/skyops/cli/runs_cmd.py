@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
 
-import typer
+import click
 
-from skyops.cli.common import format_seconds, settings, stdout_console
+from skyops.cli.common import format_seconds, settings
+from skyops.cli.output import stdout_console
+from skyops.cli.params import Integer, argument
 from skyops.cli.usage import SkyopsGroup
 
-app = typer.Typer(
-    help="Browse past runs and their lineage (inputs, outputs, hashes, timings, user).", cls=SkyopsGroup, no_args_is_help=True
-)
+app = SkyopsGroup("runs", help="Browse past runs and their lineage (inputs, outputs, hashes, timings, user).", no_args_is_help=True)
 
 
 def _runs_dir():
@@ -21,7 +20,8 @@ def _runs_dir():
 
 
 @app.command("list")
-def list_(limit: Annotated[int, typer.Option(help="Show at most this many runs, newest first.")] = 20) -> None:
+@click.option("--limit", type=Integer(), default=20, help="Show at most this many runs, newest first.")
+def list_(limit: int) -> None:
     """List runs, newest first."""
     from rich.table import Table
 
@@ -46,10 +46,9 @@ def list_(limit: Annotated[int, typer.Option(help="Show at most this many runs, 
 
 
 @app.command()
-def show(
-    run_id: Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or 'latest'.", metavar="RUN")] = "latest",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole lineage record as JSON.")] = False,
-) -> None:
+@argument("run_id", default="latest", metavar="RUN", help="Run id, a unique prefix of one, or 'latest'.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole lineage record as JSON.")
+def show(run_id: str, as_json: bool) -> None:
     """Show one run: parameters, and per step its inputs, outputs, hashes and timing."""
     from skyops.pipeline.lineage import load_record
 

@@ -11,12 +11,14 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
+import click
 
 from skyops.cli.common import code_roots, load, parse_params, settings
+from skyops.cli.params import IntegerRange, argument
 from skyops.cli.usage import SkyopsGroup
 from skyops.settings import DEFAULT_PIPELINE
 
@@ -26,9 +28,9 @@ if TYPE_CHECKING:
     from skyops.pipeline.sagemaker.archive import CodeArchive
     from skyops.pipeline.sagemaker.settings import SageMakerSettings
 
-app = typer.Typer(
+app = SkyopsGroup(
+    "sagemaker",
     help="Run a pipeline on Amazon SageMaker: compile it to a pipeline definition, upsert it, start and watch executions.",
-    cls=SkyopsGroup,
     no_args_is_help=True,
 )
 
@@ -40,33 +42,29 @@ TRAIN_METRICS = {
     "map50_95": r"mAP50-95\(B\) ([0-9.]+)",
 }
 
-Name = Annotated[str, typer.Argument(help="Pipeline name (pipelines/NAME.yaml) or path to a pipeline file.", metavar="NAME")]
-Params = Annotated[
-    list[str], typer.Option("--param", "-p", help="Replace a parameter's default: -p dataset=s3://bucket/visdrone/ (repeatable).")
-]
-Bucket = Annotated[
-    str | None, typer.Option(help="S3 bucket of code, outputs and checkpoints. [env: SKYOPS_SAGEMAKER_BUCKET]", show_default=False)
-]
-RoleArn = Annotated[
-    str | None, typer.Option(help="IAM role of the pipeline and its jobs. [env: SKYOPS_SAGEMAKER_ROLE_ARN]", show_default=False)
-]
-Region = Annotated[
-    str | None,
-    typer.Option(
-        help="AWS region. [env: SKYOPS_SAGEMAKER_REGION, AWS_REGION, AWS_DEFAULT_REGION; upsert: the profile's]", show_default=False
-    ),
-]
-Prefix = Annotated[str | None, typer.Option(help="S3 key prefix. [env: SKYOPS_SAGEMAKER_PREFIX; default: skyops]", show_default=False)]
-ImageUri = Annotated[
-    str | None,
-    typer.Option(
-        help="ECR URI of the skyops image in this region (docker/Dockerfile). [env: SKYOPS_SAGEMAKER_IMAGE_URI]", show_default=False
-    ),
-]
-Spot = Annotated[
-    bool | None,
-    typer.Option("--spot/--no-spot", help="Managed spot training. [env: SKYOPS_SAGEMAKER_SPOT; default: off]", show_default=False),
-]
+name_argument = argument(
+    "name", default=DEFAULT_PIPELINE, metavar="NAME", help="Pipeline name (pipelines/NAME.yaml) or path to a pipeline file."
+)
+
+
+def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options `compile` and `upsert` share: the `--param` defaults and the SageMaker settings (each also from the environment)."""
+    options = [
+        click.option("--param", "-p", multiple=True, help="Replace a parameter's default: -p dataset=s3://bucket/visdrone/ (repeatable)."),
+        click.option("--bucket", help="S3 bucket of code, outputs and checkpoints. [env: SKYOPS_SAGEMAKER_BUCKET]"),
+        click.option("--role-arn", help="IAM role of the pipeline and its jobs. [env: SKYOPS_SAGEMAKER_ROLE_ARN]"),
+        click.option("--region", help="AWS region. [env: SKYOPS_SAGEMAKER_REGION, AWS_REGION, AWS_DEFAULT_REGION; upsert: the profile's]"),
+        click.option("--prefix", help="S3 key prefix. [env: SKYOPS_SAGEMAKER_PREFIX; default: skyops]"),
+        click.option(
+            "--image-uri", help="ECR URI of the skyops image in this region (docker/Dockerfile). [env: SKYOPS_SAGEMAKER_IMAGE_URI]"
+        ),
+        click.option(
+            "--spot/--no-spot", default=None, show_default=False, help="Managed spot training. [env: SKYOPS_SAGEMAKER_SPOT; default: off]"
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def _sagemaker_settings(**given: Any) -> SageMakerSettings:
@@ -77,7 +75,7 @@ def _sagemaker_settings(**given: Any) -> SageMakerSettings:
     return settings_from_env(os.environ, given)
 
 
-def _compile(pipeline: Pipeline, options: SageMakerSettings, param: list[str]) -> tuple[dict[str, Any], SageMakerSettings, CodeArchive]:
+def _compile(pipeline: Pipeline, options: SageMakerSettings, param: Sequence[str]) -> tuple[dict[str, Any], SageMakerSettings, CodeArchive]:
     from skyops.pipeline.sagemaker import build_code_archive, compile_pipeline, with_code
 
     archive = build_code_archive(code_roots(pipeline))
@@ -94,18 +92,19 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 @app.command("compile")
+@name_argument
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="Write the definition to this file (atomically) instead of stdout.")
+@_settings_options
 def compile_(
-    name: Name = DEFAULT_PIPELINE,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the definition to this file (atomically) instead of stdout.")
-    ] = None,
-    param: Params = [],  # noqa: B006
-    bucket: Bucket = None,
-    role_arn: RoleArn = None,
-    region: Region = None,
-    prefix: Prefix = None,
-    image_uri: ImageUri = None,
-    spot: Spot = None,
+    name: str,
+    out: Path | None,
+    param: Sequence[str],
+    bucket: str | None,
+    role_arn: str | None,
+    region: str | None,
+    prefix: str | None,
+    image_uri: str | None,
+    spot: bool | None,
 ) -> None:
     """Print the SageMaker pipeline definition (JSON) of a pipeline. Offline: sends nothing to AWS."""
     pipeline = load(name)
@@ -121,15 +120,17 @@ def compile_(
 
 
 @app.command()
+@name_argument
+@_settings_options
 def upsert(
-    name: Name = DEFAULT_PIPELINE,
-    param: Params = [],  # noqa: B006
-    bucket: Bucket = None,
-    role_arn: RoleArn = None,
-    region: Region = None,
-    prefix: Prefix = None,
-    image_uri: ImageUri = None,
-    spot: Spot = None,
+    name: str,
+    param: Sequence[str],
+    bucket: str | None,
+    role_arn: str | None,
+    region: str | None,
+    prefix: str | None,
+    image_uri: str | None,
+    spot: bool | None,
 ) -> None:
     """Upload the code archive, then create the SageMaker pipeline or update its definition."""
     from skyops.pipeline.sagemaker.settings import ENV_PREFIX
@@ -147,11 +148,10 @@ def upsert(
 
 
 @app.command()
-def start(
-    name: Name = DEFAULT_PIPELINE,
-    param: Annotated[list[str], typer.Option("--param", "-p", help="Set a parameter for this execution: -p epochs=30 (repeatable).")] = [],  # noqa: B006
-    display_name: Annotated[str, typer.Option(help="Name shown in SageMaker Studio.")] = "",
-) -> None:
+@name_argument
+@click.option("--param", "-p", multiple=True, help="Set a parameter for this execution: -p epochs=30 (repeatable).")
+@click.option("--display-name", default="", show_default=False, help="Name shown in SageMaker Studio.")
+def start(name: str, param: Sequence[str], display_name: str) -> None:
     """Start an execution of a pipeline that `upsert` sent, checking the parameters against its stored definition."""
     from skyops.pipeline.lineage import current_user
     from skyops.pipeline.sagemaker.compile import STARTED_BY
@@ -169,10 +169,9 @@ def start(
 
 
 @app.command()
-def status(
-    execution: Annotated[str, typer.Argument(help="Execution ARN, or 'latest' (of --pipeline).", metavar="EXECUTION")] = "latest",
-    pipeline: Annotated[str, typer.Option(help="Pipeline whose newest execution 'latest' means.")] = DEFAULT_PIPELINE,
-) -> None:
+@argument("execution", default="latest", metavar="EXECUTION", help="Execution ARN, or 'latest' (of --pipeline).")
+@click.option("--pipeline", default=DEFAULT_PIPELINE, help="Pipeline whose newest execution 'latest' means.")
+def status(execution: str, pipeline: str) -> None:
     """Show an execution: status, times, failure and its steps."""
     pipelines = _pipelines(None)
     arn = pipelines.latest(pipeline) if execution == "latest" else execution
@@ -190,10 +189,9 @@ def status(
 
 
 @app.command()
-def executions(
-    name: Name = DEFAULT_PIPELINE,
-    limit: Annotated[int, typer.Option(help="Most executions to list, newest first.", min=1, max=100)] = 20,
-) -> None:
+@name_argument
+@click.option("--limit", type=IntegerRange(min=1, max=100), default=20, help="Most executions to list, newest first.")
+def executions(name: str, limit: int) -> None:
     """List the newest executions of a SageMaker pipeline."""
     pipeline_name = load(name).name if name.endswith((".yaml", ".yml", ".py")) else name
     found = _pipelines(None).executions(pipeline_name, limit)

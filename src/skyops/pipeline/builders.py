@@ -10,7 +10,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from skyops.errors import PipelineError
 from skyops.pipeline.catalog import StepDefinition
@@ -26,8 +26,12 @@ from skyops.pipeline.contract import (
     ScriptContract,
 )
 from skyops.pipeline.runtime import PATHS_ENV
-from skyops.pipeline.sagemaker import jobs
-from skyops.pipeline.sagemaker.expressions import Value
+
+# The SageMaker job shapes are imported by the methods that build SageMaker steps (the compiler's
+# calls): a local run never loads them.
+if TYPE_CHECKING:
+    from skyops.pipeline.sagemaker import jobs
+    from skyops.pipeline.sagemaker.expressions import Value
 
 
 @dataclass(frozen=True)
@@ -107,9 +111,13 @@ class ProcessingBuilder(StepBuilder):
     output_prefixes = (PROCESSING_OUTPUT + "/",)
 
     def sagemaker_step(self, job: jobs.SageMakerJob) -> dict[str, Any]:
+        from skyops.pipeline.sagemaker import jobs
+
         return jobs.processing_step(job)
 
     def sagemaker_output(self, step: str, port: str, contract: ScriptContract) -> Value:
+        from skyops.pipeline.sagemaker import jobs
+
         return jobs.processing_output(step, port)
 
 
@@ -120,9 +128,13 @@ class TrainingBuilder(StepBuilder):
     supports_checkpoints = True
 
     def sagemaker_step(self, job: jobs.SageMakerJob) -> dict[str, Any]:
+        from skyops.pipeline.sagemaker import jobs
+
         return jobs.training_step(job)
 
     def sagemaker_output(self, step: str, port: str, contract: ScriptContract) -> Value:
+        from skyops.pipeline.sagemaker import jobs
+
         return jobs.training_output(step, port, contract)
 
 
@@ -135,6 +147,8 @@ class RegistrationBuilder(StepBuilder):
     output_prefixes = (PROCESSING_OUTPUT + "/",)
 
     def sagemaker_step(self, job: jobs.SageMakerJob) -> dict[str, Any]:
+        from skyops.pipeline.sagemaker import jobs
+
         return jobs.register_model_step(job)
 
     def sagemaker_output(self, step: str, port: str, contract: ScriptContract) -> Value:

@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cache, cached_property
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -395,7 +394,11 @@ def _version(name: str) -> str:
 
     `metadata.version` parses the whole METADATA file as an e-mail message (a long README for
     some libraries): most of a cached step's key. The header block holds the same `Version:` line.
+    Imported here, not at the top: `importlib.metadata` pulls in the `email` package (~20 ms), which
+    a run whose steps name no libraries never needs.
     """
+    from importlib import metadata
+
     try:
         distribution = metadata.distribution(name)
     except metadata.PackageNotFoundError:

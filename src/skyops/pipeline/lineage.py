@@ -15,7 +15,6 @@ import contextlib
 import getpass
 import json
 import os
-import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -124,13 +123,18 @@ def new_record(run_id: str, pipeline: str, parameters: dict[str, Any], steps: di
         pipeline=pipeline,
         parameters=parameters,
         user=current_user(),
-        host=socket.gethostname(),
+        host=host_name(),
         started=time.time(),
         steps={name: StepRecord(name=name, step_type=step_type) for name, step_type in steps.items()},
         source=source,
         pid=os.getpid(),
         pid_started=process_started(os.getpid()),
     )
+
+
+def host_name() -> str:
+    """This machine's name: what `socket.gethostname()` returns on POSIX, without importing `socket` at every start."""
+    return os.uname().nodename
 
 
 def process_started(pid: int) -> str:
@@ -148,7 +152,7 @@ def process_started(pid: int) -> str:
 
 def engine_gone(record: RunRecord) -> bool:
     """True if the record says "running" but its engine process, on this host, no longer exists."""
-    if record.status != "running" or not record.pid or record.host != socket.gethostname():
+    if record.status != "running" or not record.pid or record.host != host_name():
         return False  # finished, or written elsewhere: another host's processes are not ours to judge
     if not pid_exists(record.pid):
         return True
