@@ -1,29 +1,39 @@
 """Checks of a compiled definition against the two public references: the shared JSON schema and botocore's request shapes.
 
-The shared schema (../shared/schemas, a community schema of the 2020-12-01 definition) predates or
-omits five constructs that SageMaker and its own SDK use, so `corrected_schema` adds exactly these,
-each named after the SDK code that emits it; test_schema.py pins that the raw schema still lacks each:
-  1. Std:Join {"On", "Values"} as a string value (sagemaker.workflow.functions.Join; the schema's own
-     JoinFunction is referenced nowhere and cannot be satisfied: additionalProperties false, no properties);
-  2. Std:JsonGet {"PropertyFile", "Path"} as a condition operand (sagemaker.workflow.functions.JsonGet);
-  3. PropertyFiles on a Processing step (sagemaker.workflow.steps.ProcessingStep.to_request);
-  4. RetryPolicy.ExceptionType as a list (sagemaker.workflow.retry.*RetryPolicy.to_request);
-  5. ModelApprovalStatus and CustomerMetadataProperties in RegisterModel arguments
-     (sagemaker.workflow._utils._RegisterModelStep.arguments via get_create_model_package_request).
+The schema is the shared corrected one (../shared/schemas/sagemaker-pipeline-definition.corrected.schema.json):
+the community schema of the 2020-12-01 definition plus the five corrections this project identified
+(Std:Join, Std:JsonGet operands, PropertyFiles, RetryPolicy.ExceptionType as a list, ModelApprovalStatus
+and CustomerMetadataProperties in RegisterModel); test_schema.py pins that the raw schema still refuses each.
+
+It is older than the CreateTrainingJob API, so `definition_schema` extends it by exactly two members
+that botocore's CreateTrainingJob shape has and training jobs need (the gap is the shared schema's,
+to be fixed there; docs/sagemaker.md says so); test_schema.py pins both sides of each:
+  1. TrainingStep.Arguments.Environment (CreateTrainingJob.Environment): the run context and the
+     pipeline's env, as a processing job gets them;
+  2. AlgorithmSpecification.ContainerEntrypoint (CreateTrainingJob.AlgorithmSpecification.ContainerEntrypoint):
+     the code-archive entrypoint every skyops job runs.
+
+Each step's Arguments are then checked against botocore's request shape of its API call: types and
+required members (botocore's ParamValidator), and every literal's length, pattern and enum (constraints.py).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from skyops.pipeline.sagemaker.expressions import is_expression
 
+from .constraints import constraint_problems
+
 ROOT = Path(__file__).resolve().parents[2]
-SHARED_SCHEMA = ROOT.parent / "shared" / "schemas" / "sagemaker-pipeline-definition.schema.json"
+SCHEMAS = ROOT.parent / "shared" / "schemas"
+RAW_SCHEMA = SCHEMAS / "sagemaker-pipeline-definition.schema.json"
+CORRECTED_SCHEMA = SCHEMAS / "sagemaker-pipeline-definition.corrected.schema.json"
 
 # Step type -> (botocore operation, members SageMaker fills in itself).
 OPERATIONS = {
@@ -36,57 +46,33 @@ OPERATIONS = {
 
 @cache
 def raw_schema() -> dict[str, Any]:
-    return json.loads(SHARED_SCHEMA.read_text())
+    return json.loads(RAW_SCHEMA.read_text())
 
 
 @cache
 def corrected_schema() -> dict[str, Any]:
-    schema = copy.deepcopy(raw_schema())
-    d = schema["definitions"]
-    scalar_or_get = {"anyOf": [{"type": ["string", "number", "boolean"]}, {"$ref": "#/definitions/GetFunction"}]}
-    d["JoinFunction"] = {
-        "type": "object",
-        "properties": {
-            "Std:Join": {
-                "type": "object",
-                "properties": {"On": {"type": "string"}, "Values": {"type": "array", "items": scalar_or_get}},
-                "required": ["On", "Values"],
-                "additionalProperties": False,
-            }
-        },
-        "required": ["Std:Join"],
-        "additionalProperties": False,
-    }
-    d["JsonGetFunction"] = {
-        "type": "object",
-        "properties": {
-            "Std:JsonGet": {
-                "type": "object",
-                "properties": {"PropertyFile": {"$ref": "#/definitions/GetFunction"}, "Path": {"type": "string"}},
-                "required": ["PropertyFile", "Path"],
-                "additionalProperties": False,
-            }
-        },
-        "required": ["Std:JsonGet"],
-        "additionalProperties": False,
-    }
-    d["StringArgumentValue"]["oneOf"].append({"$ref": "#/definitions/JoinFunction"})
-    for side in ("LeftValue", "RightValue"):
-        d["BinaryCondition"]["properties"][side]["anyOf"].append({"$ref": "#/definitions/JsonGetFunction"})
-    d["ProcessingStep"]["properties"]["PropertyFiles"] = {
-        "type": "array",
-        "items": {
-            "type": "object",
-            "properties": {name: {"type": "string"} for name in ("PropertyFileName", "OutputName", "FilePath")},
-            "required": ["PropertyFileName", "OutputName", "FilePath"],
-            "additionalProperties": False,
-        },
-    }
-    register = d["RegisterModelStep"]["properties"]["Arguments"]["properties"]
-    register["ModelApprovalStatus"] = {"type": "string", "enum": ["Approved", "Rejected", "PendingManualApproval"]}
-    register["CustomerMetadataProperties"] = {"type": "object", "additionalProperties": {"$ref": "#/definitions/StringArgumentValue"}}
-    exception_type = d["RetryPolicy"]["properties"]["ExceptionType"]
-    d["RetryPolicy"]["properties"]["ExceptionType"] = {"type": "array", "items": exception_type, "minItems": 1}
+    return json.loads(CORRECTED_SCHEMA.read_text())
+
+
+# The two training members the shared corrected schema lacks (see the module docstring), as schema fragments.
+TRAINING_EXTENSIONS = {
+    "Environment": {"type": "object", "patternProperties": {".*": {"$ref": "#/definitions/StringArgumentValue"}}},
+    "AlgorithmSpecification.ContainerEntrypoint": {"type": "array", "items": {"$ref": "#/definitions/StringArgumentValue"}},
+}
+
+
+@cache
+def definition_schema() -> dict[str, Any]:
+    """The shared corrected schema plus TRAINING_EXTENSIONS: what compiled definitions are checked against."""
+    schema = copy.deepcopy(corrected_schema())
+    arguments = schema["definitions"]["TrainingStep"]["properties"]["Arguments"]["properties"]
+    for path, fragment in TRAINING_EXTENSIONS.items():
+        *parents, name = path.split(".")
+        target = arguments
+        for parent in parents:
+            target = target[parent]["properties"]
+        assert name not in target, f"the shared corrected schema now has TrainingStep {path}: drop it from TRAINING_EXTENSIONS"
+        target[name] = fragment
     return schema
 
 
@@ -141,12 +127,28 @@ def with_placeholders(value: Any, shape: Any) -> Any:
     return value
 
 
-def request_errors(step: dict[str, Any]) -> str:
-    """botocore's validation report of the step's Arguments as the request of its API call ('' when valid)."""
+def request_shape(operation: str) -> Any:
+    return _sagemaker_model().operation_model(operation).input_shape
+
+
+def request_errors(step: dict[str, Any], parameters: Mapping[str, Any] | None = None) -> str:
+    """What botocore finds wrong with the step's Arguments as the request of its API call ('' when valid).
+
+    Args:
+        step: a Processing, Training or RegisterModel step of a definition.
+        parameters: name -> default of the definition's parameters: an expression that reads them
+            is checked with these values; any other expression is skipped.
+    """
     from botocore.validate import ParamValidator
 
     operation, filled_in = OPERATIONS[step["Type"]]
-    input_shape = _sagemaker_model().operation_model(operation).input_shape
+    input_shape = request_shape(operation)
     request = {**with_placeholders(step["Arguments"], input_shape), **filled_in}
     report = ParamValidator().validate(request, input_shape)
-    return report.generate_report() if report.has_errors() else ""
+    found = [report.generate_report()] if report.has_errors() else []
+    found += sorted(constraint_problems(step["Arguments"], input_shape, "", parameters or {}))
+    return "\n".join(found)
+
+
+def parameter_defaults(definition: Mapping[str, Any]) -> dict[str, Any]:
+    return {p["Name"]: p["DefaultValue"] for p in definition.get("Parameters", [])}

@@ -1,4 +1,4 @@
-"""The code archive (same bytes every build) and what runs first in a job: the processing entrypoint and the training bootstrap."""
+"""The code archive (same bytes every build) and what runs first in a job: the processing and training entrypoints."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import skyops
 from skyops.errors import ConfigError
 from skyops.pipeline.sagemaker import build_code_archive, with_code
-from skyops.pipeline.sagemaker.container import ENTRY_POINT_KEY, ENV_KEY_PREFIX, PROCESSING_CODE_DIR, UNPACKED_CODE_DIR, launch_plan
+from skyops.pipeline.sagemaker.container import PROCESSING_CODE_DIR, TRAINING_CODE_DIR, UNPACKED_CODE_DIR, code_entrypoint
 from skyops.pipeline.sagemaker.jobs import processing_entrypoint
 
 from .conftest import SETTINGS
@@ -100,17 +100,14 @@ def test_processing_entrypoint_unpacks_the_code_and_passes_the_arguments(probe_a
     assert shown["argv"] == ["--epochs", "3", "--name", "a b"] and Path(shown["file"]).is_relative_to(unpacked)
 
 
-def test_training_bootstrap_runs_the_module_with_env_from_hyperparameters(probe_archive: Path, tmp_path: Path) -> None:
-    hyperparameters = tmp_path / "hyperparameters.json"
-    hyperparameters.write_text(json.dumps({ENTRY_POINT_KEY: "probe", f"{ENV_KEY_PREFIX}SKYOPS_RUN_ID": "exec-42", "epochs": "3"}))
-    unpacked = tmp_path / "code"
-    code = f"from pathlib import Path\nfrom skyops.pipeline.sagemaker.container import main\nmain(Path({str(hyperparameters)!r}), Path({str(probe_archive)!r}), {str(unpacked)!r})"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+def test_training_entrypoint_unpacks_the_code_and_runs_with_the_jobs_environment(probe_archive: Path, tmp_path: Path) -> None:
+    script = code_entrypoint("probe", TRAINING_CODE_DIR, with_arguments=False)
+    assert script[0:2] == ["/bin/sh", "-c"] and len(script) == 3
+    code_dir, unpacked = probe_archive.parent, tmp_path / "unpacked"  # the channel and scratch paths, moved under tmp_path
+    line = script[2].replace(TRAINING_CODE_DIR, str(code_dir)).replace(UNPACKED_CODE_DIR, str(unpacked))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "SKYOPS_RUN_ID": "from-environment"}
+    # SageMaker may start the entrypoint with the word `train`: it lands in $0 and the step never sees it.
+    done = subprocess.run([script[0], script[1], line, "train"], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
-    assert shown["run"] == "exec-42" and shown["argv"] == [] and Path(shown["file"]).is_relative_to(unpacked)
-
-
-def test_bootstrap_refuses_hyperparameters_without_a_module() -> None:
-    with pytest.raises(SystemExit, match="has no _skyops_entry_point; this image runs steps compiled by `skyops sagemaker compile`"):
-        launch_plan({"epochs": "3"}, {}, "/tmp/code")
+    assert shown == {"file": shown["file"], "argv": [], "run": "from-environment"} and Path(shown["file"]).is_relative_to(unpacked)

@@ -18,7 +18,7 @@ from skyops.pipeline.sagemaker import SageMakerSettings, compile_pipeline
 from skyops.pipeline.sagemaker.compile import run_context
 from skyops.pipeline.sagemaker.expressions import EXECUTION_ID
 
-from .checks import all_steps, corrected_schema, request_errors, schema_errors
+from .checks import all_steps, definition_schema, request_errors, schema_errors
 from .conftest import GOLDEN, ROOT, SETTINGS
 
 
@@ -62,14 +62,19 @@ def test_steps_wire_through_property_references(definition: dict[str, Any]) -> N
     assert evaluate["skyops_code"] == f"s3://{SETTINGS.bucket}/{SETTINGS.code_key}"
 
 
-def test_outputs_go_under_the_execution(definition: dict[str, Any]) -> None:
+def test_outputs_go_under_the_execution_and_checkpoints_under_the_settings(definition: dict[str, Any]) -> None:
     (output,) = step(definition, "split")["Arguments"]["ProcessingOutputConfig"]["Outputs"]
     assert output["S3Output"]["S3Uri"] == {
         "Std:Join": {"On": "/", "Values": [f"s3://{SETTINGS.bucket}/skyops/drone-detection", EXECUTION_ID, "split", "splits"]}
     }
     checkpoints = step(definition, "train")["Arguments"]["CheckpointConfig"]
     assert checkpoints["LocalPath"] == "/opt/ml/checkpoints"
-    assert checkpoints["S3Uri"]["Std:Join"]["Values"][1:] == [EXECUTION_ID, "train", "checkpoints"]
+    first, *values = checkpoints["S3Uri"]["Std:Join"]["Values"]
+    assert first.startswith(f"s3://{SETTINGS.bucket}/skyops/drone-detection/checkpoints/train/") and len(first.rsplit("/", 1)[1]) == 64
+    assert values == [
+        {"Get": f"Parameters.{name}"}
+        for name in sorted(("batch", "epochs", "format", "image_size", "images", "max_invalid_fraction", "seed"))
+    ]
 
 
 def test_a_dataset_parameter_becomes_an_input_once_it_has_an_s3_default(drone: Pipeline) -> None:
@@ -149,15 +154,20 @@ def test_spot_is_a_definition_time_choice(drone: Pipeline) -> None:
 def test_run_context_maps_every_variable_the_engine_sets() -> None:
     from skyops.pipeline.contract import RUN_CONTEXT_ENV
 
-    context = run_context("train")
-    assert list(context) == list(RUN_CONTEXT_ENV)
-    assert context["SKYOPS_RUN_ID"] == EXECUTION_ID and context["SKYOPS_STEP_NAME"] == "train"
+    assert run_context("train") == {
+        "SKYOPS_RUN_ID": "",  # the step runtime fills in the job's name: an execution id here would defeat SageMaker's cache
+        "SKYOPS_STEP_NAME": "train",
+        "SKYOPS_STATE_DIR": "/tmp/skyops",
+        "SKYOPS_USER": "sagemaker-pipeline",  # who started an execution is in its CreatedBy, not in a job's cache key
+        "SKYOPS_PROGRESS_FILE": "",
+    }
+    assert list(run_context("train")) == list(RUN_CONTEXT_ENV)
 
 
 def test_unknown_override_lists_the_parameters(drone: Pipeline) -> None:
     with pytest.raises(ConfigError, match=r"has no parameter 'epoch'") as info:
         compile_pipeline(drone, SETTINGS, {"epoch": "3"})
-    assert "TrainingInstanceCount (integer)" in info.value.hint
+    assert "TrainingInstanceType (string)" in info.value.hint and "TrainingInstanceCount" not in info.value.hint
 
 
 def test_local_paths_cannot_reach_sagemaker(drone: Pipeline) -> None:
@@ -214,7 +224,7 @@ def test_required_env_var_needs_a_value_in_the_pipeline(scratch) -> None:
         compile_pipeline(pipeline_from_dict(data), SETTINGS)
     compiled = compile_pipeline(pipeline_from_dict({**data, "env": {"WEBHOOK_URL": "https://hooks.example/x"}}), SETTINGS)
     assert step(compiled, "notify")["Arguments"]["Environment"] == {"WEBHOOK_URL": "https://hooks.example/x"}
-    assert schema_errors(compiled, corrected_schema()) == [] and request_errors(step(compiled, "notify")) == ""
+    assert schema_errors(compiled, definition_schema()) == [] and request_errors(step(compiled, "notify")) == ""
 
 
 def test_settings_reach_the_jobs(drone: Pipeline) -> None:
@@ -258,3 +268,80 @@ def test_config_problems_are_the_local_engines_all_at_once(drone: Pipeline) -> N
         "step 'train' config: imgsz: 100 is not a multiple of 32 (the model's largest stride); use 128",
         "step 'validate' config: max_invalid_fraction: 2.0 must be <= 1",
     ]
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "training_instance_count",
+            "step 'train': training_instance_count is 2: SageMaker runs 2 independent trainings that overwrite each other's "
+            "checkpoints; multi-instance jobs land with the scale issue (set training_instance_count to 1 "
+            "(SKYOPS_SAGEMAKER_TRAINING_INSTANCE_COUNT))",
+        ),
+        (
+            "processing_instance_count",
+            "step 'ingest': processing_instance_count is 2: SageMaker runs the step 2 times, each on the full input and uploading "
+            "to the same outputs; multi-instance jobs land with the scale issue (set processing_instance_count to 1 "
+            "(SKYOPS_SAGEMAKER_PROCESSING_INSTANCE_COUNT))",
+        ),
+    ],
+)
+def test_more_than_one_instance_is_refused_at_compile_time(drone: Pipeline, setting: str, message: str) -> None:
+    with pytest.raises(PipelineError) as info:
+        compile_pipeline(drone, dataclasses.replace(SETTINGS, **{setting: 2}))
+    assert message in info.value.problems
+
+
+def test_instance_count_is_a_setting_not_a_parameter(definition: dict[str, Any]) -> None:
+    assert "TrainingInstanceCount" not in {p["Name"] for p in definition["Parameters"]}
+    assert step(definition, "train")["Arguments"]["ResourceConfig"]["InstanceCount"] == 1
+
+
+def test_env_values_longer_than_a_job_takes_are_refused(scratch) -> None:
+    package = scratch("notify", outputs={"sent": "receipt"}, required_env=("WEBHOOK_URL",))
+    data = {"name": "env", "catalog": package, "steps": [{"step": "notify"}], "env": {"WEBHOOK_URL": "https://hooks.example/" + "x" * 250}}
+    with pytest.raises(
+        PipelineError,
+        match=r"step 'notify': env var WEBHOOK_URL \(272 characters\) is longer than a processing job's Environment takes \(256\)",
+    ):
+        compile_pipeline(pipeline_from_dict(data), SETTINGS)
+
+
+FIT = """
+from skyops.pipeline import JobKind, NodeType, Port, ScriptContract, StepSpec
+from {package} import CATALOG
+
+SPEC = StepSpec(
+    step_type="fit",
+    node_type=NodeType.SOURCE,
+    inputs=(Port(name="data", kind="rows", optional=True),),
+    outputs=(Port(name="model", kind="model-weights"),),
+)
+CONTRACT = ScriptContract(
+    entry_point="{package}.fit",
+    job_kind=JobKind.TRAINING,
+    inputs={{"data": "/opt/ml/input/data/my data"}},
+    outputs={{"model": "/opt/ml/model"}},
+)
+
+
+@CATALOG.step(spec=SPEC, contract=CONTRACT)
+def main(inputs, outputs, env, args):
+    pass
+"""
+
+
+def test_a_channel_name_sagemaker_refuses_is_refused_at_compile_time(scratch, tmp_path) -> None:
+    package = scratch("fit")
+    (next(tmp_path.glob("pkgs/*/fit")) / "script.py").write_text(FIT.format(package=package))
+    data = {
+        "name": "ch",
+        "catalog": package,
+        "parameters": {"rows": {"type": "string", "default": "s3://b/rows"}},
+        "steps": [{"step": "fit", "inputs": {"data": "${rows}"}}],
+    }
+    with pytest.raises(
+        PipelineError, match=r"training input 'data' at /opt/ml/input/data/my data: SageMaker channel names are 1-64 letters"
+    ):
+        compile_pipeline(pipeline_from_dict(data), SETTINGS)

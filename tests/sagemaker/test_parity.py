@@ -11,7 +11,7 @@ from skyops.pipeline.config import to_argument
 from skyops.pipeline.contract import RUN_CONTEXT_ENV, JobKind
 from skyops.pipeline.definition import Pipeline, StepNode
 from skyops.pipeline.sagemaker.compile import infrastructure_parameters, run_context
-from skyops.pipeline.sagemaker.container import CODE_INPUT, ENTRY_POINT_KEY, ENV_KEY_PREFIX
+from skyops.pipeline.sagemaker.container import CODE_INPUT, TRAINING_CODE_DIR, code_entrypoint
 from skyops.pipeline.sagemaker.expressions import as_string
 from skyops.pipeline.wiring import Edge, ExternalRef, ParamRef
 
@@ -61,8 +61,7 @@ def test_parameters_keep_names_types_and_defaults(definition: dict[str, Any], dr
 def test_arguments_equal_the_local_engines(definition: dict[str, Any], drone: Pipeline, name: str) -> None:
     node, compiled = drone.step(name), job(definition, name)
     if node.definition.contract.job_kind is JobKind.TRAINING:
-        hyperparameters = {k: v for k, v in compiled["Arguments"]["HyperParameters"].items() if not k.startswith("_skyops_")}
-        arguments = [x for k, v in sorted(hyperparameters.items()) for x in (f"--{k}", v)]
+        arguments = [x for k, v in sorted(compiled["Arguments"]["HyperParameters"].items()) for x in (f"--{k}", v)]
     else:
         arguments = compiled["Arguments"]["AppSpecification"]["ContainerArguments"]
     assert sagemaker_arguments_with_defaults(drone, arguments) == local_arguments(drone, node)
@@ -82,9 +81,10 @@ def test_container_paths_and_environment_are_the_contracts(definition: dict[str,
         assert channels == {port: contract.inputs[port] for port in bound}
         assert arguments["CheckpointConfig"]["LocalPath"] == contract.checkpoint_path
         assert set(contract.outputs.values()) == {"/opt/ml/model"}  # uploaded as ModelArtifacts
-        hyperparameters = arguments["HyperParameters"]
-        assert hyperparameters[ENTRY_POINT_KEY] == contract.entry_point
-        environment = {k.removeprefix(ENV_KEY_PREFIX): v for k, v in hyperparameters.items() if k.startswith(ENV_KEY_PREFIX)}
+        entrypoint = arguments["AlgorithmSpecification"]["ContainerEntrypoint"]
+        assert entrypoint == code_entrypoint(contract.entry_point, TRAINING_CODE_DIR, with_arguments=False)
+        assert f"python -m {contract.entry_point}" in entrypoint[2] and f"{TRAINING_CODE_DIR}/sourcedir.tar.gz" in entrypoint[2]
+        environment = arguments["Environment"]
     else:
         inputs = {i["InputName"]: i["S3Input"]["LocalPath"] for i in arguments["ProcessingInputs"] if i["InputName"] != CODE_INPUT}
         assert inputs == {port: contract.inputs[port] for port in bound}
@@ -96,9 +96,17 @@ def test_container_paths_and_environment_are_the_contracts(definition: dict[str,
     assert set(environment) == set(contract.env_names)
 
 
-def test_run_context_variables_come_from_the_execution(definition: dict[str, Any]) -> None:
-    hyperparameters = job(definition, "train")["Arguments"]["HyperParameters"]
-    assert hyperparameters[f"{ENV_KEY_PREFIX}SKYOPS_RUN_ID"] == {"Get": "Execution.PipelineExecutionId"}
-    assert hyperparameters[f"{ENV_KEY_PREFIX}SKYOPS_STEP_NAME"] == "train"
-    assert hyperparameters[f"{ENV_KEY_PREFIX}SKYOPS_STATE_DIR"] == "/tmp/skyops"
+def test_training_job_gets_its_run_context_in_environment_and_only_its_config_as_hyperparameters(
+    definition: dict[str, Any], drone: Pipeline
+) -> None:
+    arguments = job(definition, "train")["Arguments"]
+    assert arguments["Environment"] == {
+        "SKYOPS_RUN_ID": "",  # the step runtime fills in the training job's name
+        "SKYOPS_STATE_DIR": "/tmp/skyops",
+        "SKYOPS_STEP_NAME": "train",
+        "SKYOPS_TRACKING_URI": "",
+    }
+    config = drone.step("train").resolved_config(drone.defaults())
+    assert set(arguments["HyperParameters"]) == {f.removeprefix("--") for f in local_arguments(drone, drone.step("train"))[::2]}
+    assert set(arguments["HyperParameters"]) == set(vars(config))
     assert set(run_context("x")) == set(RUN_CONTEXT_ENV)

@@ -153,16 +153,12 @@ def upsert(
 @click.option("--display-name", default="", show_default=False, help="Name shown in SageMaker Studio.")
 def start(name: str, param: Sequence[str], display_name: str) -> None:
     """Start an execution of a pipeline that `upsert` sent, checking the parameters against its stored definition."""
-    from skyops.pipeline.lineage import current_user
-    from skyops.pipeline.sagemaker.compile import STARTED_BY
     from skyops.pipeline.sagemaker.parameters import check_start_parameters
 
     pipeline_name = load(name).name if name.endswith((".yaml", ".yml", ".py")) else name
     pipelines: SageMakerPipelines = _pipelines(None)
     definition = pipelines.stored_definition(pipeline_name)
     values = check_start_parameters(pipeline_name, definition, parse_params(param))
-    if any(p["Name"] == STARTED_BY for p in definition.get("Parameters", [])):
-        values.setdefault(STARTED_BY, current_user())
     arn = pipelines.start(pipeline_name, values, display_name)
     print(f"started {arn}")
     print("next    skyops sagemaker status latest" + ("" if pipeline_name == DEFAULT_PIPELINE else f" --pipeline {pipeline_name}"))

@@ -4,6 +4,10 @@ The same code runs in a SageMaker container (container paths are real) and under
 which passes `SKYOPS_PATHS`, a JSON map from container path to local folder. Scripts never know
 which one they are in. Kept to the standard library: it runs at the start of every step.
 
+The run id (SKYOPS_RUN_ID) comes from the local engine; a SageMaker job receives it empty, since its
+Environment is part of SageMaker's cache key, and the runtime fills in the name of the job it runs
+in, new for every job the pipeline starts (`sagemaker_job_name`).
+
 A long step tells how far it is with `report_progress(done, total, metrics=...)`: one plain line
 on stdout (the step's log; CloudWatch on SageMaker) and, under the local engine, one JSON line in
 the step's progress file, which `skyops run` shows as a live bar.
@@ -27,6 +31,9 @@ from skyops.pipeline.contract import PROGRESS_ENV, JobKind
 PATHS_ENV = "SKYOPS_PATHS"  # JSON: container path -> local path (absent in a real container)
 CHECKPOINTS = "checkpoints"  # key of the checkpoint folder in `outputs`, when the contract has one
 HYPERPARAMETERS = "/opt/ml/input/config/hyperparameters.json"
+RUN_ID_ENV = "SKYOPS_RUN_ID"
+TRAINING_JOB_NAME_ENV = "TRAINING_JOB_NAME"  # set by SageMaker in a training container
+PROCESSING_JOB_CONFIG = "/opt/ml/config/processingjobconfig.json"  # written by SageMaker in a processing container
 
 
 def prepare(
@@ -60,11 +67,37 @@ def prepare(
         path.mkdir(parents=True, exist_ok=True)
     env = {name: environ[name] for name in contract.required_env}
     env.update({name: environ.get(name, default) for name, default in contract.optional_env.items()})
+    if env.get(RUN_ID_ENV) == "":
+        env[RUN_ID_ENV] = sagemaker_job_name(environ, local(PROCESSING_JOB_CONFIG))
     values = parse_arguments(argv)
     if contract.job_kind is JobKind.TRAINING:  # SageMaker hands a training job its settings as a file
         values = {**hyperparameters(local(HYPERPARAMETERS)), **values}
     args = build_config(definition.config, values, where=f"step {definition.name!r} arguments")
     return inputs, outputs, env, args
+
+
+def sagemaker_job_name(environ: Mapping[str, str], processing_config: Path) -> str:
+    """The name of the SageMaker job this process runs in ("" outside SageMaker).
+
+    A training job has it in TRAINING_JOB_NAME; a processing job in the `ProcessingJobName` of the
+    job description SageMaker writes to /opt/ml/config/processingjobconfig.json. The pipeline gives
+    every job it starts a new name (unique in the account and region), so it serves as the run id.
+
+    Raises:
+        ContractError: the processing job's description is there but unreadable.
+    """
+    if environ.get(TRAINING_JOB_NAME_ENV):
+        return environ[TRAINING_JOB_NAME_ENV]
+    if not processing_config.is_file():
+        return ""
+    try:
+        name = json.loads(processing_config.read_text()).get("ProcessingJobName", "")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ContractError(
+            f"cannot read the processing job's name from {processing_config}: {e}",
+            hint=f"SageMaker writes this file in every processing job; or set {RUN_ID_ENV}",
+        ) from None
+    return str(name)
 
 
 def hyperparameters(path: Path) -> dict[str, str]:

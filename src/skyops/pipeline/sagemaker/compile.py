@@ -5,7 +5,8 @@
 
 How each part maps (docs/sagemaker.md has the table):
   1. Parameters keep their names, types and defaults (`overrides` replace defaults); the engine adds
-     a few infrastructure parameters (instance types, Deploy), refusing any name clash.
+     a few infrastructure parameters (instance types, Deploy), refusing any name clash. None of them
+     is run-specific: a step's cache key holds no execution variable and no such parameter (caching.py).
   2. Each step becomes what its builder makes for its job kind (Processing, Training, RegisterModel),
      with the same `--name value` arguments as the local engine; `${param}` values become Gets.
   3. Each edge becomes a property reference to the producer's S3 output, which is also SageMaker's
@@ -29,32 +30,37 @@ from skyops.pipeline.contract import PROGRESS_ENV, RUN_CONTEXT_ENV, JobKind
 from skyops.pipeline.definition import Parameter, ParamType, Pipeline, StepNode
 from skyops.pipeline.gates import Gate
 from skyops.pipeline.sagemaker import conditions
+from skyops.pipeline.sagemaker.caching import cache_key_attributes
 from skyops.pipeline.sagemaker.expressions import EXECUTION_ID, Value, as_string, parameter
-from skyops.pipeline.sagemaker.jobs import PROCESSING_INSTANCE_TYPE, TRAINING_INSTANCE_COUNT, TRAINING_INSTANCE_TYPE, SageMakerJob
+from skyops.pipeline.sagemaker.jobs import PROCESSING_INSTANCE_TYPE, TRAINING_INSTANCE_TYPE, SageMakerJob
 from skyops.pipeline.sagemaker.settings import SageMakerSettings
 from skyops.pipeline.wiring import Edge, OutputRef, ParamRef
 
 VERSION = "2020-12-01"
 _STEP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TYPE = {ParamType.STRING: "String", ParamType.INTEGER: "Integer", ParamType.FLOAT: "Float", ParamType.BOOLEAN: "Boolean"}
-# SageMaker's limits on one value (characters): a container argument or env var, a hyperparameter.
+# SageMaker's limits on one value (characters, botocore's shapes): a container argument, a hyperparameter.
 _MAX_ARGUMENT = {JobKind.PROCESSING: 256, JobKind.TRAINING: 2500, JobKind.REGISTRATION: 256}
+_MAX_ENV_VALUE = {JobKind.PROCESSING: 256, JobKind.TRAINING: 512, JobKind.REGISTRATION: 256}
 STATE_DIR = "/tmp/skyops"  # SKYOPS_STATE_DIR inside a job: scratch space, gone with the instance
-STARTED_BY = "StartedBy"  # parameter carrying SKYOPS_USER: `skyops sagemaker start` fills in who starts the run
-USER_ENV = "SKYOPS_USER"
+JOB_USER = "sagemaker-pipeline"  # SKYOPS_USER inside a job; who started an execution is in its CreatedBy and CloudTrail
 
 
-def run_context(step: str) -> dict[str, Value]:
-    """The engine's per-step variables (RUN_CONTEXT_ENV) as a SageMaker job sees them.
+def run_context(step: str) -> dict[str, str]:
+    """The engine's per-step variables (RUN_CONTEXT_ENV) as a SageMaker job sees them: constants only.
+
+    They go into the job's Environment, which is part of SageMaker's cache key, so none may differ
+    between two executions of the same settings. SKYOPS_RUN_ID is therefore empty: the step runtime
+    fills in the name of the job it runs in, new for every job (runtime.sagemaker_job_name).
 
     Raises:
         PipelineError: the engine sets a variable this compiler does not know how to give a job.
     """
-    values: dict[str, Value] = {
-        "SKYOPS_RUN_ID": EXECUTION_ID,
+    values = {
+        "SKYOPS_RUN_ID": "",
         "SKYOPS_STEP_NAME": step,
         "SKYOPS_STATE_DIR": STATE_DIR,
-        USER_ENV: parameter(STARTED_BY),
+        "SKYOPS_USER": JOB_USER,
         PROGRESS_ENV: "",  # no live display to feed: report_progress's lines go to CloudWatch
     }
     unknown = [name for name in RUN_CONTEXT_ENV if name not in values]
@@ -68,22 +74,11 @@ def run_context(step: str) -> dict[str, Value]:
 def infrastructure_parameters(pipeline: Pipeline, settings: SageMakerSettings) -> tuple[Parameter, ...]:
     """The parameters the engine adds, for the job kinds the pipeline has (docs/sagemaker.md lists them)."""
     kinds = {node.definition.contract.job_kind for node in pipeline.steps}
-    jobs_env = {
-        name
-        for node in pipeline.steps
-        if node.definition.contract.job_kind is not JobKind.REGISTRATION
-        for name in node.definition.contract.env_names
-    }
     params = []
-    if USER_ENV in jobs_env:
-        params.append(
-            Parameter(name=STARTED_BY, type=ParamType.STRING, default="sagemaker", description="who started the run (SKYOPS_USER)")
-        )
     if JobKind.PROCESSING in kinds:
         params.append(Parameter(name=PROCESSING_INSTANCE_TYPE, type=ParamType.STRING, default=settings.processing_instance_type))
     if JobKind.TRAINING in kinds:
         params.append(Parameter(name=TRAINING_INSTANCE_TYPE, type=ParamType.STRING, default=settings.training_instance_type))
-        params.append(Parameter(name=TRAINING_INSTANCE_COUNT, type=ParamType.INTEGER, default=settings.training_instance_count))
     if JobKind.REGISTRATION in kinds:
         params.append(Parameter(name=conditions.DEPLOY, type=ParamType.BOOLEAN, default=False))
         params.append(Parameter(name=conditions.ENDPOINT_NAME, type=ParamType.STRING, default=pipeline.name))
@@ -151,10 +146,10 @@ class _Compiler:
 
     def definition(self) -> dict[str, Any]:
         self._check_gates()
-        steps = {}
+        steps: dict[str, dict[str, Any]] = {}
         for node in self.pipeline.steps:
             try:
-                steps[node.name] = builder_for(node.definition.contract).sagemaker_step(self._job(node))
+                steps[node.name] = builder_for(node.definition.contract).sagemaker_step(self._job(node, steps))
             except SkyopsError as e:
                 hint = f" ({e.hint})" if e.hint and len(e.problems) == 1 else ""
                 self.problems += [f"step {node.name!r}: {p}{hint}" for p in e.problems]
@@ -179,12 +174,14 @@ class _Compiler:
             elif gates:
                 self.gate_of[node.name] = gates[0]
         for gate in self.pipeline.gates:
+            self.problems += conditions.gate_problems(gate, self.params)
             if self.pipeline.step(gate.step).definition.contract.job_kind is not JobKind.PROCESSING:
                 self.problems.append(
                     f"gate {gate.name!r} reads step {gate.step!r}, but only processing steps can declare the PropertyFile it needs"
                 )
 
-    def _job(self, node: StepNode) -> SageMakerJob:
+    def _job(self, node: StepNode, built: Mapping[str, dict[str, Any]]) -> SageMakerJob:
+        """What the builder needs for one step; `built` holds the steps before it (pipeline order)."""
         definition = node.definition
         inputs: dict[str, Value] = {}
         archives = set()
@@ -195,6 +192,7 @@ class _Compiler:
                 if is_archive:
                     archives.add(edge.port)
         kind = definition.contract.job_kind
+        upstream = self._ancestors(node.name)
         return SageMakerJob(
             name=node.name,
             contract=definition.contract,
@@ -208,7 +206,25 @@ class _Compiler:
             property_files=tuple(conditions.property_file(g) for g in self.pipeline.gates if g.step == node.name),
             metadata={"skyops:pipeline": self.pipeline.name, "skyops:execution": EXECUTION_ID, "skyops:code": self.settings.code_key},
             model_package_group=self.settings.model_package_group or self.pipeline.name,
+            pipeline=self.pipeline.name,
+            upstream_cache_keys=tuple(
+                cache_key_attributes(built[n.name]["Type"], built[n.name]["Arguments"])
+                for n in self.pipeline.steps
+                if n.name in upstream and n.name in built
+            ),
+            rechecked=definition.recheck is not None,
         )
+
+    def _ancestors(self, name: str) -> set[str]:
+        """Every step whose output `name` reads, directly or through other steps."""
+        found: set[str] = set()
+        todo = list(self.pipeline.upstream_of(name))
+        while todo:
+            step = todo.pop()
+            if step not in found:
+                found.add(step)
+                todo += self.pipeline.upstream_of(step)
+        return found
 
     def _input(self, node: StepNode, edge: Edge) -> tuple[Value | None, bool]:
         """(S3 URI or None to leave the input out, whether it is one model.tar.gz)."""
@@ -248,7 +264,11 @@ class _Compiler:
         return tuple(arguments)
 
     def _environment(self, node: StepNode) -> dict[str, Value]:
-        """The contract's env vars: run context, then the pipeline's `env:`, then the contract's defaults."""
+        """The contract's env vars: run context, then the pipeline's `env:`, then the contract's defaults.
+
+        Raises:
+            PipelineError: a required variable has no value, or a value is longer than the job's Environment takes.
+        """
         contract = node.definition.contract
         given = {**self.pipeline.env, **node.env}
         context = run_context(node.name)
@@ -268,6 +288,10 @@ class _Compiler:
                 f"needs env var {', '.join(missing)}, which has no value in the pipeline; a SageMaker job does not see your shell",
                 hint="set it in the pipeline's env: section",
             )
+        limit = _MAX_ENV_VALUE[contract.job_kind]
+        long = [f"{name} ({len(value)} characters)" for name, value in sorted(env.items()) if isinstance(value, str) and len(value) > limit]
+        if long:
+            raise PipelineError(f"env var {', '.join(long)} is longer than a {contract.job_kind} job's Environment takes ({limit})")
         return env
 
     def _arrange(self, steps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -283,7 +307,7 @@ class _Compiler:
             elif gate.name not in placed:
                 placed.add(gate.name)
                 guarded = [steps[n.name] for n in self.pipeline.steps if self.gate_of.get(n.name) == gate and n.name in steps]
-                top.append(conditions.gate_condition_step(gate, guarded))
+                top.append(conditions.gate_condition_step(gate, guarded, self.params))
         top += self._deploys(steps)
         return top
 

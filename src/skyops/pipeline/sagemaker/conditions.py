@@ -4,6 +4,12 @@ A gate reads a JSON file that its processing step wrote. SageMaker reads it thro
 declared on that step; the Condition step compares each value with `Std:JsonGet`; the guarded
 steps run as its IfSteps, and a Fail step with the gate's message is its ElseSteps.
 
+SageMaker's conditions have no working not-equals (its SDK emits Not(Equals); the corrected
+definition schema has no Not), so `!=` becomes what means the same for the operand's type, decided
+by the literal or the parameter's declared type: numbers `Or(LessThan, GreaterThan)`, a boolean
+literal `Equals` its opposite. A string, or a Boolean parameter (which cannot be negated), has no
+such form and is refused at compile time.
+
 Deploy: EndpointConfig and Endpoint are not step types of the public definition schema, and a
 Condition may only hold Training, Processing, Transform, RegisterModel and Fail steps. So the
 endpoint is made by one small processing job (`python -m skyops.aws.pipelines deploy-endpoint`)
@@ -13,9 +19,13 @@ the `Deploy` parameter that runs after the registration. No Lambda function to d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
-from skyops.pipeline.gates import OPERATORS, Gate
+from skyops.errors import PipelineError
+from skyops.pipeline.definition import Parameter, ParamType
+from skyops.pipeline.gates import Condition, Gate
 from skyops.pipeline.sagemaker.container import CODE_INPUT, PROCESSING_CODE_DIR
 from skyops.pipeline.sagemaker.expressions import EXECUTION_ID, Value, join, json_get, parameter, step_property
 from skyops.pipeline.sagemaker.jobs import processing_entrypoint
@@ -39,13 +49,73 @@ def property_file(gate: Gate) -> dict[str, str]:
     return {"PropertyFileName": gate.name, "OutputName": gate.output, "FilePath": gate.file}
 
 
-def gate_condition_step(gate: Gate, if_steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """The Condition step of a gate: every condition must hold (SageMaker ANDs the list)."""
+# A gate operator -> SageMaker's binary condition type; `!=` has none (see the module docstring).
+BINARY = {">=": "GreaterThanOrEqualTo", ">": "GreaterThan", "<=": "LessThanOrEqualTo", "<": "LessThan", "==": "Equals"}
+
+
+class Operand(StrEnum):
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    STRING = "string"
+    BOOLEAN_PARAMETER = "Boolean parameter"
+
+
+def operand_type(value: float | int | str | bool | ParamRef, parameters: Mapping[str, Parameter]) -> Operand:
+    """What a condition compares: decided by its literal, or by the declared type of its parameter."""
+    if isinstance(value, ParamRef):
+        declared = parameters[value.name].type
+        if declared is ParamType.BOOLEAN:
+            return Operand.BOOLEAN_PARAMETER
+        return Operand.STRING if declared is ParamType.STRING else Operand.NUMBER
+    if isinstance(value, bool):  # before int: True is an int too
+        return Operand.BOOLEAN
+    return Operand.STRING if isinstance(value, str) else Operand.NUMBER
+
+
+def gate_problems(gate: Gate, parameters: Mapping[str, Parameter]) -> list[str]:
+    """The conditions of `gate` that SageMaker cannot evaluate as the local engine does, each with its rewrite."""
+    problems = []
+    for c in gate.conditions:
+        if c.op in BINARY:
+            continue
+        kind = operand_type(c.value, parameters)
+        if kind is Operand.STRING:
+            problems.append(
+                f"gate {gate.name!r}: condition `{c}` compares strings with !=, which SageMaker conditions cannot express "
+                "(no not-equals); compare with == against the value that must be there, or make the value a number or boolean"
+            )
+        elif kind is Operand.BOOLEAN_PARAMETER:
+            problems.append(
+                f"gate {gate.name!r}: condition `{c}` compares with Boolean parameter {c.value} by !=, which SageMaker conditions "
+                "cannot express (no not-equals, and a parameter cannot be negated); write `== true` or `== false`, "
+                "or == against a parameter holding the opposite value"
+            )
+    return problems
+
+
+def _condition(gate: Gate, c: Condition, parameters: Mapping[str, Parameter]) -> dict[str, Any]:
+    left, right = json_get(gate.step, gate.name, c.path), _operand(c.value)
+    if c.op in BINARY:
+        return {"Type": BINARY[c.op], "LeftValue": left, "RightValue": right}
+    kind = operand_type(c.value, parameters)
+    if kind is Operand.NUMBER:
+        return {
+            "Type": "Or",
+            "Conditions": [{"Type": t, "LeftValue": left, "RightValue": right} for t in ("LessThan", "GreaterThan")],
+        }
+    if kind is Operand.BOOLEAN:
+        return {"Type": "Equals", "LeftValue": left, "RightValue": not c.value}
+    raise PipelineError("; ".join(gate_problems(gate, parameters)))  # the compiler reports these before building any step
+
+
+def gate_condition_step(gate: Gate, if_steps: list[dict[str, Any]], parameters: Mapping[str, Parameter]) -> dict[str, Any]:
+    """The Condition step of a gate: every condition must hold (SageMaker ANDs the list).
+
+    Raises:
+        PipelineError: a condition SageMaker cannot express (`gate_problems` says which and how to rewrite it).
+    """
     condition_name, fail_name = gate_step_names(gate)
-    conditions = [
-        {"Type": OPERATORS[c.op][1], "LeftValue": json_get(gate.step, gate.name, c.path), "RightValue": _operand(c.value)}
-        for c in gate.conditions
-    ]
+    conditions = [_condition(gate, c, parameters) for c in gate.conditions]
     message: list[Value] = [f"{gate.message or 'quality gate failed'} (gate {gate.name}, step {gate.step}, {gate.file}: "]
     for index, c in enumerate(gate.conditions):
         message += [f"{', ' if index else ''}{c.path} {c.op} ", _operand(c.value)]

@@ -8,20 +8,15 @@ the job name, which SageMaker generates.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from skyops.errors import PipelineError
 from skyops.pipeline.contract import CHECKPOINTS, TRAINING_CHANNELS, TRAINING_MODEL, TRAINING_OUTPUT, ScriptContract
-from skyops.pipeline.sagemaker.container import (
-    ARCHIVE_NAME,
-    CODE_INPUT,
-    ENTRY_POINT_KEY,
-    ENV_KEY_PREFIX,
-    PROCESSING_CODE_DIR,
-    UNPACKED_CODE_DIR,
-)
+from skyops.pipeline.sagemaker.caching import cache_key_attributes, checkpoint_uri
+from skyops.pipeline.sagemaker.container import CODE_INPUT, PROCESSING_CODE_DIR, TRAINING_CODE_DIR, code_entrypoint
 from skyops.pipeline.sagemaker.expressions import Expression, Value, join, parameter, step_property
 
 if TYPE_CHECKING:  # the builders import this module: keep the local engine's start-up lean
@@ -29,11 +24,11 @@ if TYPE_CHECKING:  # the builders import this module: keep the local engine's st
 
 PROCESSING_INSTANCE_TYPE = "ProcessingInstanceType"
 TRAINING_INSTANCE_TYPE = "TrainingInstanceType"
-TRAINING_INSTANCE_COUNT = "TrainingInstanceCount"
 APPROVAL_STATUS = "PendingManualApproval"  # a person approves (skyops governance), never the pipeline
 CONTENT_TYPES = ["application/x-image", "application/json"]  # what the inference container accepts
 RESPONSE_TYPES = ["application/json"]
 MODEL_INPUT, EVALUATION_INPUT = "model", "evaluation"  # the ports a registration step reads
+_CHANNEL = re.compile(r"[A-Za-z0-9.\-_]{1,64}")  # botocore's ChannelName
 RETRIED = ["SageMaker.JOB_INTERNAL_ERROR", "SageMaker.CAPACITY_ERROR"]  # failures that are SageMaker's, not the step's
 
 
@@ -54,6 +49,11 @@ class SageMakerJob:
         property_files: PropertyFiles of a processing step read by gates.
         metadata: extra CustomerMetadataProperties of a registered model version.
         model_package_group: model registry group of a registration step.
+        pipeline: the pipeline's name (its S3 folder under the settings' prefix).
+        upstream_cache_keys: the cache-key attributes of every step this one depends on, in pipeline
+            order; a training step's checkpoint place is keyed by them too (caching.py).
+        rechecked: the step's catalog definition has a `recheck`: its cached result refers to outside
+            state that the local engine rechecks on a hit. SageMaker cannot, so the step never caches.
     """
 
     name: str
@@ -68,6 +68,9 @@ class SageMakerJob:
     property_files: tuple[dict[str, str], ...] = ()
     metadata: Mapping[str, Value] = field(default_factory=dict)
     model_package_group: str = ""
+    pipeline: str
+    upstream_cache_keys: tuple[Mapping[str, Any], ...] = ()
+    rechecked: bool = False
 
     @property
     def hyperparameters(self) -> dict[str, Value]:
@@ -77,23 +80,26 @@ class SageMakerJob:
 
 
 def processing_entrypoint(module: str) -> list[str]:
-    """Unpack the code archive, then run the step; ContainerArguments follow as "$@".
+    """Unpack the code archive, then run the step; ContainerArguments follow as "$@" (container.py).
 
     The image holds the dependencies; the code comes from a content-addressed archive, so a code
     change is a new S3 key, new step arguments and therefore a miss of SageMaker's step cache.
     """
-    script = (
-        f"mkdir -p {UNPACKED_CODE_DIR} && tar -xzf {PROCESSING_CODE_DIR}/{ARCHIVE_NAME} -C {UNPACKED_CODE_DIR}"
-        f' && PYTHONPATH={UNPACKED_CODE_DIR} exec python -m {module} "$@"'
-    )
-    return ["/bin/sh", "-c", script, "sh"]  # "sh" is $0; the arguments become $1...
+    return code_entrypoint(module, PROCESSING_CODE_DIR, with_arguments=True)
 
 
 def step_options(job: SageMakerJob) -> dict[str, Any]:
-    """CacheConfig and RetryPolicies, shared by processing and training steps."""
+    """CacheConfig and RetryPolicies, shared by processing and training steps.
+
+    A step with a catalog `recheck` never caches: its result refers to outside state (a registry
+    version) that the local engine rechecks on every hit, and SageMaker has no way to.
+    """
     s = job.settings
+    cache: dict[str, Any] = (
+        {"Enabled": False} if job.rechecked or not s.cache_enabled else {"Enabled": True, "ExpireAfter": s.cache_expire_after}
+    )
     return {
-        "CacheConfig": {"Enabled": s.cache_enabled, "ExpireAfter": s.cache_expire_after},
+        "CacheConfig": cache,
         "RetryPolicies": [
             {"ExceptionType": RETRIED, "IntervalSeconds": s.retry_interval, "BackoffRate": s.retry_backoff, "MaxAttempts": s.retry_attempts}
         ],
@@ -109,6 +115,8 @@ def _step(job: SageMakerJob, kind: str, arguments: dict[str, Any]) -> dict[str, 
 
 def processing_step(job: SageMakerJob) -> dict[str, Any]:
     s, contract = job.settings, job.contract
+    n = s.processing_instance_count
+    _refuse_instances(n, "processing_instance_count", f"runs the step {n} times, each on the full input and uploading to the same outputs")
     inputs = [_processing_input(port, job.inputs[port], contract.inputs[port]) for port in contract.inputs if port in job.inputs]
     inputs.append(_processing_input(CODE_INPUT, s.code_uri, PROCESSING_CODE_DIR))
     outputs = [
@@ -158,35 +166,57 @@ def processing_output(step: str, port: str) -> Expression:
 
 
 def training_step(job: SageMakerJob) -> dict[str, Any]:
+    """A Training step: the code archive as a channel, the contract's env vars in Environment, the config as hyperparameters.
+
+    The job runs the same unpack-and-exec entrypoint as a processing job (container.py), so the
+    image needs no bootstrap of its own; HyperParameters hold only the step's config (what tuning varies).
+    """
     s, contract = job.settings, job.contract
+    n = s.training_instance_count
+    _refuse_instances(n, "training_instance_count", f"runs {n} independent trainings that overwrite each other's checkpoints")
     channels = [_channel(channel_name(contract, port), job.inputs[port]) for port in contract.inputs if port in job.inputs]
     channels.append(_channel(CODE_INPUT, s.code_uri))
-    hyperparameters: dict[str, Value] = {**job.hyperparameters, ENTRY_POINT_KEY: contract.entry_point}
-    hyperparameters.update({ENV_KEY_PREFIX + name: value for name, value in job.environment.items()})
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": s.training_max_runtime}
     if s.spot:
         stopping["MaxWaitTimeInSeconds"] = s.spot_max_wait
-    algorithm: dict[str, Any] = {"TrainingImage": s.image_uri, "TrainingInputMode": "File"}
+    algorithm: dict[str, Any] = {
+        "TrainingImage": s.image_uri,
+        "TrainingInputMode": "File",
+        "ContainerEntrypoint": code_entrypoint(contract.entry_point, TRAINING_CODE_DIR, with_arguments=False),
+    }
     if s.metric_definitions:
         algorithm["MetricDefinitions"] = [{"Name": name, "Regex": regex} for name, regex in sorted(s.metric_definitions.items())]
         algorithm["EnableSageMakerMetricsTimeSeries"] = True
     arguments: dict[str, Any] = {
         "AlgorithmSpecification": algorithm,
         "RoleArn": s.role_arn,
-        "HyperParameters": hyperparameters,
+        "HyperParameters": job.hyperparameters,
         "InputDataConfig": channels,
         "OutputDataConfig": {"S3OutputPath": join(list(job.output_parts), "/")},
         "ResourceConfig": {
             "InstanceType": parameter(TRAINING_INSTANCE_TYPE),
-            "InstanceCount": parameter(TRAINING_INSTANCE_COUNT),
+            "InstanceCount": s.training_instance_count,
             "VolumeSizeInGB": s.training_volume_gb,
         },
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": s.spot,
     }
+    if job.environment:
+        arguments["Environment"] = dict(job.environment)
     if contract.checkpoint_path:
-        arguments["CheckpointConfig"] = {"S3Uri": join([*job.output_parts, "checkpoints"], "/"), "LocalPath": CHECKPOINTS}
+        prefix = f"s3://{s.bucket}/{s.prefix}/{job.pipeline}/checkpoints/{job.name}"
+        uri = checkpoint_uri(prefix, cache_key_attributes("Training", arguments), job.upstream_cache_keys)
+        arguments["CheckpointConfig"] = {"S3Uri": uri, "LocalPath": CHECKPOINTS}
     return _step(job, "Training", arguments) | step_options(job)
+
+
+def _refuse_instances(count: int, setting: str, consequence: str) -> None:
+    """More than one instance of a skyops job is not one computation spread out: refuse it (the scale issue lifts it)."""
+    if count > 1:
+        raise PipelineError(
+            f"{setting} is {count}: SageMaker {consequence}; multi-instance jobs land with the scale issue",
+            hint=f"set {setting} to 1 (SKYOPS_SAGEMAKER_{setting.upper()})",
+        )
 
 
 def channel_name(contract: ScriptContract, port: str) -> str:
@@ -197,6 +227,8 @@ def channel_name(contract: ScriptContract, port: str) -> str:
         raise PipelineError(f"training input {port!r} at {path}: SageMaker mounts channels only as {TRAINING_CHANNELS}/<channel>")
     if name == CODE_INPUT:
         raise PipelineError(f"training input {port!r} uses channel {CODE_INPUT!r}, which carries skyops' code archive; rename it")
+    if not _CHANNEL.fullmatch(name):
+        raise PipelineError(f"training input {port!r} at {path}: SageMaker channel names are 1-64 letters, digits, '.', '-' and '_'")
     return name
 
 
