@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from skyops.aws.pipelines import SageMakerPipelines, deploy_endpoint
+from skyops.aws.pipelines import SageMakerPipelines
 from skyops.aws.session import AwsGuard
 from skyops.cli import main as skyops_main
 from skyops.errors import ConfigError
@@ -22,7 +22,7 @@ from skyops.pipeline.definition import Pipeline
 from skyops.pipeline.sagemaker import build_code_archive, compile_pipeline, with_code
 from skyops.pipeline.sagemaker.parameters import check_start_parameters
 
-from .conftest import BUCKET, IMAGE, REGION, ROLE, ROOT, SETTINGS, AwsFiles, MotoServer
+from .conftest import BUCKET, REGION, ROLE, ROOT, SETTINGS, AwsFiles, MotoServer
 
 pytestmark = pytest.mark.usefixtures("sagemaker_env")
 
@@ -90,11 +90,7 @@ def test_latest_of_a_pipeline_without_executions(bucket: str, drone: Pipeline) -
 
 
 def test_start_parameters_are_checked_against_the_stored_definition(definition: dict[str, Any]) -> None:
-    assert check_start_parameters("p", definition, {"epochs": "30", "Deploy": "yes", "min_map50": "0.6"}) == {
-        "epochs": "30",
-        "Deploy": "true",
-        "min_map50": "0.6",
-    }
+    assert check_start_parameters("p", definition, {"epochs": "30", "min_map50": "0.6"}) == {"epochs": "30", "min_map50": "0.6"}
     with pytest.raises(ConfigError) as info:
         check_start_parameters("p", definition, {"epoch": "3", "batch": "many", "dataset": "s3://data/visdrone/"})
     assert [p.split(":")[0] for p in info.value.problems] == ["batch", "dataset", "epoch"]
@@ -190,35 +186,3 @@ def test_the_installed_command_upserts(bucket: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("created arn:aws:sagemaker:eu-west-1:123456789012:pipeline/drone-detection")
-
-
-def test_deploy_endpoint_creates_model_config_and_endpoint(moto: MotoServer) -> None:
-    sagemaker = AwsGuard().client("sagemaker")
-    package = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/drone-detection/1"
-    name = deploy_endpoint(
-        sagemaker,
-        endpoint_name="drone-detection",
-        instance_type="ml.m5.large",
-        image=IMAGE,
-        model_data="s3://skyops-artifacts/run/model.tar.gz",
-        model_package_arn=package,
-        role_arn=ROLE,
-        execution_id="abc123def456",
-    )
-    assert name == "drone-detection-abc123def456"
-    assert sagemaker.describe_endpoint(EndpointName="drone-detection")["EndpointConfigName"] == name
-    model = sagemaker.describe_model(ModelName=name)
-    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://skyops-artifacts/run/model.tar.gz"
-    tags = sagemaker.list_tags(ResourceArn=model["ModelArn"])["Tags"]
-    assert {"Key": "skyops:model-package", "Value": package} in tags
-
-
-def test_deploy_endpoint_refuses_outside_a_processing_job() -> None:
-    args = [
-        f"--{o}=x"
-        for o in ("endpoint-name", "instance-type", "image", "model-data", "model-package-arn", "role-arn", "execution-id", "region")
-    ]
-    done = subprocess.run(
-        [sys.executable, "-m", "skyops.aws.pipelines", "deploy-endpoint", *args], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 2 and "runs inside a SageMaker processing job only" in done.stderr

@@ -276,10 +276,9 @@ class LocalEngine:
             raise ConfigError(
                 f"step {node.name!r} needs env vars {', '.join(missing)}", hint="set them in the pipeline's env: section or in your shell"
             )
+        engine_set = {*RUN_CONTEXT_ENV, *builder_for(definition.contract).local_env}  # where it runs, not what it computes
         contract_env = {
-            k: env.get(k, os.environ.get(k, ""))
-            for k in sorted(definition.contract.env_names - set(RUN_CONTEXT_ENV))
-            if k in env or k in os.environ
+            k: env.get(k, os.environ.get(k, "")) for k in sorted(definition.contract.env_names - engine_set) if k in env or k in os.environ
         }
         parts = KeyParts(
             step=definition.name,

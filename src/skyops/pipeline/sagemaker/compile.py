@@ -5,14 +5,17 @@
 
 How each part maps (docs/sagemaker.md has the table):
   1. Parameters keep their names, types and defaults (`overrides` replace defaults); the engine adds
-     a few infrastructure parameters (instance types, Deploy), refusing any name clash.
-  2. Each step becomes what its builder makes for its job kind (Processing, Training, RegisterModel),
-     with the same `--name value` arguments as the local engine; `${param}` values become Gets.
+     a few infrastructure parameters (instance types), refusing any name clash.
+  2. Each step becomes what the renderer of its job kind makes (render.py: Processing, Training, or a
+     registration's decision and RegisterModel steps), with the same `--name value` arguments as the
+     local engine; `${param}` values become Gets.
   3. Each edge becomes a property reference to the producer's S3 output, which is also SageMaker's
      implicit dependency. A `${param}` input becomes the parameter; an optional one whose value is
      "" is left out (as locally); a local path cannot reach a SageMaker job and is an error.
   4. Each gate becomes a PropertyFile, a Condition step holding the guarded steps (and every step
-     after them) and a Fail step; a registration adds the optional deploy (conditions.py).
+     after them) and a Fail step (conditions.py). Steps a renderer adds after its job (a
+     registration's decision) go at the top level, after the others.
+Nothing in a compiled pipeline creates a model or an endpoint: deployment follows approval.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from skyops.errors import ConfigError, PipelineError, SkyopsError, problems_error
-from skyops.pipeline.builders import builder_for
 from skyops.pipeline.config import config_to_dict, to_argument
 from skyops.pipeline.contract import PROGRESS_ENV, RUN_CONTEXT_ENV, JobKind
 from skyops.pipeline.definition import Parameter, ParamType, Pipeline, StepNode
@@ -31,6 +33,7 @@ from skyops.pipeline.gates import Gate
 from skyops.pipeline.sagemaker import conditions
 from skyops.pipeline.sagemaker.expressions import EXECUTION_ID, Value, as_string, parameter
 from skyops.pipeline.sagemaker.jobs import PROCESSING_INSTANCE_TYPE, TRAINING_INSTANCE_COUNT, TRAINING_INSTANCE_TYPE, SageMakerJob
+from skyops.pipeline.sagemaker.render import renderer_for
 from skyops.pipeline.sagemaker.settings import SageMakerSettings
 from skyops.pipeline.wiring import Edge, OutputRef, ParamRef
 
@@ -68,26 +71,17 @@ def run_context(step: str) -> dict[str, Value]:
 def infrastructure_parameters(pipeline: Pipeline, settings: SageMakerSettings) -> tuple[Parameter, ...]:
     """The parameters the engine adds, for the job kinds the pipeline has (docs/sagemaker.md lists them)."""
     kinds = {node.definition.contract.job_kind for node in pipeline.steps}
-    jobs_env = {
-        name
-        for node in pipeline.steps
-        if node.definition.contract.job_kind is not JobKind.REGISTRATION
-        for name in node.definition.contract.env_names
-    }
+    jobs_env = {name for node in pipeline.steps for name in node.definition.contract.env_names}
     params = []
     if USER_ENV in jobs_env:
         params.append(
             Parameter(name=STARTED_BY, type=ParamType.STRING, default="sagemaker", description="who started the run (SKYOPS_USER)")
         )
-    if JobKind.PROCESSING in kinds:
+    if kinds & {JobKind.PROCESSING, JobKind.REGISTRATION}:  # a registration decides in a processing job
         params.append(Parameter(name=PROCESSING_INSTANCE_TYPE, type=ParamType.STRING, default=settings.processing_instance_type))
     if JobKind.TRAINING in kinds:
         params.append(Parameter(name=TRAINING_INSTANCE_TYPE, type=ParamType.STRING, default=settings.training_instance_type))
         params.append(Parameter(name=TRAINING_INSTANCE_COUNT, type=ParamType.INTEGER, default=settings.training_instance_count))
-    if JobKind.REGISTRATION in kinds:
-        params.append(Parameter(name=conditions.DEPLOY, type=ParamType.BOOLEAN, default=False))
-        params.append(Parameter(name=conditions.ENDPOINT_NAME, type=ParamType.STRING, default=pipeline.name))
-        params.append(Parameter(name=conditions.ENDPOINT_INSTANCE_TYPE, type=ParamType.STRING, default=settings.endpoint_instance_type))
     return tuple(params)
 
 
@@ -151,18 +145,23 @@ class _Compiler:
 
     def definition(self) -> dict[str, Any]:
         self._check_gates()
-        steps = {}
+        steps: dict[str, dict[str, Any]] = {}
+        followers: list[dict[str, Any]] = []
         for node in self.pipeline.steps:
             try:
-                steps[node.name] = builder_for(node.definition.contract).sagemaker_step(self._job(node))
+                rendered = renderer_for(node.definition.contract).steps(self._job(node))
             except SkyopsError as e:
                 hint = f" ({e.hint})" if e.hint and len(e.problems) == 1 else ""
                 self.problems += [f"step {node.name!r}: {p}{hint}" for p in e.problems]
-        top = self._arrange(steps)
+                continue
+            steps[node.name] = rendered.step
+            followers += rendered.followers
+        top = self._arrange(steps) + followers
         names = [s["Name"] for s in _all_steps(top)]
         self.problems += [f"step name {n!r} must match {_STEP_NAME.pattern} on SageMaker" for n in names if not _STEP_NAME.match(n)]
         self.problems += [
-            f"step name {n!r} is used twice (a gate or deploy step takes it)" for n in sorted({n for n in names if names.count(n) > 1})
+            f"step name {n!r} is used twice (a gate or a registration's decision step takes it)"
+            for n in sorted({n for n in names if names.count(n) > 1})
         ]
         if self.problems:
             raise problems_error(PipelineError, f"the SageMaker definition of pipeline {self.pipeline.name!r}", self.problems)
@@ -195,6 +194,7 @@ class _Compiler:
                 if is_archive:
                     archives.add(edge.port)
         kind = definition.contract.job_kind
+        defaults = {name: p.default for name, p in self.params.items()}
         return SageMakerJob(
             name=node.name,
             contract=definition.contract,
@@ -202,12 +202,12 @@ class _Compiler:
             inputs=inputs,
             archives=frozenset(archives),
             output_parts=(f"s3://{self.settings.bucket}/{self.settings.prefix}/{self.pipeline.name}", EXECUTION_ID, node.name),
-            environment=self._environment(node) if kind is not JobKind.REGISTRATION else {},
+            environment=self._environment(node),
             settings=self.settings,
             description=definition.spec.description,
             property_files=tuple(conditions.property_file(g) for g in self.pipeline.gates if g.step == node.name),
             metadata={"skyops:pipeline": self.pipeline.name, "skyops:execution": EXECUTION_ID, "skyops:code": self.settings.code_key},
-            model_package_group=self.settings.model_package_group or self.pipeline.name,
+            config=config_to_dict(node.resolved_config(defaults)),
         )
 
     def _input(self, node: StepNode, edge: Edge) -> tuple[Value | None, bool]:
@@ -216,7 +216,8 @@ class _Compiler:
         where = f"input {edge.port!r} ({source})"
         if isinstance(source, OutputRef):
             contract = self.pipeline.step(source.step).definition.contract
-            return builder_for(contract).sagemaker_output(source.step, source.port, contract), contract.job_kind is JobKind.TRAINING
+            output = renderer_for(contract).output(source.step, source.port, contract)
+            return output.uri, output.archive
         location = source.location
         if isinstance(location, ParamRef):
             param = self.params[location.name]
@@ -284,22 +285,7 @@ class _Compiler:
                 placed.add(gate.name)
                 guarded = [steps[n.name] for n in self.pipeline.steps if self.gate_of.get(n.name) == gate and n.name in steps]
                 top.append(conditions.gate_condition_step(gate, guarded))
-        top += self._deploys(steps)
         return top
-
-    def _deploys(self, steps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        registrations = [n for n in self.pipeline.steps if n.definition.contract.job_kind is JobKind.REGISTRATION and n.name in steps]
-        if len(registrations) > 1:
-            self.problems.append(
-                f"registration steps {', '.join(n.name for n in registrations)}: the deploy supports one registration per pipeline (one EndpointName)"
-            )
-            return []
-        return [
-            conditions.deploy_condition_step(
-                n.name, steps[n.name]["Arguments"]["InferenceSpecification"]["Containers"][0]["ModelDataUrl"], self.settings
-            )
-            for n in registrations
-        ]
 
 
 def _all_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
