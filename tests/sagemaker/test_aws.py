@@ -70,6 +70,13 @@ def test_upsert_creates_then_updates_after_uploading_the_code(bucket: str, moto:
     assert [r.split(" ")[0] for r in moto.requests] == ["PUT", "POST", "POST", "POST", "POST", "GET"]
 
 
+def test_the_unbound_marker_is_the_only_object_under_its_prefix(bucket: str) -> None:
+    pipelines = SageMakerPipelines(AwsGuard())
+    assert pipelines.upload_unbound_marker(bucket, SETTINGS.unbound_key) == f"s3://{bucket}/skyops/unbound/.skyops-unbound"
+    listed = pipelines.client("s3").list_objects_v2(Bucket=bucket, Prefix=SETTINGS.unbound_uri.removeprefix(f"s3://{bucket}/"))
+    assert [o["Key"] for o in listed["Contents"]] == ["skyops/unbound/.skyops-unbound"]  # what a job downloads from the prefix
+
+
 def test_start_status_and_executions(bucket: str, drone: Pipeline) -> None:
     pipelines = SageMakerPipelines(AwsGuard())
     pipelines.upsert(drone.name, compile_pipeline(drone, SETTINGS), ROLE)

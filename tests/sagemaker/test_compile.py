@@ -58,7 +58,7 @@ def test_steps_wire_through_property_references(definition: dict[str, Any]) -> N
     assert splits["DataSource"]["S3DataSource"]["S3Uri"] == {"Get": "Steps.split.ProcessingOutputConfig.Outputs['splits'].S3Output.S3Uri"}
     evaluate = {i["InputName"]: i["S3Input"]["S3Uri"] for i in step(definition, "evaluate")["Arguments"]["ProcessingInputs"]}
     assert evaluate["model"] == {"Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}
-    assert "champion" not in evaluate  # optional, bound to ${champion} whose default is "": left out, as locally
+    assert evaluate["champion"] == {"Get": "Parameters.EvaluateChampion"}  # its registry: source, filled by `start` (test_sources.py)
     assert evaluate["skyops_code"] == f"s3://{SETTINGS.bucket}/{SETTINGS.code_key}"
 
 

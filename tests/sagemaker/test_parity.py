@@ -16,6 +16,7 @@ from skyops.pipeline.sagemaker.compile import infrastructure_parameters, run_con
 from skyops.pipeline.sagemaker.container import CODE_INPUT, ENTRY_POINT_KEY, ENV_KEY_PREFIX
 from skyops.pipeline.sagemaker.expressions import as_string
 from skyops.pipeline.sagemaker.render import ENGINE
+from skyops.pipeline.sagemaker.sources import source_parameters
 from skyops.pipeline.wiring import Edge, ExternalRef, ParamRef
 
 from .checks import all_steps
@@ -59,7 +60,7 @@ def expected_environment(drone: Pipeline, node: StepNode) -> dict[str, Any]:
 def test_parameters_keep_names_types_and_defaults(definition: dict[str, Any], drone: Pipeline) -> None:
     compiled = {p["Name"]: (p["Type"].lower(), p["DefaultValue"]) for p in definition["Parameters"]}
     local = {p.name: (str(p.type), p.default) for p in drone.parameters}
-    extra = {p.name: (str(p.type), p.default) for p in infrastructure_parameters(drone, SETTINGS)}
+    extra = {p.name: (str(p.type), p.default) for p in (*infrastructure_parameters(drone, SETTINGS), *source_parameters(drone, SETTINGS))}
     assert compiled == {**local, **extra}
     assert set(local).isdisjoint(extra)
 

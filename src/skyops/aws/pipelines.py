@@ -2,6 +2,7 @@
 
     pipelines = SageMakerPipelines(AwsGuard())                 # every request goes through the profile guard
     pipelines.upload_code(bucket, key, archive.data)
+    pipelines.upload_unbound_marker(bucket, settings.unbound_key)  # what a scheme source's input reads when nothing is found
     pipelines.upsert("drone-detection", definition, role_arn)  # -> Upserted(arn, created=True), then created=False
     arn = pipelines.start("drone-detection", {"epochs": "30"})
     pipelines.status(arn)                                      # -> ExecutionStatus, steps included when listed
@@ -21,6 +22,7 @@ from skyops.aws.session import AwsGuard, AwsRequestError, aws_request
 from skyops.errors import ConfigError
 
 _EXISTS = "already exists"  # SageMaker's sign of a name taken: a ValidationException with this text
+_UNBOUND_NOTE = b"skyops: an input bound to this folder is unbound (its source found nothing when the execution started)\n"
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,13 @@ class SageMakerPipelines:
             f"upload the code archive to s3://{bucket}/{key}", hint="check the bucket exists and the profile may s3:PutObject"
         ):
             self.client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/gzip")
+        return f"s3://{bucket}/{key}"
+
+    def upload_unbound_marker(self, bucket: str, key: str) -> str:
+        """Put the unbound marker at s3://bucket/key: what an input reads when its source found nothing
+        (skyops.pipeline.sagemaker.sources). Its content is for a person who opens it."""
+        with aws_request(f"upload the unbound marker to s3://{bucket}/{key}", hint="check the profile may s3:PutObject"):
+            self.client("s3").put_object(Bucket=bucket, Key=key, Body=_UNBOUND_NOTE, ContentType="text/plain")
         return f"s3://{bucket}/{key}"
 
     def upsert(self, name: str, definition: Mapping[str, Any], role_arn: str, description: str = "") -> Upserted:

@@ -33,6 +33,9 @@ RUN_CONTEXT_ENV = ("SKYOPS_RUN_ID", "SKYOPS_STEP_NAME", "SKYOPS_STATE_DIR", "SKY
 # contract declares it; the engine's value always wins over the pipeline's env and the shell.
 REGISTRY_ENV = "SKYOPS_REGISTRY"
 LOCAL_REGISTRY = "local"
+# An input folder that holds only this file is not bound: how an engine that cannot leave an input
+# out at run time (SageMaker, for a source nothing was found for) says "nothing here" (runtime.prepare).
+UNBOUND_INPUT = ".skyops-unbound"
 
 _ENV = re.compile(r"^[A-Z][A-Z0-9_]*$")
 

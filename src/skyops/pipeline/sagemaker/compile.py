@@ -11,7 +11,9 @@ How each part maps (docs/sagemaker.md has the table):
      local engine; `${param}` values become Gets.
   3. Each edge becomes a property reference to the producer's S3 output, which is also SageMaker's
      implicit dependency. A `${param}` input becomes the parameter; an optional one whose value is
-     "" is left out (as locally); a local path cannot reach a SageMaker job and is an error.
+     "" is left out (as locally); a local path cannot reach a SageMaker job and is an error. A
+     `scheme:reference` input becomes a String parameter of its own that `skyops sagemaker start`
+     fills (sources.py); the definition's Metadata records its source.
   4. Each gate becomes a PropertyFile, a Condition step holding the guarded steps (and every step
      after them) and a Fail step (conditions.py). Steps a renderer adds after its job (a
      registration's decision) go at the top level, after the others.
@@ -35,7 +37,8 @@ from skyops.pipeline.sagemaker.expressions import EXECUTION_ID, Value, as_string
 from skyops.pipeline.sagemaker.jobs import PROCESSING_INSTANCE_TYPE, TRAINING_INSTANCE_COUNT, TRAINING_INSTANCE_TYPE, SageMakerJob
 from skyops.pipeline.sagemaker.render import renderer_for
 from skyops.pipeline.sagemaker.settings import SageMakerSettings
-from skyops.pipeline.wiring import Edge, OutputRef, ParamRef
+from skyops.pipeline.sagemaker.sources import source_metadata, source_parameter, source_parameters
+from skyops.pipeline.wiring import Edge, OutputRef, ParamRef, SchemeRef
 
 VERSION = "2020-12-01"
 _STEP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -97,7 +100,7 @@ def compile_pipeline(pipeline: Pipeline, settings: SageMakerSettings, overrides:
         ConfigError: an override names no parameter or has the wrong type, or makes a step's config invalid.
         PipelineError: every part that SageMaker cannot run, listed together.
     """
-    infrastructure = infrastructure_parameters(pipeline, settings)
+    infrastructure = infrastructure_parameters(pipeline, settings) + source_parameters(pipeline, settings)
     clashes = sorted({p.name for p in pipeline.parameters} & {p.name for p in infrastructure})
     if clashes:
         raise PipelineError(
@@ -165,7 +168,11 @@ class _Compiler:
         ]
         if self.problems:
             raise problems_error(PipelineError, f"the SageMaker definition of pipeline {self.pipeline.name!r}", self.problems)
-        return {"Version": VERSION, "Parameters": [parameter_json(p) for p in self.params.values()], "Steps": top}
+        definition: dict[str, Any] = {"Version": VERSION, "Parameters": [parameter_json(p) for p in self.params.values()], "Steps": top}
+        metadata = source_metadata(self.pipeline)
+        if metadata:
+            definition["Metadata"] = metadata
+        return definition
 
     def _check_gates(self) -> None:
         for node in self.pipeline.steps:
@@ -218,6 +225,8 @@ class _Compiler:
             contract = self.pipeline.step(source.step).definition.contract
             output = renderer_for(contract).output(source.step, source.port, contract)
             return output.uri, output.archive
+        if isinstance(source, SchemeRef):
+            return parameter(source_parameter(node.name, edge.port)), False  # `skyops sagemaker start` fills it
         location = source.location
         if isinstance(location, ParamRef):
             param = self.params[location.name]

@@ -18,6 +18,7 @@ from typing import Any
 
 from skyops.errors import ConfigError, problems_error
 from skyops.pipeline.config import coerce
+from skyops.pipeline.contract import UNBOUND_INPUT
 
 ENV_PREFIX = "SKYOPS_SAGEMAKER_"
 REGION_ENVS = ("AWS_REGION", "AWS_DEFAULT_REGION")  # fallbacks for the region, in botocore's order
@@ -87,6 +88,16 @@ class SageMakerSettings:
     @property
     def code_uri(self) -> str:
         return f"s3://{self.bucket}/{self.code_key}"
+
+    @property
+    def unbound_key(self) -> str:
+        """S3 key of the unbound marker (sources.py): the one object under `unbound_uri`, uploaded by `upsert`."""
+        return f"{self.prefix}/unbound/{UNBOUND_INPUT}"
+
+    @property
+    def unbound_uri(self) -> str:
+        """The prefix an input reads when its source found nothing: it holds only the marker."""
+        return f"s3://{self.bucket}/{self.prefix}/unbound/"
 
     def _problems(self) -> list[str]:
         problems = []
