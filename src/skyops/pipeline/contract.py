@@ -103,8 +103,8 @@ class Registers:
     def problems(self, contract: ScriptContract) -> list[str]:
         """What of this does not fit the contract it belongs to."""
         problems = [
-            f"registers.{part} names input {port!r}, which the contract does not declare"
-            for part, port in (("model", self.model), ("metrics", self.metrics))
+            f"registers names input {port!r}, which the contract does not declare"
+            for port in (self.model, self.metrics)
             if port not in contract.inputs
         ]
         if self.decision not in contract.outputs:

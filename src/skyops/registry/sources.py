@@ -15,6 +15,7 @@ from pathlib import Path
 
 from skyops.errors import ConfigError
 from skyops.registry.champion import champion_weights
+from skyops.settings import DEFAULT_MODEL
 
 REGISTRY_SCHEME = "registry"
 CHAMPION = "champion"  # the one alias both engines resolve (SageMaker's registry has no aliases)
@@ -31,7 +32,7 @@ def parse_reference(reference: str) -> str:
     if m is None or m.group("alias") != CHAMPION:
         raise ConfigError(
             f"{REGISTRY_SCHEME}:{reference} is not {REGISTRY_SCHEME}:<model>@{CHAMPION}",
-            hint=f"the registry source names a model's @{CHAMPION}, e.g. {REGISTRY_SCHEME}:drone-detector@{CHAMPION}",
+            hint=f"the registry source names a model's @{CHAMPION}, e.g. {REGISTRY_SCHEME}:{DEFAULT_MODEL}@{CHAMPION}",
         )
     return m.group("model")
 
