@@ -1,7 +1,9 @@
 """evaluate: mAP50, mAP50-95, precision, recall, per class and per object size, speed.
 
 Writes evaluation.json (schema: skyops/training/evaluation_schema.json, docs/evaluation-schema.md),
-which SageMaker reads as a PropertyFile, and compares with the champion when one is bound.
+which SageMaker reads as a PropertyFile, and compares with the champion when one is bound (the
+pipeline declares its source, `registry:${model_name}@champion`): on the same test split, so the
+register step's decision needs nothing but this document.
 """
 
 from __future__ import annotations
