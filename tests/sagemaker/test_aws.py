@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from skyops.aws.model_packages import ModelPackages
 from skyops.aws.pipelines import SageMakerPipelines
 from skyops.aws.session import AwsGuard
 from skyops.cli import main as skyops_main
@@ -116,12 +117,29 @@ def test_cli_upsert_start_status_executions(bucket: str, project: None, capsys: 
     assert cli(capsys, "sagemaker", "upsert", "drone-detection", "-p", "epochs=5")[1].startswith("updated ")
     code, out, err = cli(capsys, "sagemaker", "start", "drone-detection", "-p", "epochs=3", "--display-name", "cli")
     assert code == 0, err
-    arn = out.split()[1]
+    assert out.splitlines()[0] == "source  EvaluateChampion: registry:drone-detector@champion names nothing; the input stays unbound"
+    arn = out.splitlines()[1].split()[1]
     code, out, _ = cli(capsys, "sagemaker", "status", "latest")
     assert code == 0 and out.splitlines()[:2] == [f"execution {arn}", "status    Succeeded"]
     assert "steps     not available: ListPipelineExecutionSteps is not implemented by this endpoint" in out
     code, out, _ = cli(capsys, "sagemaker", "executions", "drone-detection")
     assert code == 0 and f"Succeeded   {arn}  cli" in out
+
+
+def test_cli_start_compares_with_the_newest_approved_version(bucket: str, project: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "sagemaker", "upsert", "drone-detection")[0] == 0
+    marker = AwsGuard().client("s3").get_object(Bucket=bucket, Key=SETTINGS.unbound_key)["Body"].read()
+    assert marker.startswith(b"skyops: an input bound to this folder is unbound")  # uploaded by upsert: the source's default
+    packages = ModelPackages(AwsGuard())
+    packages.ensure_group("drone-detector")
+    approved = packages.register("drone-detector", "s3://models/run7/model.tar.gz", "image")
+    packages.approve(approved, "reviewed")
+    code, out, err = cli(capsys, "sagemaker", "start", "drone-detection")
+    assert code == 0, err
+    assert out.splitlines()[0] == "source  EvaluateChampion: registry:drone-detector@champion is s3://models/run7/model.tar.gz"
+    arn = out.splitlines()[1].split()[1]
+    listed = AwsGuard().client("sagemaker").list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
+    assert {"Name": "EvaluateChampion", "Value": "s3://models/run7/model.tar.gz"} in listed
 
 
 def test_cli_start_refuses_a_parameter_no_step_uses(

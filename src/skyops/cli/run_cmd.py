@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from skyops.cli.common import engine, format_seconds, load, parse_params, settings, stdout_console
+from skyops.cli.common import engine, format_seconds, load, parse_params, stdout_console
 from skyops.cli.live import STYLE as _STYLE
 from skyops.cli.live import Progress
 from skyops.cli.results import print_results
@@ -36,16 +36,10 @@ def run(
     pipeline = load(name)
     overrides = parse_params(param)
     console = stdout_console()
-    if "champion" in {p.name for p in pipeline.parameters} and "champion" not in overrides:
-        from skyops.registry.champion import champion_weights
-
-        found = champion_weights(settings().state_dir, "drone-detector", settings().tracking_uri)  # checked against the registry
-        if found:
-            overrides["champion"] = str(found[1])
-            console.print(f"comparing with the champion: drone-detector v{found[0]} (override with --param champion=PATH)")
     display = Progress(console, [s.name for s in pipeline.steps])
-    with display:
-        record = engine(pipeline, workers=workers, use_cache=not no_cache).run(pipeline, overrides, listener=display.update)
+    with display:  # the engine resolves the pipeline's sources first; a found champion is announced
+        runner = engine(pipeline, workers=workers, use_cache=not no_cache, announce=console.print)
+        record = runner.run(pipeline, overrides, listener=display.update)
     summarize(console, record, explain_cache=explain_cache)
     print_results(console, record)
     if record.status == "gated":

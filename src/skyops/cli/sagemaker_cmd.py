@@ -140,6 +140,7 @@ def upsert(
     options = _sagemaker_settings(bucket=bucket, role_arn=role_arn, region=checked.region, prefix=prefix, image_uri=image_uri, spot=spot)
     definition, compiled, archive = _compile(pipeline, options, param)
     pipelines.upload_code(compiled.bucket, compiled.code_key, archive.data)
+    pipelines.upload_unbound_marker(compiled.bucket, compiled.unbound_key)  # what a source's input reads when nothing is found
     result = pipelines.upsert(pipeline.name, definition, compiled.role_arn, pipeline.description)
     print(f"{'created' if result.created else 'updated'} {result.arn}")
     print(f"code     {compiled.code_uri}")
@@ -152,15 +153,25 @@ def start(
     param: Annotated[list[str], typer.Option("--param", "-p", help="Set a parameter for this execution: -p epochs=30 (repeatable).")] = [],  # noqa: B006
     display_name: Annotated[str, typer.Option(help="Name shown in SageMaker Studio.")] = "",
 ) -> None:
-    """Start an execution of a pipeline that `upsert` sent, checking the parameters against its stored definition."""
+    """Start an execution of a pipeline that `upsert` sent, checking the parameters against its stored definition.
+
+    Each source the pipeline declares (e.g. registry:MODEL@champion) is resolved now, on SageMaker's side.
+    """
+    from skyops.aws.model_packages import ModelPackages, registry_resolver
     from skyops.pipeline.lineage import current_user
     from skyops.pipeline.sagemaker.compile import STARTED_BY
     from skyops.pipeline.sagemaker.parameters import check_start_parameters
+    from skyops.pipeline.sagemaker.sources import fill_sources
+    from skyops.registry.sources import REGISTRY_SCHEME
 
     pipeline_name = load(name).name if name.endswith((".yaml", ".yml", ".py")) else name
     pipelines: SageMakerPipelines = _pipelines(None)
     definition = pipelines.stored_definition(pipeline_name)
     values = check_start_parameters(pipeline_name, definition, parse_params(param))
+    found, notes = fill_sources(definition, values, {REGISTRY_SCHEME: registry_resolver(ModelPackages(pipelines.guard))})
+    values.update(found)
+    for note in notes:
+        print(f"source  {note}")
     if any(p["Name"] == STARTED_BY for p in definition.get("Parameters", [])):
         values.setdefault(STARTED_BY, current_user())
     arn = pipelines.start(pipeline_name, values, display_name)
