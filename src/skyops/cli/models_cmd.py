@@ -10,6 +10,7 @@ import typer
 
 from skyops.cli.common import actor, governance, registry, stdout_console
 from skyops.cli.usage import SkyopsGroup
+from skyops.settings import DEFAULT_MODEL
 
 app = typer.Typer(
     help="The model registry: versions, approval, @champion/@previous, rollback. Changes need an ML Engineer.",
@@ -24,7 +25,7 @@ Model = Annotated[str, typer.Option(help="Registered model name.")]
 
 
 @app.command("list")
-def list_(model: Model = "drone-detector") -> None:
+def list_(model: Model = DEFAULT_MODEL) -> None:
     """Every version with its status, aliases, metrics and gate decision."""
     from rich.table import Table
 
@@ -45,7 +46,7 @@ def list_(model: Model = "drone-detector") -> None:
 
 
 @app.command()
-def show(version: Version, model: Model = "drone-detector") -> None:
+def show(version: Version, model: Model = DEFAULT_MODEL) -> None:
     """The model card, gate decision and lineage of one version."""
     v = registry(model).get(version)
     print(f"{v.name} v{v.version}  {v.status.value}  {' '.join('@' + a for a in v.aliases)}")
@@ -74,19 +75,19 @@ def _set_status(version: str, approve: bool, reason: str, as_: str | None, model
 
 
 @app.command()
-def approve(version: Version, reason: Reason = "", as_: As = None, model: Model = "drone-detector") -> None:
+def approve(version: Version, reason: Reason = "", as_: As = None, model: Model = DEFAULT_MODEL) -> None:
     """Approve a version (ML Engineers only). Only Approved versions can be promoted or deployed."""
     _set_status(version, True, reason, as_, model)
 
 
 @app.command()
-def reject(version: Version, reason: Reason = "", as_: As = None, model: Model = "drone-detector") -> None:
+def reject(version: Version, reason: Reason = "", as_: As = None, model: Model = DEFAULT_MODEL) -> None:
     """Reject a version (ML Engineers only)."""
     _set_status(version, False, reason, as_, model)
 
 
 @app.command()
-def promote(version: Version, reason: Reason = "", as_: As = None, model: Model = "drone-detector") -> None:
+def promote(version: Version, reason: Reason = "", as_: As = None, model: Model = DEFAULT_MODEL) -> None:
     """Make an Approved version the @champion; the old champion becomes @previous (ML Engineers only)."""
     from skyops.errors import ConfigError
     from skyops.registry.models import ApprovalStatus
@@ -105,7 +106,7 @@ def promote(version: Version, reason: Reason = "", as_: As = None, model: Model 
 
 
 @app.command()
-def rollback(reason: Reason = "", as_: As = None, model: Model = "drone-detector") -> None:
+def rollback(reason: Reason = "", as_: As = None, model: Model = DEFAULT_MODEL) -> None:
     """Point @champion back at @previous, recording why (ML Engineers only)."""
     from skyops.registry.roles import Action
 
@@ -117,7 +118,7 @@ def rollback(reason: Reason = "", as_: As = None, model: Model = "drone-detector
 
 
 @app.command()
-def delete(version: Version, reason: Reason = "", as_: As = None, model: Model = "drone-detector") -> None:
+def delete(version: Version, reason: Reason = "", as_: As = None, model: Model = DEFAULT_MODEL) -> None:
     """Delete a version (ML Engineers only)."""
     from skyops.registry.roles import Action
 
@@ -129,7 +130,7 @@ def delete(version: Version, reason: Reason = "", as_: As = None, model: Model =
 
 
 @app.command()
-def history(model: Model = "drone-detector", limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
+def history(model: Model = DEFAULT_MODEL, limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
     """Every governed action on this model, from the audit log."""
     from skyops.registry.audit import format_record
 
