@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from skyops.pipeline import runtime
 from skyops.pipeline.builders import builder_for
 from skyops.pipeline.definition import Pipeline
-from skyops.pipeline.runtime import PATHS_ENV, run
+from skyops.pipeline.runtime import PATHS_ENV
 from skyops.pipeline.sagemaker import compile_pipeline
 from skyops.registry.models import ModelRegistry
 from skyops.training.evaluate import write_evaluation
@@ -48,9 +49,15 @@ CASES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _runtime_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runtime.run` keeps its process's progress state in a module global: restored after each test."""
+    monkeypatch.setattr(runtime, "_progress", runtime._progress)
+
+
 def run_job(step_definition: Any, argv: tuple[str, ...], environ: dict[str, str]) -> None:
     """The step's script in this process, as its job runs it (environ maps container paths to local folders)."""
-    assert run(step_definition, argv, environ) == 0
+    assert runtime.run(step_definition, argv, environ) == 0
 
 
 def as_sagemaker_model(model_dir: Path, into: Path) -> Path:
