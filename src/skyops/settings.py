@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+# The project's names, declared once here and imported wherever a default is needed.
 DEFAULT_AWS_PROFILE = "ab"
-DEFAULT_PIPELINE = "drone-detection"
+DEFAULT_PIPELINE = "drone-detection"  # what `skyops run`, `skyops sagemaker ...` use without a NAME
+DEFAULT_MODEL = "drone-detector"  # the registered model (a model package group on SageMaker)
+DEFAULT_EXPERIMENT = "drone-detection"  # the MLflow experiment training runs are tracked in
+DEFAULT_CATALOG = "skyops.steps"  # the step catalog of a pipeline file that names none
 
 
 @dataclass(frozen=True)

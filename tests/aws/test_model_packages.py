@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skyops.aws.model_packages import ApprovalStatus, ModelPackages
+from skyops.aws.model_packages import ApprovalStatus, ModelPackages, registry_resolver
 from skyops.aws.session import AwsGuard, AwsRequestError
 from skyops.errors import AwsGuardError, ConfigError
 
@@ -144,3 +144,22 @@ def test_refused_guard_sends_nothing(moto: MotoServer, monkeypatch: pytest.Monke
         with pytest.raises(AwsGuardError, match=r"\$AWS_PROFILE=other names another profile than 'ab'"):
             call()
     assert moto.requests == []
+
+
+def test_the_champion_on_sagemaker_is_the_newest_approved_version(packages: ModelPackages) -> None:
+    said: list[str] = []
+    resolve = registry_resolver(packages, said.append)
+    assert resolve(f"{GROUP}@champion") is None  # no Approved version yet: a first run compares with none
+    first, second, third = (_register(packages, run) for run in (1, 2, 3))
+    packages.approve(first, "the first good one")
+    packages.approve(second, "better")
+    packages.reject(third, "worse")
+    assert resolve(f"{GROUP}@champion") == "s3://models/run2/model.tar.gz"
+    assert said == [f"comparing with the champion: {GROUP} v2 ({second})"]
+    assert resolve("no-such-group@champion") is None  # a group that does not exist yet: nothing to compare with
+
+
+@pytest.mark.parametrize("reference", [f"{GROUP}@previous", "drone_detector@champion", "champion"])
+def test_the_sagemaker_resolver_refuses_other_references(packages: ModelPackages, reference: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^registry:{reference} is not registry:<model>@champion$"):
+        registry_resolver(packages)(reference)

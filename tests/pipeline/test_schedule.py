@@ -24,13 +24,15 @@ S = StepStatus
         # 1. an upstream step failed or was skipped: skip (before any gate)
         ({"a": S.FAILED, "b": S.RUNNING}, {"g": False}, Next(Action.SKIP, "upstream step 'a' failed")),
         ({"a": S.SKIPPED}, {}, Next(Action.SKIP, "upstream step 'a' skipped")),
-        # 2. a gate before it failed: gated, even while other upstream steps still run
-        ({"a": S.RUNNING}, {"g": False, "h": None}, Next(Action.GATE, "gate 'g' did not pass")),
-        # 3. an upstream step was gated
-        ({"a": S.GATED, "b": S.DONE}, {}, Next(Action.GATE, "upstream step 'a' was gated")),
-        # 4. an upstream step is not final yet
+        # 2. an upstream step is not final yet: wait, even when a gate already failed (the upstream
+        #    step may still fail, and then this step is skipped, not gated, whatever the timing)
+        ({"a": S.RUNNING}, {"g": False, "h": None}, Next(Action.WAIT, "upstream step 'a' is running")),
         ({"a": S.DONE, "b": S.WAITING}, {"g": True}, Next(Action.WAIT, "upstream step 'b' is waiting")),
         ({"a": S.PENDING}, {}, Next(Action.WAIT, "upstream step 'a' is pending")),
+        # 3. a gate before it failed: gated
+        ({"a": S.DONE}, {"g": False, "h": None}, Next(Action.GATE, "gate 'g' did not pass")),
+        # 4. an upstream step was gated
+        ({"a": S.GATED, "b": S.DONE}, {}, Next(Action.GATE, "upstream step 'a' was gated")),
         # 5. a gate is not evaluated yet
         ({"a": S.CACHED}, {"g": None}, Next(Action.WAIT, "gate 'g' is not evaluated yet")),
         # 6. start

@@ -64,3 +64,65 @@ def test_training_runtime_reads_sagemaker_hyperparameters(tmp_path) -> None:
     }
     _, _, _, args = prepare(train_step, ["--imgsz", "256"], {PATHS_ENV: json.dumps(paths)})
     assert (args.epochs, args.imgsz) == (7, 256)  # the file fills in, the command line wins
+
+
+REGISTERS = dict(
+    model="model",
+    metrics="metrics",
+    metrics_file="metrics.json",
+    decision="decision",
+    decision_file="decision.json",
+    card_file="card.json",
+    model_name_config="model_name",
+)
+
+
+def registration(**changes: object) -> ScriptContract:
+    from skyops.pipeline import Registers, processing_input
+
+    fields = {
+        "entry_point": "x.enroll",
+        "job_kind": JobKind.REGISTRATION,
+        "inputs": {"model": processing_input("model"), "metrics": processing_input("metrics")},
+        "outputs": {"decision": processing_output("decision")},
+        "optional_env": {"SKYOPS_REGISTRY": "local"},
+        "registers": Registers(**REGISTERS),  # type: ignore[arg-type]
+        **changes,
+    }
+    return ScriptContract(**fields)  # type: ignore[arg-type]
+
+
+def test_a_registration_contract_names_the_ports_its_engine_registers_from() -> None:
+    from skyops.pipeline import Registers
+
+    assert registration().registers == Registers(**REGISTERS)  # type: ignore[arg-type]
+    with pytest.raises(ContractError, match=r"a registration job declares registers=Registers\(\.\.\.\)"):
+        registration(registers=None)
+    with pytest.raises(ContractError, match=r"only a registration job declares registers; this is a processing job"):
+        registration(job_kind=JobKind.PROCESSING)
+    wrong = Registers(**{**REGISTERS, "model": "weights", "decision": "verdict", "card_file": "decision.json"})  # type: ignore[arg-type]
+    with pytest.raises(ContractError) as info:
+        registration(registers=wrong, optional_env={})
+    assert info.value.message == (
+        "contract of 'x.enroll': a registration contract declares SKYOPS_REGISTRY (the engine says there which registry acts on "
+        "the decision); registers names input 'weights', which the contract does not declare; registers.decision names output "
+        "'verdict', which the contract does not declare; registers.decision_file and card_file are both 'decision.json'"
+    )
+
+
+def test_the_model_name_config_must_be_a_field_of_the_config() -> None:
+    from skyops.pipeline.catalog import Catalog
+
+    spec = StepSpec(
+        step_type="enroll",
+        node_type=NodeType.INTERNAL,
+        inputs=(Port(name="model", kind="m"), Port(name="metrics", kind="k")),
+        outputs=(Port(name="decision", kind="d"),),
+    )
+    with pytest.raises(
+        ContractError, match=r"registers.model_name_config names config field 'model_name', which EmptyConfig does not have"
+    ):
+
+        @Catalog("nowhere").step(spec=spec, contract=registration())
+        def main(inputs, outputs, env, args):  # type: ignore[no-untyped-def]
+            pass

@@ -20,8 +20,10 @@ from skyops.training.tracking import TrackingStore
 from .conftest import cli, register_version
 
 DRONE = "drone-detector"  # the model `skyops run` compares with
-# An invalid parameter as a tripwire: were the pointer not refused, the run would stop at this instead of training.
-RUN = ("run", "drone-detection", "--param", "epochs=tripwire")
+# An invalid config value as a tripwire: the engine resolves the pipeline's sources (the champion) before it
+# checks the step configs, so were the pointer not refused, the run would stop at this instead of training.
+RUN = ("run", "drone-detection", "--param", "image_size=100")
+TRIPWIRE = "imgsz: 100 is not a multiple of 32"
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +111,7 @@ def test_run_refuses_a_champion_whose_weights_are_gone(pointer: Path, capsys: py
     assert code == 2
     assert err.splitlines() == [
         f"error: the weights of champion {DRONE} v1 ({weights}, from {pointer}) do not exist",
-        "hint: restore the MLflow artifacts folder (mlartifacts/), or compare with other weights: skyops run --param champion=PATH",
+        f"hint: restore the MLflow artifacts folder (mlartifacts/), or make another version the champion: skyops models promote N --model {DRONE}",
     ]
 
 
@@ -136,7 +138,7 @@ def test_the_recovery_the_hint_names_works(pointer: Path, capsys: pytest.Capture
 def test_a_sound_pointer_binds_the_champion(pointer: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, *RUN)
     assert out.startswith(f"comparing with the champion: {DRONE} v1")
-    assert code == 2 and err.startswith("error: ") and "tripwire" in err  # stopped by the tripwire, after the champion was bound
+    assert code == 2 and err.startswith("error: ") and TRIPWIRE in err  # stopped by the tripwire, after the champion was bound
 
 
 def test_deleting_the_champion_removes_its_pointer(project: Path, store_dir: Path, model: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -63,8 +63,18 @@ def sagemaker_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 STEP = """
-from skyops.pipeline import JobKind, NodeType, Port, ScriptContract, StepSpec, processing_input, processing_output
+from dataclasses import dataclass
+
+from skyops.pipeline import JobKind, NodeType, Port, ScriptContract, StepConfig, StepSpec, processing_input, processing_output, training_channel
+from skyops.pipeline.catalog import EmptyConfig
+from skyops.pipeline.contract import TRAINING_MODEL, Registers
 from {package} import CATALOG
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistrationConfig(StepConfig):
+    model_name: str = "toy-model"
+
 
 SPEC = StepSpec(
     step_type="{name}",
@@ -75,21 +85,53 @@ SPEC = StepSpec(
 CONTRACT = ScriptContract(
     entry_point="{package}.{name}",
     job_kind=JobKind.{kind},
-    inputs={{n: processing_input(n) for n in {inputs!r}}},
-    outputs={{n: processing_output(n) for n in {outputs!r}}},
+    inputs={{n: {input_path}(n) for n in {inputs!r}}},
+    outputs={outputs_paths},
     required_env={required_env!r},
+    optional_env={optional_env!r},
+    registers={registers},
 )
 
 
-@CATALOG.step(spec=SPEC, contract=CONTRACT)
+@CATALOG.step(spec=SPEC, contract=CONTRACT, config={config})
 def main(inputs, outputs, env, args):
     pass
 """
 
 
+def step_source(package: str, name: str, kind: str, inputs: dict[str, str], outputs: dict[str, str], required_env: tuple[str, ...]) -> str:
+    """A scratch step's script.py. A training step puts its one output at /opt/ml/model; a registration step
+    registers its first input (the model), reading its second (metrics.json) and writing decision.json to its output."""
+    registers, config, optional_env = "None", "EmptyConfig", {}
+    if kind == "REGISTRATION":
+        model, metrics = list(inputs)[:2]
+        registers = (
+            f"Registers(model={model!r}, metrics={metrics!r}, metrics_file='metrics.json', decision={next(iter(outputs))!r}, "
+            "decision_file='decision.json', card_file='card.json', model_name_config='model_name')"
+        )
+        config, optional_env = "RegistrationConfig", {"SKYOPS_REGISTRY": "local"}
+    if kind == "TRAINING":
+        outputs_paths = f"{{{next(iter(outputs))!r}: TRAINING_MODEL}}"
+    else:
+        outputs_paths = f"{{n: processing_output(n) for n in {outputs!r}}}"
+    return STEP.format(
+        package=package,
+        name=name,
+        kind=kind,
+        inputs=inputs,
+        outputs=outputs,
+        input_path="training_channel" if kind == "TRAINING" else "processing_input",
+        outputs_paths=outputs_paths,
+        required_env=required_env,
+        optional_env=optional_env,
+        registers=registers,
+        config=config,
+    )
+
+
 @pytest.fixture
 def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., str]]:
-    """A throw-away step catalog; `add(name, kind, inputs, outputs, required_env)` adds a step and returns the package."""
+    """A throw-away step catalog; `add(name, kind, inputs, outputs, required_env)` adds a step (see `step_source`) and returns the package."""
     package = f"smscratch_{tmp_path.name.replace('-', '_')}"
     root = tmp_path / "pkgs"
     (root / package).mkdir(parents=True)
@@ -106,8 +148,7 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
         step = root / package / name
         step.mkdir()
         (step / "__init__.py").write_text("")
-        source = STEP.format(package=package, name=name, kind=kind, inputs=inputs or {}, outputs=outputs or {}, required_env=required_env)
-        (step / "script.py").write_text(textwrap.dedent(source))
+        (step / "script.py").write_text(textwrap.dedent(step_source(package, name, kind, inputs or {}, outputs or {}, required_env)))
         return package
 
     yield add

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from skyops.aws.pipelines import SageMakerPipelines, deploy_endpoint
+from skyops.aws.model_packages import ModelPackages
+from skyops.aws.pipelines import SageMakerPipelines
 from skyops.aws.session import AwsGuard
 from skyops.cli import main as skyops_main
 from skyops.errors import ConfigError
@@ -22,7 +23,7 @@ from skyops.pipeline.definition import Pipeline
 from skyops.pipeline.sagemaker import build_code_archive, compile_pipeline, with_code
 from skyops.pipeline.sagemaker.parameters import check_start_parameters
 
-from .conftest import BUCKET, IMAGE, REGION, ROLE, ROOT, SETTINGS, AwsFiles, MotoServer
+from .conftest import BUCKET, REGION, ROLE, ROOT, SETTINGS, AwsFiles, MotoServer
 
 pytestmark = pytest.mark.usefixtures("sagemaker_env")
 
@@ -70,6 +71,13 @@ def test_upsert_creates_then_updates_after_uploading_the_code(bucket: str, moto:
     assert [r.split(" ")[0] for r in moto.requests] == ["PUT", "POST", "POST", "POST", "POST", "GET"]
 
 
+def test_the_unbound_marker_is_the_only_object_under_its_prefix(bucket: str) -> None:
+    pipelines = SageMakerPipelines(AwsGuard())
+    assert pipelines.upload_unbound_marker(bucket, SETTINGS.unbound_key) == f"s3://{bucket}/skyops/unbound/.skyops-unbound"
+    listed = pipelines.client("s3").list_objects_v2(Bucket=bucket, Prefix=SETTINGS.unbound_uri.removeprefix(f"s3://{bucket}/"))
+    assert [o["Key"] for o in listed["Contents"]] == ["skyops/unbound/.skyops-unbound"]  # what a job downloads from the prefix
+
+
 def test_start_status_and_executions(bucket: str, drone: Pipeline) -> None:
     pipelines = SageMakerPipelines(AwsGuard())
     pipelines.upsert(drone.name, compile_pipeline(drone, SETTINGS), ROLE)
@@ -90,11 +98,7 @@ def test_latest_of_a_pipeline_without_executions(bucket: str, drone: Pipeline) -
 
 
 def test_start_parameters_are_checked_against_the_stored_definition(definition: dict[str, Any]) -> None:
-    assert check_start_parameters("p", definition, {"epochs": "30", "Deploy": "yes", "min_map50": "0.6"}) == {
-        "epochs": "30",
-        "Deploy": "true",
-        "min_map50": "0.6",
-    }
+    assert check_start_parameters("p", definition, {"epochs": "30", "min_map50": "0.6"}) == {"epochs": "30", "min_map50": "0.6"}
     with pytest.raises(ConfigError) as info:
         check_start_parameters("p", definition, {"epoch": "3", "batch": "many", "dataset": "s3://data/visdrone/"})
     assert [p.split(":")[0] for p in info.value.problems] == ["batch", "dataset", "epoch"]
@@ -113,12 +117,29 @@ def test_cli_upsert_start_status_executions(bucket: str, project: None, capsys: 
     assert cli(capsys, "sagemaker", "upsert", "drone-detection", "-p", "epochs=5")[1].startswith("updated ")
     code, out, err = cli(capsys, "sagemaker", "start", "drone-detection", "-p", "epochs=3", "--display-name", "cli")
     assert code == 0, err
-    arn = out.split()[1]
+    assert out.splitlines()[0] == "source  EvaluateChampion: registry:drone-detector@champion names nothing; the input stays unbound"
+    arn = out.splitlines()[1].split()[1]
     code, out, _ = cli(capsys, "sagemaker", "status", "latest")
     assert code == 0 and out.splitlines()[:2] == [f"execution {arn}", "status    Succeeded"]
     assert "steps     not available: ListPipelineExecutionSteps is not implemented by this endpoint" in out
     code, out, _ = cli(capsys, "sagemaker", "executions", "drone-detection")
     assert code == 0 and f"Succeeded   {arn}  cli" in out
+
+
+def test_cli_start_compares_with_the_newest_approved_version(bucket: str, project: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "sagemaker", "upsert", "drone-detection")[0] == 0
+    marker = AwsGuard().client("s3").get_object(Bucket=bucket, Key=SETTINGS.unbound_key)["Body"].read()
+    assert marker.startswith(b"skyops: an input bound to this folder is unbound")  # uploaded by upsert: the source's default
+    packages = ModelPackages(AwsGuard())
+    packages.ensure_group("drone-detector")
+    approved = packages.register("drone-detector", "s3://models/run7/model.tar.gz", "image")
+    packages.approve(approved, "reviewed")
+    code, out, err = cli(capsys, "sagemaker", "start", "drone-detection")
+    assert code == 0, err
+    assert out.splitlines()[0] == "source  EvaluateChampion: registry:drone-detector@champion is s3://models/run7/model.tar.gz"
+    arn = out.splitlines()[1].split()[1]
+    listed = AwsGuard().client("sagemaker").list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
+    assert {"Name": "EvaluateChampion", "Value": "s3://models/run7/model.tar.gz"} in listed
 
 
 def test_cli_start_refuses_a_parameter_no_step_uses(
@@ -190,35 +211,3 @@ def test_the_installed_command_upserts(bucket: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("created arn:aws:sagemaker:eu-west-1:123456789012:pipeline/drone-detection")
-
-
-def test_deploy_endpoint_creates_model_config_and_endpoint(moto: MotoServer) -> None:
-    sagemaker = AwsGuard().client("sagemaker")
-    package = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/drone-detection/1"
-    name = deploy_endpoint(
-        sagemaker,
-        endpoint_name="drone-detection",
-        instance_type="ml.m5.large",
-        image=IMAGE,
-        model_data="s3://skyops-artifacts/run/model.tar.gz",
-        model_package_arn=package,
-        role_arn=ROLE,
-        execution_id="abc123def456",
-    )
-    assert name == "drone-detection-abc123def456"
-    assert sagemaker.describe_endpoint(EndpointName="drone-detection")["EndpointConfigName"] == name
-    model = sagemaker.describe_model(ModelName=name)
-    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://skyops-artifacts/run/model.tar.gz"
-    tags = sagemaker.list_tags(ResourceArn=model["ModelArn"])["Tags"]
-    assert {"Key": "skyops:model-package", "Value": package} in tags
-
-
-def test_deploy_endpoint_refuses_outside_a_processing_job() -> None:
-    args = [
-        f"--{o}=x"
-        for o in ("endpoint-name", "instance-type", "image", "model-data", "model-package-arn", "role-arn", "execution-id", "region")
-    ]
-    done = subprocess.run(
-        [sys.executable, "-m", "skyops.aws.pipelines", "deploy-endpoint", *args], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 2 and "runs inside a SageMaker processing job only" in done.stderr

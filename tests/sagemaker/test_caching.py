@@ -15,6 +15,7 @@ from skyops.pipeline.definition import Pipeline, pipeline_from_dict
 from skyops.pipeline.sagemaker import compile_pipeline
 from skyops.pipeline.sagemaker.caching import CACHE_KEY_ATTRIBUTES
 from skyops.pipeline.sagemaker.expressions import references
+from skyops.pipeline.sagemaker.sources import source_parameters
 
 from .checks import all_steps, parameter_defaults
 from .conftest import SETTINGS
@@ -65,6 +66,7 @@ def test_no_cache_key_attribute_reads_an_execution_variable_or_a_run_specific_pa
     found = cache_key_references(definition)
     assert set(found) >= {"ingest", "validate", "profile", "split", "train", "evaluate"}
     settings = {f"Parameters.{p.name}" for p in drone.parameters}  # what a step computes from; nothing about who or when
+    settings |= {f"Parameters.{p.name}" for p in source_parameters(drone, SETTINGS)}  # a resolved source (the champion) is an input
     assert {name: sorted(r for r in refs if not (r in settings or r.startswith("Steps."))) for name, refs in found.items()} == {
         name: [] for name in found
     }

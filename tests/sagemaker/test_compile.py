@@ -1,4 +1,4 @@
-"""How the compiler maps a pipeline: golden file, determinism, wiring, gates, registration, deploy, and its errors.
+"""How the compiler maps a pipeline: golden file, determinism, wiring, gates, registration, and its errors.
 
 Regenerate the golden file after an intended change: SKYOPS_REGEN_GOLDEN=1 pytest tests/sagemaker -k golden
 """
@@ -58,7 +58,7 @@ def test_steps_wire_through_property_references(definition: dict[str, Any]) -> N
     assert splits["DataSource"]["S3DataSource"]["S3Uri"] == {"Get": "Steps.split.ProcessingOutputConfig.Outputs['splits'].S3Output.S3Uri"}
     evaluate = {i["InputName"]: i["S3Input"]["S3Uri"] for i in step(definition, "evaluate")["Arguments"]["ProcessingInputs"]}
     assert evaluate["model"] == {"Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}
-    assert "champion" not in evaluate  # optional, bound to ${champion} whose default is "": left out, as locally
+    assert evaluate["champion"] == {"Get": "Parameters.EvaluateChampion"}  # its registry: source, filled by `start` (test_sources.py)
     assert evaluate["skyops_code"] == f"s3://{SETTINGS.bucket}/{SETTINGS.code_key}"
 
 
@@ -96,7 +96,7 @@ def test_non_string_parameters_are_joined_into_strings(definition: dict[str, Any
 
 def test_gate_holds_the_guarded_step_and_fails_with_the_message(definition: dict[str, Any]) -> None:
     assert [s["Name"] for s in definition["Steps"]] == [
-        "ingest", "validate", "profile", "split", "train", "evaluate", "quality-gate", "register-deploy-requested",
+        "ingest", "validate", "profile", "split", "train", "evaluate", "quality-gate", "register-decision",
     ]  # fmt: skip
     gate = step(definition, "quality-gate")["Arguments"]
     assert gate["Conditions"] == [
@@ -114,31 +114,40 @@ def test_gate_holds_the_guarded_step_and_fails_with_the_message(definition: dict
     ]
 
 
-def test_registration_is_a_pending_model_version_with_metrics(definition: dict[str, Any]) -> None:
-    register = step(definition, "register")
-    arguments = register["Arguments"]
-    assert register["Type"] == "RegisterModel" and arguments["ModelApprovalStatus"] == "PendingManualApproval"
-    assert arguments["ModelPackageGroupName"] == "drone-detection"
-    assert arguments["InferenceSpecification"]["Containers"] == [
-        {"Image": SETTINGS.image_uri, "ModelDataUrl": {"Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}}
+def test_registration_decides_in_a_processing_job_then_registers_with_that_status(definition: dict[str, Any]) -> None:
+    decide = step(definition, "register")
+    assert decide["Type"] == "Processing" and decide["Arguments"]["Environment"]["SKYOPS_REGISTRY"] == "sagemaker"
+    assert decide["PropertyFiles"] == [{"PropertyFileName": "Decision", "OutputName": "registration", "FilePath": "decision.json"}]
+    condition = step(definition, "register-decision")
+    assert condition["DependsOn"] == ["register"] and condition["Arguments"]["Conditions"] == [
+        {
+            "Type": "Equals",
+            "LeftValue": {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.register.PropertyFiles.Decision"}, "Path": "status"}},
+            "RightValue": "PendingManualApproval",
+        }
     ]
-    assert arguments["InferenceSpecification"]["SupportedContentTypes"] == ["application/x-image", "application/json"]
-    statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
+    (pending,) = condition["Arguments"]["IfSteps"]
+    (rejected,) = condition["Arguments"]["ElseSteps"]
+    assert (pending["Name"], pending["Arguments"]["ModelApprovalStatus"]) == ("register-pending", "PendingManualApproval")
+    assert (rejected["Name"], rejected["Arguments"]["ModelApprovalStatus"]) == ("register-rejected", "Rejected")
+    decision = {"Get": "Steps.register.ProcessingOutputConfig.Outputs['registration'].S3Output.S3Uri"}
     evaluation = {"Get": "Steps.evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"}
-    assert statistics == {"ContentType": "application/json", "S3Uri": {"Std:Join": {"On": "/", "Values": [evaluation, "evaluation.json"]}}}
+    for version in (pending, rejected):
+        arguments = version["Arguments"]
+        assert arguments["ModelPackageGroupName"] == {"Get": "Parameters.model_name"}  # the pipeline's one model name
+        assert arguments["InferenceSpecification"]["Containers"] == [
+            {"Image": SETTINGS.image_uri, "ModelDataUrl": {"Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}}
+        ]
+        statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
+        assert statistics["S3Uri"] == {"Std:Join": {"On": "/", "Values": [evaluation, "evaluation.json"]}}
+        metadata = arguments["CustomerMetadataProperties"]
+        assert metadata["skyops:decision"] == {"Std:Join": {"On": "/", "Values": [decision, "decision.json"]}}
+        assert metadata["skyops:card"] == {"Std:Join": {"On": "/", "Values": [decision, "card.json"]}}
 
 
-def test_deploy_runs_only_when_asked_after_registration(definition: dict[str, Any]) -> None:
-    condition = step(definition, "register-deploy-requested")
-    assert condition["DependsOn"] == ["register"]
-    assert condition["Arguments"]["Conditions"] == [{"Type": "Equals", "LeftValue": {"Get": "Parameters.Deploy"}, "RightValue": True}]
-    deploy = condition["Arguments"]["IfSteps"][0]
-    assert deploy["CacheConfig"] == {"Enabled": False}
-    arguments = deploy["Arguments"]["AppSpecification"]["ContainerArguments"]
-    assert arguments[0] == "deploy-endpoint" and arguments[arguments.index("--model-package-arn") + 1] == {
-        "Get": "Steps.register.ModelPackageArn"
-    }
-    assert {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]}["Deploy"] is False
+def test_a_model_name_sagemaker_refuses_is_refused_at_compile_time(drone: Pipeline) -> None:
+    with pytest.raises(PipelineError, match=r"step 'register': config 'model_name' is 'drone_detector', which SageMaker refuses"):
+        compile_pipeline(drone, SETTINGS, {"model_name": "drone_detector"})
 
 
 def test_spot_is_a_definition_time_choice(drone: Pipeline) -> None:
@@ -183,8 +192,8 @@ def test_local_paths_cannot_reach_sagemaker(drone: Pipeline) -> None:
 
 def test_parameter_clash_with_the_engine_is_refused() -> None:
     data = drone_dict()
-    data["parameters"]["Deploy"] = {"type": "boolean", "default": True}
-    with pytest.raises(PipelineError, match=r"defines parameter 'Deploy', which the SageMaker engine adds itself"):
+    data["parameters"]["TrainingInstanceType"] = {"type": "string", "default": "ml.p3.2xlarge"}
+    with pytest.raises(PipelineError, match=r"defines parameter 'TrainingInstanceType', which the SageMaker engine adds itself"):
         compile_pipeline(pipeline_from_dict(data), SETTINGS)
 
 
@@ -207,9 +216,7 @@ def test_missing_code_key_is_refused(drone: Pipeline) -> None:
 
 def test_registration_needs_a_training_model(scratch) -> None:
     package = scratch("export", outputs={"model": "model-weights", "evaluation": "evaluation"})
-    scratch(
-        "enroll", kind="REGISTRATION", inputs={"model": "model-weights", "evaluation": "evaluation"}, outputs={"record": "registration"}
-    )
+    scratch("enroll", kind="REGISTRATION", inputs={"model": "model-weights", "evaluation": "evaluation"}, outputs={"record": "decision"})
     pipeline = pipeline_from_dict({"name": "reg", "catalog": package, "steps": [{"step": "export"}, {"step": "enroll"}]})
     with pytest.raises(
         PipelineError, match=r"step 'enroll': registration step 'enroll': its 'model' input is a folder written by a processing step"

@@ -1,4 +1,6 @@
-"""Same pipeline, two engines: every job in the definition sees exactly what its contract and the local engine give it."""
+"""Same pipeline, two engines: every job in the definition sees exactly what its contract and the local engine give it.
+
+The registration's decision itself is compared on both engines in test_registration.py."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ import pytest
 
 from skyops.pipeline.builders import builder_for
 from skyops.pipeline.config import to_argument
-from skyops.pipeline.contract import RUN_CONTEXT_ENV, JobKind
+from skyops.pipeline.contract import REGISTRY_ENV, RUN_CONTEXT_ENV, JobKind
 from skyops.pipeline.definition import Pipeline, StepNode
 from skyops.pipeline.sagemaker.compile import infrastructure_parameters, run_context
 from skyops.pipeline.sagemaker.container import CODE_INPUT, TRAINING_CODE_DIR, code_entrypoint
 from skyops.pipeline.sagemaker.expressions import as_string
+from skyops.pipeline.sagemaker.render import ENGINE
+from skyops.pipeline.sagemaker.sources import source_parameters
 from skyops.pipeline.wiring import Edge, ExternalRef, ParamRef
 
 from .checks import all_steps
@@ -44,20 +48,24 @@ def left_out(drone: Pipeline, edge: Edge) -> bool:
 
 
 def expected_environment(drone: Pipeline, node: StepNode) -> dict[str, Any]:
+    """The run context, the pipeline's env, the contract's defaults; and the engine's own value where the local engine sets one too."""
     contract = node.definition.contract
     context = run_context(node.name)
-    return {name: context.get(name, {**drone.env, **node.env}.get(name, contract.optional_env.get(name))) for name in contract.env_names}
+    engine = {REGISTRY_ENV: ENGINE} if contract.job_kind is JobKind.REGISTRATION else {}
+    assert set(engine) == set(builder_for(contract).local_env)  # the local engine sets the same variables, to "local"
+    given = {**drone.env, **node.env}
+    return {name: engine.get(name, context.get(name, given.get(name, contract.optional_env.get(name)))) for name in contract.env_names}
 
 
 def test_parameters_keep_names_types_and_defaults(definition: dict[str, Any], drone: Pipeline) -> None:
     compiled = {p["Name"]: (p["Type"].lower(), p["DefaultValue"]) for p in definition["Parameters"]}
     local = {p.name: (str(p.type), p.default) for p in drone.parameters}
-    extra = {p.name: (str(p.type), p.default) for p in infrastructure_parameters(drone, SETTINGS)}
+    extra = {p.name: (str(p.type), p.default) for p in (*infrastructure_parameters(drone, SETTINGS), *source_parameters(drone, SETTINGS))}
     assert compiled == {**local, **extra}
     assert set(local).isdisjoint(extra)
 
 
-@pytest.mark.parametrize("name", [s for s in DRONE_STEPS if s != "register"])
+@pytest.mark.parametrize("name", DRONE_STEPS)
 def test_arguments_equal_the_local_engines(definition: dict[str, Any], drone: Pipeline, name: str) -> None:
     node, compiled = drone.step(name), job(definition, name)
     if node.definition.contract.job_kind is JobKind.TRAINING:
@@ -67,7 +75,7 @@ def test_arguments_equal_the_local_engines(definition: dict[str, Any], drone: Pi
     assert sagemaker_arguments_with_defaults(drone, arguments) == local_arguments(drone, node)
 
 
-@pytest.mark.parametrize("name", [s for s in DRONE_STEPS if s != "register"])
+@pytest.mark.parametrize("name", DRONE_STEPS)
 def test_container_paths_and_environment_are_the_contracts(definition: dict[str, Any], drone: Pipeline, name: str) -> None:
     node, arguments = drone.step(name), job(definition, name)["Arguments"]
     contract = node.definition.contract

@@ -27,8 +27,15 @@ def model(request: pytest.FixtureRequest) -> str:
     return "reg-" + request.node.name.replace("_", "-")[:50]
 
 
-def env_of(state: Path) -> dict[str, str]:
-    return {"SKYOPS_STATE_DIR": str(state), "SKYOPS_TRACKING_URI": "", "SKYOPS_RUN_ID": "run-1", "SKYOPS_USER": "pipeline"}
+def env_of(state: Path, registry: str = "local") -> dict[str, str]:
+    """The step's env as the local engine gives it (`registry`: SKYOPS_REGISTRY, which the engine sets)."""
+    return {
+        "SKYOPS_STATE_DIR": str(state),
+        "SKYOPS_TRACKING_URI": "",
+        "SKYOPS_RUN_ID": "run-1",
+        "SKYOPS_USER": "pipeline",
+        "SKYOPS_REGISTRY": registry,
+    }
 
 
 def register(model_dir: Path, evaluation: Path, out: Path, state: Path, model: str) -> dict[str, object]:
@@ -43,13 +50,18 @@ def test_a_rerun_with_the_same_weights_does_not_register_them_again(
 ) -> None:
     model_dir, evaluation = trained(b"weights of one training run")
     first = register(model_dir, evaluation, tmp_path / "first", step_state, model)
-    assert capsys.readouterr().out.startswith(f"registered {model}:1 as PendingManualApproval; gate passed:\n")
+    out = capsys.readouterr().out
+    assert out.startswith(f"decision on {model} ({first['weights_sha256'][:12]}): PendingManualApproval; gate passed:\n")
+    assert out.endswith(f"registered {model}:1 as PendingManualApproval\n")
     assert (first["version"], first["created"], first["status"]) == (1, True, "PendingManualApproval")
 
     # The same weights again (say evaluate re-ran against a new champion, so register missed its cache).
     again = register(model_dir, evaluation, tmp_path / "again", step_state, model)
     out = capsys.readouterr().out
-    assert out.startswith(f"{model}: these weights are already registered as v1 (PendingManualApproval); not registered again\n")
+    assert out.splitlines()[-1] == (
+        f"{model}: these weights are already registered as v1 (PendingManualApproval); not registered again "
+        "(the version keeps the decision it was registered with)"
+    )
     assert (again["version"], again["created"], again["mlflow_run_id"], again["source"]) == (
         1,
         False,
@@ -143,3 +155,31 @@ def test_a_register_after_a_changed_evaluation_keeps_the_versions_decision(
     assert second["created"] is False and second["gate"]["passed"] is False  # this run's decision, in its record
     version = ModelRegistry(TrackingStore.local(step_state), model).get(1)
     assert version.gate["passed"] is True and version.status.value == "PendingManualApproval"  # the version's own, untouched
+
+
+def test_the_decision_and_card_are_written_on_every_registry_and_only_local_registers(
+    trained: Trained, step_state: Path, model: str, tmp_path: Path
+) -> None:
+    model_dir, evaluation = trained(b"weights decided twice")
+    config = RegisterConfig(model_name=model, min_map50=0.9)  # the fixture's evaluation has mAP50 0.5: rejected
+    decided = {}
+    for registry in ("sagemaker", "local"):
+        out = tmp_path / registry
+        out.mkdir()
+        main({"model": model_dir, "evaluation": evaluation}, {"registration": out}, env_of(step_state, registry), config)
+        decided[registry] = json.loads((out / "decision.json").read_text())
+        assert json.loads((out / "card.json").read_text()) == decided[registry]["card"]
+        assert (out / "registration.json").is_file() is (registry == "local")
+        if registry == "sagemaker":
+            assert ModelRegistry(TrackingStore.local(step_state), model).versions() == []  # decided, registered nothing
+    for decision in decided.values():
+        assert (decision["model"], decision["status"], decision["reasons"][0]) == (model, "Rejected", "mAP50 0.500 < 0.900 (absolute bar)")
+    assert decided["sagemaker"]["gate"] == decided["local"]["gate"]
+    (version,) = ModelRegistry(TrackingStore.local(step_state), model).versions()
+    assert version.status.value == "Rejected" and version.gate == decided["local"]["gate"]
+
+
+def test_an_unknown_registry_is_refused(trained: Trained, step_state: Path, model: str, tmp_path: Path) -> None:
+    model_dir, evaluation = trained(b"weights for nobody")
+    with pytest.raises(ConfigError, match=r"^SKYOPS_REGISTRY is 'mlflow'; expected one of local, sagemaker$"):
+        main({"model": model_dir, "evaluation": evaluation}, {"registration": tmp_path}, env_of(step_state, "mlflow"), RegisterConfig())

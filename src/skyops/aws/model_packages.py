@@ -6,6 +6,7 @@
                             metrics_s3_uri="s3://bucket/evaluation.json", description="yolo11n, run 42")
     packages.approve(arn, "mAP50 0.71 beats the champion")   # governance (who may) is the caller's job
     packages.latest_approved("drone-detection")                # -> PackageVersion | None
+    registry_resolver(packages)("drone-detector@champion")     # -> the champion's model.tar.gz URI | None
 
 Requests are made only when a method is called. AWS errors become AwsRequestError saying what was asked.
 """
@@ -13,7 +14,7 @@ Requests are made only when a method is called. AWS errors become AwsRequestErro
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -28,6 +29,7 @@ _GROUP_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # SageMaker's Ent
 _MAX_TEXT = 1024  # characters of a description or an approval note
 _MAX_METADATA = 50  # entries of customer metadata; keys up to 128 characters, values up to 256
 _MISSING = "does not exist"  # SageMaker's only sign of a missing group: a ValidationException with this text
+CHAMPION = "champion"  # `registry:<group>@champion`: the group's newest Approved version (SageMaker has no aliases)
 
 
 class ApprovalStatus(StrEnum):
@@ -238,3 +240,38 @@ def _check_metadata(metadata: Mapping[str, str]) -> list[str]:
 def _raise_problems(subject: str, problems: list[str]) -> None:
     if problems:
         raise problems_error(ConfigError, subject, problems)
+
+
+def registry_resolver(packages: ModelPackages, announce: Callable[[str], None] | None = None) -> Callable[[str], str | None]:
+    """`skyops sagemaker start`'s resolver of `registry:<group>@champion` references.
+
+    SageMaker's model registry has no aliases: the champion is the group's newest Approved version
+    (approving goes through skyops' governance, docs/sagemaker.md). The resolver returns that
+    version's ModelDataUrl (a model.tar.gz), or None when the group has no Approved version or does
+    not exist yet (a first run compares with none).
+
+    Raises (when called):
+        ConfigError: a reference that is not `<group>@champion`.
+    """
+
+    def resolve(reference: str) -> str | None:
+        group, _, alias = reference.rpartition("@")
+        if alias != CHAMPION or not _GROUP_NAME.fullmatch(group):
+            raise ConfigError(
+                f"registry:{reference} is not registry:<model>@{CHAMPION}",
+                hint=f"on SageMaker a model's @{CHAMPION} is its package group's newest Approved version",
+            )
+        try:
+            found = packages.latest_approved(group)
+        except AwsRequestError as exc:
+            if _MISSING not in exc.message:
+                raise
+            found = None
+        if found is None:
+            return None
+        package = packages.describe(found.arn)
+        if announce is not None:
+            announce(f"comparing with the champion: {group} v{package.version} ({package.arn})")
+        return package.model_data_url
+
+    return resolve

@@ -2,35 +2,27 @@
 
     pipelines = SageMakerPipelines(AwsGuard())                 # every request goes through the profile guard
     pipelines.upload_code(bucket, key, archive.data)
+    pipelines.upload_unbound_marker(bucket, settings.unbound_key)  # what a scheme source's input reads when nothing is found
     pipelines.upsert("drone-detection", definition, role_arn)  # -> Upserted(arn, created=True), then created=False
     arn = pipelines.start("drone-detection", {"epochs": "30"})
     pipelines.status(arn)                                      # -> ExecutionStatus, steps included when listed
 
 Requests are made only when a method is called; AWS errors become AwsRequestError saying what was asked.
-
-`python -m skyops.aws.pipelines deploy-endpoint ...` is the other half: it runs inside the deploy
-processing job of a compiled pipeline (skyops.pipeline.sagemaker.conditions) and is the one AWS call
-path that does not use AwsGuard. A SageMaker job has no profiles and no config files; its only
-identity is the execution role the definition names. It refuses to run anywhere else.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from skyops.aws.session import AwsGuard, AwsRequestError, aws_request
 from skyops.errors import ConfigError
 
 _EXISTS = "already exists"  # SageMaker's sign of a name taken: a ValidationException with this text
-_NO_ENDPOINT = "Could not find endpoint"
-PROCESSING_JOB_CONFIG = Path("/opt/ml/config/processingjobconfig.json")  # present in every processing job
+_UNBOUND_NOTE = b"skyops: an input bound to this folder is unbound (its source found nothing when the execution started)\n"
 
 
 @dataclass(frozen=True)
@@ -90,6 +82,13 @@ class SageMakerPipelines:
             f"upload the code archive to s3://{bucket}/{key}", hint="check the bucket exists and the profile may s3:PutObject"
         ):
             self.client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/gzip")
+        return f"s3://{bucket}/{key}"
+
+    def upload_unbound_marker(self, bucket: str, key: str) -> str:
+        """Put the unbound marker at s3://bucket/key: what an input reads when its source found nothing
+        (skyops.pipeline.sagemaker.sources). Its content is for a person who opens it."""
+        with aws_request(f"upload the unbound marker to s3://{bucket}/{key}", hint="check the profile may s3:PutObject"):
+            self.client("s3").put_object(Bucket=bucket, Key=key, Body=_UNBOUND_NOTE, ContentType="text/plain")
         return f"s3://{bucket}/{key}"
 
     def upsert(self, name: str, definition: Mapping[str, Any], role_arn: str, description: str = "") -> Upserted:
@@ -182,95 +181,3 @@ def _error(error: AwsRequestError) -> tuple[str, str]:
     response = getattr(error.__cause__, "response", None) or {}
     details = response.get("Error", {})
     return str(details.get("Code", "")), str(details.get("Message", ""))
-
-
-# ---- inside the deploy job of a compiled pipeline (not through the guard: see the module docstring) ----
-
-
-def deploy_endpoint(
-    sagemaker: Any,
-    *,
-    endpoint_name: str,
-    instance_type: str,
-    image: str,
-    model_data: str,
-    model_package_arn: str,
-    role_arn: str,
-    execution_id: str,
-    wait: bool = True,
-) -> str:
-    """Create a model and an endpoint config for this execution, then create or update the endpoint.
-
-    Args:
-        sagemaker: a SageMaker client.
-        endpoint_name: the endpoint to create, or to switch to the new config if it exists.
-        model_data: S3 URI of the model.tar.gz that was registered.
-        model_package_arn: the registered version, recorded as a tag on the model and config.
-        execution_id: the pipeline execution, which names the model and the config.
-        wait: block until the endpoint is InService (the job then fails when the endpoint does).
-
-    Returns:
-        The name of the new model and endpoint config.
-    """
-    name = f"{endpoint_name[: 62 - len(execution_id)]}-{execution_id}"  # SageMaker names: at most 63 characters
-    tags = [{"Key": "skyops:model-package", "Value": model_package_arn}, {"Key": "skyops:execution", "Value": execution_id}]
-    sagemaker.create_model(
-        ModelName=name, PrimaryContainer={"Image": image, "ModelDataUrl": model_data}, ExecutionRoleArn=role_arn, Tags=tags
-    )
-    variant = {"VariantName": "main", "ModelName": name, "InstanceType": instance_type, "InitialInstanceCount": 1}
-    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant], Tags=tags)
-    if _endpoint_exists(sagemaker, endpoint_name):
-        sagemaker.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=name)
-    else:
-        sagemaker.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=name, Tags=tags)
-    if wait:
-        sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=endpoint_name)
-    return name
-
-
-def _endpoint_exists(sagemaker: Any, name: str) -> bool:
-    from botocore.exceptions import ClientError  # heavy: loaded only when AWS is used
-
-    try:
-        sagemaker.describe_endpoint(EndpointName=name)
-    except ClientError as e:
-        if _NO_ENDPOINT in str(e.response.get("Error", {}).get("Message", "")):
-            return False
-        raise
-    return True
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m skyops.aws.pipelines deploy-endpoint --endpoint-name ... `, inside a SageMaker processing job only."""
-    parser = argparse.ArgumentParser(prog="python -m skyops.aws.pipelines")
-    commands = parser.add_subparsers(dest="command", required=True)
-    deploy = commands.add_parser("deploy-endpoint", help="deploy the registered model version (run by the pipeline's deploy job)")
-    for option in ("endpoint-name", "instance-type", "image", "model-data", "model-package-arn", "role-arn", "execution-id", "region"):
-        deploy.add_argument(f"--{option}", required=True)
-    args = parser.parse_args(argv)
-    if not PROCESSING_JOB_CONFIG.is_file():
-        print(
-            f"error: deploy-endpoint runs inside a SageMaker processing job only ({PROCESSING_JOB_CONFIG} is missing)\n"
-            "hint: start the pipeline with --param Deploy=true, or deploy from your machine with the guarded skyops commands",
-            file=sys.stderr,
-        )
-        return 2
-    import boto3  # heavy: loaded only when AWS is used
-
-    client = boto3.client("sagemaker", region_name=args.region)  # the job's execution role
-    name = deploy_endpoint(
-        client,
-        endpoint_name=args.endpoint_name,
-        instance_type=args.instance_type,
-        image=args.image,
-        model_data=args.model_data,
-        model_package_arn=args.model_package_arn,
-        role_arn=args.role_arn,
-        execution_id=args.execution_id,
-    )
-    print(f"endpoint {args.endpoint_name} serves model {name} ({args.model_package_arn}) and is InService")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

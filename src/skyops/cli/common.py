@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from skyops.settings import Settings, load_settings
+from skyops.settings import DEFAULT_MODEL, Settings, load_settings
 
 if TYPE_CHECKING:
     from skyops.pipeline.definition import Pipeline
@@ -34,10 +34,17 @@ def code_roots(pipeline: Pipeline) -> dict[str, Path]:
     return roots
 
 
-def engine(pipeline: Pipeline, *, workers: int = 2, use_cache: bool = True) -> LocalEngine:
-    from skyops.pipeline.engine import LocalEngine, StateDir
+def engine(pipeline: Pipeline, *, workers: int = 2, use_cache: bool = True, announce: Callable[[str], None] | None = None) -> LocalEngine:
+    """The local engine, with the resolvers of the sources pipelines declare (`registry:<model>@champion`).
 
-    return LocalEngine(StateDir(settings().state_dir), code_roots=code_roots(pipeline), workers=workers, use_cache=use_cache)
+    `announce` is told what a source resolved to ("comparing with the champion: ...").
+    """
+    from skyops.pipeline.engine import LocalEngine, StateDir
+    from skyops.registry.sources import REGISTRY_SCHEME, registry_resolver
+
+    s = settings()
+    resolvers = {REGISTRY_SCHEME: registry_resolver(s.state_dir, s.tracking_uri, announce)}
+    return LocalEngine(StateDir(s.state_dir), code_roots=code_roots(pipeline), workers=workers, use_cache=use_cache, resolvers=resolvers)
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, str]:
@@ -62,7 +69,7 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def registry(model: str = "drone-detector"):
+def registry(model: str = DEFAULT_MODEL):
     from skyops.registry.models import ModelRegistry
     from skyops.training.tracking import TrackingStore
 

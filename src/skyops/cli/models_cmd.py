@@ -11,6 +11,7 @@ from skyops.cli.common import actor, governance, registry
 from skyops.cli.output import stdout_console
 from skyops.cli.params import IntegerRange, argument
 from skyops.cli.usage import SkyopsGroup
+from skyops.settings import DEFAULT_MODEL
 
 app = SkyopsGroup(
     "models",
@@ -21,7 +22,7 @@ app = SkyopsGroup(
 version_argument = argument("version", metavar="VERSION", help="Version number, or an alias such as champion.")
 as_option = click.option("--as", "as_", help="Act as this user (default: $SKYOPS_USER, else the OS user).")
 reason_option = click.option("--reason", default="", show_default=False, help="Why: kept in the audit log and on the version.")
-model_option = click.option("--model", default="drone-detector", help="Registered model name.")
+model_option = click.option("--model", default=DEFAULT_MODEL, help="Registered model name.")
 
 
 @app.command("list")

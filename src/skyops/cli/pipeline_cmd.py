@@ -5,6 +5,7 @@ from __future__ import annotations
 from skyops.cli.common import load, settings
 from skyops.cli.params import argument
 from skyops.cli.usage import SkyopsGroup
+from skyops.settings import DEFAULT_CATALOG
 
 app = SkyopsGroup(
     "pipeline", help="Inspect pipelines: list them, explain their wiring, check the four layers of their steps.", no_args_is_help=True
@@ -64,7 +65,7 @@ def check(name: str | None) -> None:
     pipelines = [load(name)] if name else [load(str(p)) for p in list_pipelines(settings().pipeline_dirs)]
     problems = []
     checked = 0
-    packages = sorted({"skyops.steps", *(n.definition.script_module.rsplit(".", 2)[0] for p in pipelines for n in p.steps)})
+    packages = sorted({DEFAULT_CATALOG, *(n.definition.script_module.rsplit(".", 2)[0] for p in pipelines for n in p.steps)})
     for package in packages:
         catalog = catalog_of(package)
         only = {n.definition.name for p in pipelines for n in p.steps} if name else None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from skyops.cli.common import engine, format_seconds, load, parse_params, settings
+from skyops.cli.common import engine, format_seconds, load, parse_params
 from skyops.cli.live import STYLE as _STYLE
 from skyops.cli.live import Progress
 from skyops.cli.output import Output, Part, stdout_output
@@ -35,16 +35,10 @@ def run(name: str, param: Sequence[str], explain_cache: bool, no_cache: bool, wo
     pipeline = load(name)
     overrides = parse_params(param)
     out = stdout_output()
-    if "champion" in {p.name for p in pipeline.parameters} and "champion" not in overrides:
-        from skyops.registry.champion import champion_weights
-
-        found = champion_weights(settings().state_dir, "drone-detector", settings().tracking_uri)  # checked against the registry
-        if found:
-            overrides["champion"] = str(found[1])
-            out.line(f"comparing with the champion: drone-detector v{found[0]} (override with --param champion=PATH)")
     display = Progress(out.console, [s.name for s in pipeline.steps])
-    with display:
-        record = engine(pipeline, workers=workers, use_cache=not no_cache).run(pipeline, overrides, listener=display.update)
+    with display:  # the engine resolves the pipeline's sources first; a found champion is announced
+        runner = engine(pipeline, workers=workers, use_cache=not no_cache, announce=out.line)
+        record = runner.run(pipeline, overrides, listener=display.update)
     summarize(out, record, explain_cache=explain_cache)
     print_results(out, record)
     if record.status == "gated":

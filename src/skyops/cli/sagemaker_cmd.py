@@ -141,6 +141,7 @@ def upsert(
     options = _sagemaker_settings(bucket=bucket, role_arn=role_arn, region=checked.region, prefix=prefix, image_uri=image_uri, spot=spot)
     definition, compiled, archive = _compile(pipeline, options, param)
     pipelines.upload_code(compiled.bucket, compiled.code_key, archive.data)
+    pipelines.upload_unbound_marker(compiled.bucket, compiled.unbound_key)  # what a source's input reads when nothing is found
     result = pipelines.upsert(pipeline.name, definition, compiled.role_arn, pipeline.description)
     print(f"{'created' if result.created else 'updated'} {result.arn}")
     print(f"code     {compiled.code_uri}")
@@ -152,13 +153,23 @@ def upsert(
 @click.option("--param", "-p", multiple=True, help="Set a parameter for this execution: -p epochs=30 (repeatable).")
 @click.option("--display-name", default="", show_default=False, help="Name shown in SageMaker Studio.")
 def start(name: str, param: Sequence[str], display_name: str) -> None:
-    """Start an execution of a pipeline that `upsert` sent, checking the parameters against its stored definition."""
+    """Start an execution of a pipeline that `upsert` sent, checking the parameters against its stored definition.
+
+    Each source the pipeline declares (e.g. registry:MODEL@champion) is resolved now, on SageMaker's side.
+    """
+    from skyops.aws.model_packages import ModelPackages, registry_resolver
     from skyops.pipeline.sagemaker.parameters import check_start_parameters
+    from skyops.pipeline.sagemaker.sources import fill_sources
+    from skyops.registry.sources import REGISTRY_SCHEME
 
     pipeline_name = load(name).name if name.endswith((".yaml", ".yml", ".py")) else name
     pipelines: SageMakerPipelines = _pipelines(None)
     definition = pipelines.stored_definition(pipeline_name)
     values = check_start_parameters(pipeline_name, definition, parse_params(param))
+    found, notes = fill_sources(definition, values, {REGISTRY_SCHEME: registry_resolver(ModelPackages(pipelines.guard))})
+    values.update(found)
+    for note in notes:
+        print(f"source  {note}")
     arn = pipelines.start(pipeline_name, values, display_name)
     print(f"started {arn}")
     print("next    skyops sagemaker status latest" + ("" if pipeline_name == DEFAULT_PIPELINE else f" --pipeline {pipeline_name}"))

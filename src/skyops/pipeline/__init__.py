@@ -17,6 +17,7 @@ _EXPORTS = {
     "StepSpec": "spec",
     "JobKind": "contract",
     "ScriptContract": "contract",
+    "Registers": "contract",
     "processing_input": "contract",
     "processing_output": "contract",
     "training_channel": "contract",
@@ -33,6 +34,7 @@ _EXPORTS = {
     "OutputRef": "wiring",
     "ParamRef": "wiring",
     "ExternalRef": "wiring",
+    "SchemeRef": "wiring",
     "Edge": "wiring",
     "LocalEngine": "engine",
     "StateDir": "engine",
@@ -57,6 +59,8 @@ __all__ = [
     "Pipeline",
     "Port",
     "Range",
+    "Registers",
+    "SchemeRef",
     "ScriptContract",
     "StateDir",
     "StepConfig",
@@ -76,12 +80,12 @@ if TYPE_CHECKING:
     from skyops.pipeline.catalog import Catalog, EmptyConfig, StepDefinition
     from skyops.pipeline.check import check_catalog
     from skyops.pipeline.config import Range, StepConfig
-    from skyops.pipeline.contract import JobKind, ScriptContract, processing_input, processing_output, training_channel
+    from skyops.pipeline.contract import JobKind, Registers, ScriptContract, processing_input, processing_output, training_channel
     from skyops.pipeline.definition import Parameter, ParamType, Pipeline, StepNode, load_pipeline
     from skyops.pipeline.engine import LocalEngine, StateDir
     from skyops.pipeline.runtime import report_progress, run
     from skyops.pipeline.spec import JobType, NodeType, Port, StepSpec
-    from skyops.pipeline.wiring import Edge, ExternalRef, OutputRef, ParamRef
+    from skyops.pipeline.wiring import Edge, ExternalRef, OutputRef, ParamRef, SchemeRef
 
 
 def __getattr__(name: str) -> Any:

@@ -1,24 +1,28 @@
-"""Step builders: one per job kind. A builder turns a step into something an engine executes.
+"""Step builders: one per job kind. A builder says what a kind of job is, for every engine.
 
-For the local engine that is a `LocalTask` (a module to run, its argv, env and path map); the
-SageMaker compiler asks the same builder for the step's pipeline-definition JSON.
+It knows which container paths the kind can carry (checked by `skyops pipeline check`), whether it
+keeps checkpoints, and how the local engine runs it: a `LocalTask` (a module to run, its argv, env
+and path map). How another engine writes the kind down is that engine's business: the SageMaker
+compiler has one renderer per kind (skyops.pipeline.sagemaker.render). Nothing here imports an
+engine, so the local engine never loads the SageMaker compiler.
 """
 
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
-from skyops.errors import PipelineError
 from skyops.pipeline.catalog import StepDefinition
 from skyops.pipeline.config import StepConfig, config_to_dict, to_argument
 from skyops.pipeline.contract import (
     CHECKPOINTS,
+    LOCAL_REGISTRY,
     PROCESSING_INPUT,
     PROCESSING_OUTPUT,
+    REGISTRY_ENV,
     TRAINING_CHANNELS,
     TRAINING_MODEL,
     TRAINING_OUTPUT,
@@ -27,12 +31,6 @@ from skyops.pipeline.contract import (
 )
 from skyops.pipeline.runtime import PATHS_ENV
 
-# The SageMaker job shapes are imported by the methods that build SageMaker steps (the compiler's
-# calls): a local run never loads them.
-if TYPE_CHECKING:
-    from skyops.pipeline.sagemaker import jobs
-    from skyops.pipeline.sagemaker.expressions import Value
-
 
 @dataclass(frozen=True)
 class LocalTask:
@@ -40,14 +38,15 @@ class LocalTask:
 
     module: str
     argv: tuple[str, ...]
-    env: dict[str, str]  # added to the engine's environment
+    env: dict[str, str]  # added to the engine's environment: SKYOPS_PATHS first, then the kind's own (local_env)
     paths: dict[str, str]  # container path -> local path
 
     def command(self) -> str:
         """The equivalent shell command, for logs and 'run it yourself' hints."""
         import shlex
 
-        return f"{PATHS_ENV}={shlex.quote(json.dumps(self.paths))} python -m {self.module} " + " ".join(shlex.quote(a) for a in self.argv)
+        env = " ".join(f"{name}={shlex.quote(value)}" for name, value in self.env.items())
+        return f"{env} python -m {self.module} " + " ".join(shlex.quote(a) for a in self.argv)
 
 
 def config_arguments(config: StepConfig) -> tuple[str, ...]:
@@ -56,7 +55,11 @@ def config_arguments(config: StepConfig) -> tuple[str, ...]:
 
 
 class StepBuilder(ABC):
-    """Base of the per-job-kind builders; a kind declares which container paths it can carry."""
+    """Base of the per-job-kind builders; a kind declares which container paths it can carry.
+
+    A new job kind is a `JobKind` value, one builder here and one renderer per engine that writes
+    jobs down (docs/architecture.md).
+    """
 
     job_kind: ClassVar[JobKind]
     input_prefixes: ClassVar[tuple[str, ...]]
@@ -94,31 +97,19 @@ class StepBuilder(ABC):
         paths.update({contract.outputs[port]: str(path) for port, path in outputs.items()})
         if contract.checkpoint_path and checkpoints is not None:
             paths[contract.checkpoint_path] = str(checkpoints)
-        return LocalTask(contract.entry_point, config_arguments(config), {PATHS_ENV: json.dumps(paths)}, paths)
+        env = {PATHS_ENV: json.dumps(paths), **self.local_env}
+        return LocalTask(contract.entry_point, config_arguments(config), env, paths)
 
-    @abstractmethod
-    def sagemaker_step(self, job: jobs.SageMakerJob) -> dict[str, Any]:
-        """The step's entry in a SageMaker pipeline definition (its `Name`, `Type`, `Arguments`, ...)."""
-
-    @abstractmethod
-    def sagemaker_output(self, step: str, port: str, contract: ScriptContract) -> Value:
-        """What a later step receives for output `port` of `step`: a property reference to its S3 URI."""
+    @property
+    def local_env(self) -> dict[str, str]:
+        """Variables the local engine sets for every job of this kind (over the pipeline's env and the shell)."""
+        return {}
 
 
 class ProcessingBuilder(StepBuilder):
     job_kind = JobKind.PROCESSING
     input_prefixes = (PROCESSING_INPUT + "/",)
     output_prefixes = (PROCESSING_OUTPUT + "/",)
-
-    def sagemaker_step(self, job: jobs.SageMakerJob) -> dict[str, Any]:
-        from skyops.pipeline.sagemaker import jobs
-
-        return jobs.processing_step(job)
-
-    def sagemaker_output(self, step: str, port: str, contract: ScriptContract) -> Value:
-        from skyops.pipeline.sagemaker import jobs
-
-        return jobs.processing_output(step, port)
 
 
 class TrainingBuilder(StepBuilder):
@@ -127,36 +118,19 @@ class TrainingBuilder(StepBuilder):
     output_prefixes = (TRAINING_MODEL, TRAINING_OUTPUT)
     supports_checkpoints = True
 
-    def sagemaker_step(self, job: jobs.SageMakerJob) -> dict[str, Any]:
-        from skyops.pipeline.sagemaker import jobs
-
-        return jobs.training_step(job)
-
-    def sagemaker_output(self, step: str, port: str, contract: ScriptContract) -> Value:
-        from skyops.pipeline.sagemaker import jobs
-
-        return jobs.training_output(step, port, contract)
-
 
 class RegistrationBuilder(StepBuilder):
-    """Registers a model version. Locally its script runs like a processing job (paths included);
-    on SageMaker it becomes a RegisterModel step fed by its `model` and `evaluation` inputs."""
+    """A processing job that decides whether and how a model version is registered (its contract's
+    `registers` names the ports and files). Locally the script registers the version itself
+    (REGISTRY_ENV = local); another engine registers it from the decision file the script wrote."""
 
     job_kind = JobKind.REGISTRATION
     input_prefixes = (PROCESSING_INPUT + "/",)
     output_prefixes = (PROCESSING_OUTPUT + "/",)
 
-    def sagemaker_step(self, job: jobs.SageMakerJob) -> dict[str, Any]:
-        from skyops.pipeline.sagemaker import jobs
-
-        return jobs.register_model_step(job)
-
-    def sagemaker_output(self, step: str, port: str, contract: ScriptContract) -> Value:
-        raise PipelineError(
-            f"output {port!r} of registration step {step!r} is consumed by a later step, but on SageMaker a registration "
-            "is a RegisterModel step, which writes no files",
-            hint="read the registered version from the model registry instead, or make the consumer a separate pipeline",
-        )
+    @property
+    def local_env(self) -> dict[str, str]:
+        return {REGISTRY_ENV: LOCAL_REGISTRY}
 
 
 BUILDERS: dict[JobKind, StepBuilder] = {b.job_kind: b for b in (ProcessingBuilder(), TrainingBuilder(), RegistrationBuilder())}

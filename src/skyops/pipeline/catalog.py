@@ -15,7 +15,7 @@ import importlib
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,10 @@ def definition_problems(
         problems += [f"contract {side} path for {n!r} has no port in the spec" for n in sorted(set(paths) - names)]
     if not (isinstance(config, type) and issubclass(config, StepConfig) and is_dataclass(config)):
         problems.append(f"config {config!r} is not a StepConfig dataclass")
+    elif contract.registers is not None and contract.registers.model_name_config not in {f.name for f in fields(config)}:
+        problems.append(
+            f"registers.model_name_config names config field {contract.registers.model_name_config!r}, which {config.__name__} does not have"
+        )
     return problems
 
 

@@ -27,16 +27,40 @@ CHECKPOINTS = "/opt/ml/checkpoints"
 # display: set by the local engine only (empty in a SageMaker job, whose progress lines go to CloudWatch).
 PROGRESS_ENV = "SKYOPS_PROGRESS_FILE"
 RUN_CONTEXT_ENV = ("SKYOPS_RUN_ID", "SKYOPS_STEP_NAME", "SKYOPS_STATE_DIR", "SKYOPS_USER", PROGRESS_ENV)
+# Set by every engine for a registration job: which registry acts on its decision. "local": the
+# script registers the version itself (the local engine); any other value names the engine that
+# registers it from the decision file (the SageMaker compiler sets "sagemaker"). A registration
+# contract declares it; the engine's value always wins over the pipeline's env and the shell.
+REGISTRY_ENV = "SKYOPS_REGISTRY"
+LOCAL_REGISTRY = "local"
+# An input folder that holds only this file is not bound: how an engine that cannot leave an input
+# out at run time (SageMaker, for a source nothing was found for) says "nothing here" (runtime.prepare).
+UNBOUND_INPUT = ".skyops-unbound"
 
 _ENV = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
 class JobKind(StrEnum):
-    """The kind of job a step runs as; each kind has one builder and one container layout."""
+    """The kind of job a step runs as; each kind has one builder (skyops.pipeline.builders) and one
+    renderer per engine that needs one (e.g. skyops.pipeline.sagemaker.render)."""
 
     PROCESSING = "processing"
     TRAINING = "training"
-    REGISTRATION = "registration"  # runs like processing locally; a RegisterModel step on SageMaker
+    REGISTRATION = "registration"  # a processing job that decides; the engine registers from its decision (see Registers)
+
+
+class Decision(StrEnum):
+    """What a registration job decided: the approval status a new version is registered with.
+
+    A registration job writes it under DECISION_STATUS in its decision file; never "Approved":
+    approving is a person's act, never a pipeline's.
+    """
+
+    PENDING = "PendingManualApproval"
+    REJECTED = "Rejected"
+
+
+DECISION_STATUS = "status"  # key of the decision file (a JSON object) holding the Decision
 
 
 def processing_input(name: str) -> str:
@@ -52,17 +76,63 @@ def training_channel(name: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Registers:
+    """What an engine needs to register the model a registration job decided on, named by the contract.
+
+    The core never knows a step's port names: a registration contract says which ports and files
+    play which part, and each engine reads them from here.
+
+    Args:
+        model: input port of the trained model (a training job's model artifact).
+        metrics: input port of the folder holding the model's metrics file.
+        metrics_file: that file, recorded as the version's model quality metrics.
+        decision: output port the job writes its decision and model card into.
+        decision_file: the decision (a JSON object; its DECISION_STATUS is a Decision).
+        card_file: the model card (a JSON object), in the same output.
+        model_name_config: config field holding the registered model's name (a model package group on SageMaker).
+    """
+
+    model: str
+    metrics: str
+    metrics_file: str
+    decision: str
+    decision_file: str
+    card_file: str
+    model_name_config: str
+
+    def problems(self, contract: ScriptContract) -> list[str]:
+        """What of this does not fit the contract it belongs to."""
+        problems = [
+            f"registers names input {port!r}, which the contract does not declare"
+            for port in (self.model, self.metrics)
+            if port not in contract.inputs
+        ]
+        if self.decision not in contract.outputs:
+            problems.append(f"registers.decision names output {self.decision!r}, which the contract does not declare")
+        files = {"metrics_file": self.metrics_file, "decision_file": self.decision_file, "card_file": self.card_file}
+        problems += [
+            f"registers.{part} {name!r} must be a file name without '/'" for part, name in files.items() if not name or "/" in name
+        ]
+        if self.decision_file == self.card_file:
+            problems.append(f"registers.decision_file and card_file are both {self.card_file!r}")
+        if REGISTRY_ENV not in contract.env_names:
+            problems.append(f"a registration contract declares {REGISTRY_ENV} (the engine says there which registry acts on the decision)")
+        return problems
+
+
+@dataclass(frozen=True, kw_only=True)
 class ScriptContract:
     """The container-side interface of a step's script.
 
     Args:
         entry_point: module run as `python -m <entry_point>`.
-        job_kind: processing or training; decides which container paths are legal.
+        job_kind: processing, training or registration; decides which container paths are legal.
         inputs: input port name -> container path.
         outputs: output port name -> container path.
         checkpoint_path: container path kept across attempts (training resume), or None.
         required_env: env vars the script must be given.
         optional_env: env vars the script may read -> default value.
+        registers: for and only for a registration job: which ports and files its engine registers from.
     """
 
     entry_point: str
@@ -72,6 +142,7 @@ class ScriptContract:
     checkpoint_path: str | None = None
     required_env: tuple[str, ...] = ()
     optional_env: Mapping[str, str] = field(default_factory=dict)
+    registers: Registers | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", MappingProxyType(dict(self.inputs)))
@@ -86,6 +157,12 @@ class ScriptContract:
         env_names = [*self.required_env, *self.optional_env]
         problems += [f"env var {e!r} must match {_ENV.pattern}" for e in env_names if not _ENV.match(e)]
         problems += [f"env var {e!r} is both required and optional" for e in set(self.required_env) & set(self.optional_env)]
+        if self.job_kind is JobKind.REGISTRATION and self.registers is None:
+            problems.append("a registration job declares registers=Registers(...): the ports and files its engine registers from")
+        elif self.job_kind is not JobKind.REGISTRATION and self.registers is not None:
+            problems.append(f"only a registration job declares registers; this is a {self.job_kind} job")
+        elif self.registers is not None:
+            problems += self.registers.problems(self)
         if problems:
             raise ContractError(f"contract of {self.entry_point!r}: " + "; ".join(sorted(problems)))
 

@@ -3,7 +3,7 @@
 YAML form (`pipelines/NAME.yaml`):
 
     name: demo
-    catalog: skyops.steps          # package whose steps the pipeline uses
+    catalog: skyops.steps          # package whose steps the pipeline uses (default: skyops.settings.DEFAULT_CATALOG)
     parameters:
       epochs: {type: integer, default: 15, description: training epochs}
     steps:
@@ -12,7 +12,8 @@ YAML form (`pipelines/NAME.yaml`):
         config:
           epochs: ${epochs}        # a whole value may reference a parameter
         inputs:                    # optional: explicit bindings (else wiring rules apply)
-          data: split.splits
+          data: split.splits       # another step's output; or a path, s3:// URI or ${param};
+          baseline: registry:${model}@champion   # or a scheme:reference the engine's resolver finds
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from skyops.errors import ConfigError, PipelineError, SkyopsError, problems_erro
 from skyops.pipeline.catalog import Catalog, StepDefinition, catalog_of
 from skyops.pipeline.config import StepConfig, build_config, coerce
 from skyops.pipeline.gates import Gate, parse_gates
-from skyops.pipeline.wiring import Edge, ExternalRef, OutputRef, ParamRef, Source, WiringNode, wire
+from skyops.pipeline.wiring import Edge, ExternalRef, OutputRef, ParamRef, SchemeRef, Source, WiringNode, wire
+from skyops.settings import DEFAULT_CATALOG
 
 _PARAM_REF = re.compile(r"^\$\{([A-Za-z][A-Za-z0-9_]*)\}$")
 _OUTPUT_REF = re.compile(r"^([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)$")
+_SCHEME_REF = re.compile(r"^([a-z][a-z0-9+.-]+):(?!//)(\S+)$")  # registry:name@alias; not s3://..., not a path
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
@@ -126,6 +129,7 @@ class Pipeline:
                 for v in (*node.config.values(), *(s.location for s in node.inputs.values() if isinstance(s, ExternalRef)))
                 if isinstance(v, ParamRef)
             ]
+            refs += [ParamRef(name) for s in node.inputs.values() if isinstance(s, SchemeRef) for name in s.parameters]
             unknown = [r.name for r in refs if r.name not in params]
             problems += [
                 f"step {node.name!r} references unknown parameter ${{{n}}} (parameters: {', '.join(params) or 'none'})" for n in unknown
@@ -250,17 +254,21 @@ def parse_value(value: Any) -> Any:
 
 
 def parse_source(value: Any, where: str) -> Source:
-    """`step.output` -> OutputRef; `${param}`, a path with '/' or an s3:// URI -> ExternalRef."""
+    """`step.output` -> OutputRef; `scheme:reference` -> SchemeRef; `${param}`, a path with '/' or an s3:// URI -> ExternalRef."""
     if not isinstance(value, str):
-        raise PipelineError(f"{where}: expected 'step.output', '${{param}}' or a path, got {value!r}")
+        raise PipelineError(f"{where}: expected 'step.output', 'scheme:reference', '${{param}}' or a path, got {value!r}")
     ref = parse_value(value)
     if isinstance(ref, ParamRef):
         return ExternalRef(ref)
     if m := _OUTPUT_REF.match(value):
         return OutputRef(m.group(1), m.group(2))
+    if m := _SCHEME_REF.match(value):
+        return SchemeRef(m.group(1), m.group(2))
     if "/" in value:
         return ExternalRef(value)
-    raise PipelineError(f"{where}: {value!r} is neither 'step.output' nor a path", hint="write a relative path as ./name")
+    raise PipelineError(
+        f"{where}: {value!r} is neither 'step.output', 'scheme:reference' nor a path", hint="write a relative path as ./name"
+    )
 
 
 def pipeline_from_dict(data: Mapping[str, Any], *, catalog: Catalog | None = None, source: str = "") -> Pipeline:
@@ -270,7 +278,7 @@ def pipeline_from_dict(data: Mapping[str, Any], *, catalog: Catalog | None = Non
         raise PipelineError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
     allowed = {"name", "description", "catalog", "parameters", "steps", "env", "gates"}
     problems = [f"unknown top-level key {k!r} (allowed: {', '.join(sorted(allowed))})" for k in data if k not in allowed]
-    catalog = catalog or catalog_of(str(data.get("catalog", "skyops.steps")))
+    catalog = catalog or catalog_of(str(data.get("catalog", DEFAULT_CATALOG)))
     parameters = []
     for name, spec in (data.get("parameters") or {}).items():
         if not isinstance(spec, Mapping) or "type" not in spec or "default" not in spec:

@@ -45,7 +45,7 @@ from skyops.pipeline.definition import Pipeline, StepNode
 from skyops.pipeline.faults import check_writable, writing
 from skyops.pipeline.gates import evaluate_gate
 from skyops.pipeline.hashing import StatMemo, hash_tree, write_json_atomic
-from skyops.pipeline.inputs import resolve_inputs
+from skyops.pipeline.inputs import Resolved, Resolver, resolve_inputs, resolve_sources
 from skyops.pipeline.launch import Launcher, default_launcher
 from skyops.pipeline.lineage import RunRecord, StepRecord, StepStatus, end_unfinished, new_record, new_run_id, save_record
 from skyops.pipeline.locks import key_lock
@@ -91,6 +91,7 @@ class _Run:
     memo: StatMemo
     launcher: Launcher
     notify: Listener
+    sources: Resolved  # what each scheme:reference input named when the run started
     stop: threading.Event = field(default_factory=threading.Event)  # set when the run is stopping
 
 
@@ -103,12 +104,23 @@ class LocalEngine:
         workers: most steps running at once.
         launcher: starts step processes (default: fork from a warm host on Linux).
         use_cache: False re-runs every step (and still publishes the results).
+        resolvers: scheme -> resolver of `scheme:reference` inputs (e.g. `registry`): the local
+            folder a reference names, or None when nothing is there. Given by the caller: the core
+            knows no scheme.
     """
 
     def __init__(
-        self, state: StateDir, *, code_roots: Mapping[str, Path], workers: int = 2, launcher: Launcher | None = None, use_cache: bool = True
+        self,
+        state: StateDir,
+        *,
+        code_roots: Mapping[str, Path],
+        workers: int = 2,
+        launcher: Launcher | None = None,
+        use_cache: bool = True,
+        resolvers: Mapping[str, Resolver] | None = None,
     ) -> None:
         self.state = state
+        self.resolvers = dict(resolvers or {})
         self.code_roots = dict(code_roots)
         self.workers = max(1, workers)
         self._launcher = launcher
@@ -126,6 +138,7 @@ class LocalEngine:
         """
         overrides = dict(overrides or {})
         params = pipeline.resolve_parameters(overrides)
+        sources = resolve_sources(pipeline, params, self.resolvers)  # once, before anything runs: one answer per run
         configs = pipeline.resolve_configs(params)
         check_writable(self.state.root)
         # The step host boots beside the run's preparation when steps will likely run (a first run here, or
@@ -145,7 +158,7 @@ class LocalEngine:
             + shlex.quote(pipeline.name if named else pipeline.source)
             + "".join(f" --param {shlex.quote(f'{k}={v}')}" for k, v in sorted(overrides.items()))
         )
-        run = _Run(pipeline, params, configs, record, self.state.cache, memo, launcher, listener or (lambda _step: None))
+        run = _Run(pipeline, params, configs, record, self.state.cache, memo, launcher, listener or (lambda _step: None), sources)
         try:
             with signals_interrupt():
                 try:
@@ -266,7 +279,7 @@ class LocalEngine:
         definition = node.definition
         step.started = time.time()
         step.config = config_to_dict(config)
-        inputs = resolve_inputs(pipeline, node, params, record, memo)
+        inputs = resolve_inputs(pipeline, node, params, record, memo, run.sources)
         step.inputs = {port: {"source": src, "path": str(path), "digest": digest} for port, (src, path, digest) in inputs.items()}
         env = {**pipeline.env, **node.env}
         progress = record_dir(self.state, record) / "logs" / f"{node.name}.progress.jsonl"  # runtime.report_progress appends to it
@@ -276,10 +289,9 @@ class LocalEngine:
             raise ConfigError(
                 f"step {node.name!r} needs env vars {', '.join(missing)}", hint="set them in the pipeline's env: section or in your shell"
             )
+        engine_set = {*RUN_CONTEXT_ENV, *builder_for(definition.contract).local_env}  # where it runs, not what it computes
         contract_env = {
-            k: env.get(k, os.environ.get(k, ""))
-            for k in sorted(definition.contract.env_names - set(RUN_CONTEXT_ENV))
-            if k in env or k in os.environ
+            k: env.get(k, os.environ.get(k, "")) for k in sorted(definition.contract.env_names - engine_set) if k in env or k in os.environ
         }
         parts = KeyParts(
             step=definition.name,

@@ -26,7 +26,7 @@ from pathlib import Path
 from skyops.errors import ContractError, SkyopsError
 from skyops.pipeline.catalog import StepDefinition
 from skyops.pipeline.config import build_config, parse_arguments
-from skyops.pipeline.contract import PROGRESS_ENV, JobKind
+from skyops.pipeline.contract import PROGRESS_ENV, UNBOUND_INPUT, JobKind
 
 PATHS_ENV = "SKYOPS_PATHS"  # JSON: container path -> local path (absent in a real container)
 CHECKPOINTS = "checkpoints"  # key of the checkpoint folder in `outputs`, when the contract has one
@@ -50,10 +50,10 @@ def prepare(
     missing = []
     for port, container_path in contract.inputs.items():
         path = local(container_path)
-        if path.exists():
+        if path.exists() and not unbound(path):
             inputs[port] = path
         elif not definition.spec.input(port).optional:
-            missing.append(f"input {port!r} at {path}")
+            missing.append(f"input {port!r} at {path}" + (" (its source found nothing)" if path.exists() else ""))
     missing += [f"env var {name}" for name in contract.required_env if name not in environ]
     if missing:
         raise ContractError(
@@ -98,6 +98,14 @@ def sagemaker_job_name(environ: Mapping[str, str], processing_config: Path) -> s
             hint=f"SageMaker writes this file in every processing job; or set {RUN_ID_ENV}",
         ) from None
     return str(name)
+
+
+def unbound(path: Path) -> bool:
+    """Whether an input folder holds only the UNBOUND_INPUT marker: an input its engine found nothing for."""
+    if not path.is_dir():
+        return False
+    first_two = [entry.name for _, entry in zip(range(2), path.iterdir(), strict=False)]  # a dataset folder can be huge
+    return first_two == [UNBOUND_INPUT]
 
 
 def hyperparameters(path: Path) -> dict[str, str]:

@@ -36,9 +36,10 @@ def next_action(upstream: Mapping[str, StepStatus], gates: Mapping[str, bool | N
     """Decide what a pending step does next. Rules, first match wins:
 
     1. An upstream step failed or was skipped: SKIP.
-    2. A gate guarding it (or a step upstream of it) has failed: GATE.
-    3. An upstream step was gated: GATE.
-    4. An upstream step has not reached a final status: WAIT.
+    2. An upstream step has not reached a final status: WAIT. (It may still fail, which makes this
+       step SKIPPED rather than GATED: deciding earlier would make the record depend on timing.)
+    3. A gate guarding it (or a step upstream of it) has failed: GATE.
+    4. An upstream step was gated: GATE.
     5. A gate guarding it has not been evaluated yet (its step has not ended): WAIT.
     6. Otherwise: START.
 
@@ -49,15 +50,15 @@ def next_action(upstream: Mapping[str, StepStatus], gates: Mapping[str, bool | N
     for name, status in sorted(upstream.items()):
         if status in (StepStatus.FAILED, StepStatus.SKIPPED):
             return Next(Action.SKIP, f"upstream step {name!r} {status}")
+    unfinished = sorted(name for name, status in upstream.items() if not status.final)
+    if unfinished:
+        return Next(Action.WAIT, f"upstream step {unfinished[0]!r} is {upstream[unfinished[0]]}")
     failed_gates = sorted(name for name, passed in gates.items() if passed is False)
     if failed_gates:
         return Next(Action.GATE, f"gate {', '.join(map(repr, failed_gates))} did not pass")
     gated = sorted(name for name, status in upstream.items() if status is StepStatus.GATED)
     if gated:
         return Next(Action.GATE, f"upstream step {gated[0]!r} was gated")
-    unfinished = sorted(name for name, status in upstream.items() if not status.final)
-    if unfinished:
-        return Next(Action.WAIT, f"upstream step {unfinished[0]!r} is {upstream[unfinished[0]]}")
     undecided = sorted(name for name, passed in gates.items() if passed is None)
     if undecided:
         return Next(Action.WAIT, f"gate {undecided[0]!r} is not evaluated yet")

@@ -1,7 +1,8 @@
 """Deterministic wiring: each input port binds to exactly one upstream output.
 
 Rules, in order (no scores, no guesses):
-  1. An explicit binding in the pipeline (`inputs: {port: step.output}` or an external path) wins.
+  1. An explicit binding in the pipeline (`inputs: {port: step.output}`, an external path, or a
+     `scheme:reference` that the engine resolves when a run starts) wins.
   2. Otherwise the candidates are the outputs of steps listed *earlier* in the pipeline whose kind
      equals the input's kind and whose name or aliases share a name with the input's name or aliases.
   3. Exactly one candidate binds. None leaves an optional input unbound and is an error otherwise;
@@ -10,8 +11,10 @@ Rules, in order (no scores, no guesses):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from skyops.pipeline.spec import Port
 
@@ -47,7 +50,36 @@ class ExternalRef:
         return str(self.location)
 
 
-Source = OutputRef | ExternalRef
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class SchemeRef:
+    """Data that a resolver of `scheme` finds when a run starts, e.g. `registry:${model_name}@champion`.
+
+    The core knows no scheme: each engine is given a resolver per scheme (the local engine one that
+    returns a local folder, `skyops sagemaker start` one that returns an S3 URI). `${param}` in the
+    reference is replaced by the parameter's value first. A resolver that finds nothing leaves an
+    optional input unbound; for a required input that is an error naming the source.
+    """
+
+    scheme: str
+    reference: str
+
+    @property
+    def parameters(self) -> list[str]:
+        """The parameters the reference names, in order."""
+        return _PLACEHOLDER.findall(self.reference)
+
+    def resolved(self, params: Mapping[str, Any]) -> str:
+        """The reference with every `${param}` replaced by its value."""
+        return _PLACEHOLDER.sub(lambda m: str(params[m.group(1)]), self.reference)
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.reference}"
+
+
+Source = OutputRef | ExternalRef | SchemeRef
 
 
 @dataclass(frozen=True)
@@ -90,7 +122,7 @@ def wire(nodes: Sequence[WiringNode]) -> tuple[list[Edge], list[str]]:
                 if problem:
                     problems.append(problem)
                 else:
-                    edges.append(Edge(node.name, port.name, explicit, "bound explicitly in the pipeline"))
+                    edges.append(Edge(node.name, port.name, explicit, _explicit_reason(port, explicit)))
                 continue
             same_kind = [(u, o) for u in upstream for o in u.outputs if o.kind == port.kind]
             matches = [(u, o) for u, o in same_kind if o.match_names & port.match_names]
@@ -120,8 +152,18 @@ def wire(nodes: Sequence[WiringNode]) -> tuple[list[Edge], list[str]]:
     return edges, problems
 
 
+def _explicit_reason(port: Port, source: Source) -> str:
+    if not isinstance(source, SchemeRef):
+        return "bound explicitly in the pipeline"
+    nothing = "nothing found leaves it unbound" if port.optional else "nothing found is an error"
+    return (
+        f"bound explicitly in the pipeline to a {source.scheme!r} source: resolved when a run starts "
+        f"(skyops run; skyops sagemaker start), {nothing}"
+    )
+
+
 def _check_explicit(node: WiringNode, port: Port, source: Source, nodes: Sequence[WiringNode], earlier: list[str]) -> str | None:
-    if isinstance(source, ExternalRef):
+    if isinstance(source, ExternalRef | SchemeRef):
         return None
     where = f"step {node.name!r} input {port.name!r} is bound to {source}"
     if source.step not in earlier:

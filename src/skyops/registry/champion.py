@@ -1,10 +1,10 @@
 """Where the current @champion's weights are, readable without importing MLflow.
 
 The registry writes `<state>/champions/<model>.json` (atomically) whenever @champion moves
-(promote, rollback, deploy apply, deleting the champion), for local sqlite stores. `skyops run`
-reads it to bind the evaluate step's `champion` input, so a challenger is compared with the
-champion on the same test split, and a new champion changes the evaluate step's cache key as it
-should. The pointer is a cache of the registry, so before it is used it is checked against the
+(promote, rollback, deploy apply, deleting the champion), for local sqlite stores. The local
+resolver of `registry:<model>@champion` sources (sources.py) reads it, so the evaluate step compares
+a challenger with the champion on the same test split, and a new champion changes the evaluate
+step's cache key as it should. The pointer is a cache of the registry, so before it is used it is checked against the
 registry (cheaply, `skyops.registry.lookup`): a pointer that is damaged, names a version the
 registry does not have, disagrees with @champion, or names weights that are gone is a
 `StateFileError` that says how to rewrite it, never a silent comparison with the wrong model.
@@ -80,7 +80,7 @@ def champion_weights(state_dir: Path, model: str, tracking_uri: str = "") -> tup
     if not weights.is_dir():
         raise StateFileError(
             f"the weights of champion {model} v{version} ({weights}, from {path}) do not exist",
-            hint="restore the MLflow artifacts folder (mlartifacts/), or compare with other weights: skyops run --param champion=PATH",
+            hint=f"restore the MLflow artifacts folder (mlartifacts/), or make another version the champion: skyops models promote N --model {model}",
         )
     return version, weights
 

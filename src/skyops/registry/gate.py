@@ -1,11 +1,17 @@
 """The registration gate: absolute thresholds plus a comparison with the current champion.
 
+The decision is a function of the evaluation document and the policy only: the champion enters
+through the evaluation's own `comparison` (the evaluate step scored the champion bound by the
+pipeline's declared source on the same test split), never through a registry look-up at decision
+time. So the register step decides the same way on every engine, from the same inputs.
+
 The decision and every reason are stored with the model version, passed or not, so a reviewer
 sees why a version is pending or was rejected.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,16 +23,24 @@ class GatePolicy:
     max_regression: float = 0.02  # a challenger may trail the champion's mAP50-95 by at most this
 
 
-def decide(evaluation: dict[str, Any], champion: dict[str, Any] | None, policy: GatePolicy) -> dict[str, Any]:
+def champion_comparison(evaluation: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The evaluation's comparison with the champion, or None when the evaluate step had none to compare with."""
+    comparison = evaluation.get("comparison")
+    return dict(comparison) if comparison else None
+
+
+def decide(evaluation: Mapping[str, Any], champion: Mapping[str, Any] | None, policy: GatePolicy) -> dict[str, Any]:
     """Pass or fail, with one reason per rule.
 
     Args:
         evaluation: the challenger's evaluation.json document.
-        champion: {"version": int, "metrics": {...}} of the current @champion, or None.
+        champion: `champion_comparison(evaluation)`: the champion's metrics and the deltas
+            (challenger minus champion), both evaluated on the same split; None: no champion.
         policy: the thresholds.
 
-    The champion comparison uses the evaluation's own `comparison` (both models evaluated on the
-    same data) when present, else the champion's recorded metrics (possibly on other data, said so).
+    Returns:
+        {"passed", "reasons", "policy", "champion"}; `champion` is None or
+        {"weights_sha256", "metrics", "delta"} of the champion compared with.
     """
     metrics = evaluation["metrics"]
     reasons: list[str] = []
@@ -35,17 +49,17 @@ def decide(evaluation: dict[str, Any], champion: dict[str, Any] | None, policy: 
         ok = metrics[key] >= bar
         passed &= ok
         reasons.append(f"{label} {metrics[key]:.3f} {'>=' if ok else '<'} {bar:.3f} (absolute bar)")
+    compared = None
     if champion is None:
-        reasons.append("no champion yet: nothing to compare with")
+        reasons.append("no champion to compare with: the evaluate step had none bound")
     else:
-        comparison = evaluation.get("comparison")
-        if comparison:
-            delta, basis = comparison["delta"]["map50_95"], "both evaluated on this test split"
-        else:
-            delta, basis = metrics["map50_95"] - champion["metrics"]["map50_95"], "champion's recorded metrics, possibly on other data"
+        delta = champion["delta"]["map50_95"]
+        weights = champion["champion"]["weights_sha256"]
         ok = delta >= -policy.max_regression
         passed &= ok
         reasons.append(
-            f"mAP50-95 {delta:+.3f} vs champion v{champion['version']} ({basis}); {'within' if ok else 'beyond'} the allowed regression {policy.max_regression:.3f}"
+            f"mAP50-95 {delta:+.3f} vs the champion (weights {weights[:12]}, both evaluated on this test split); "
+            f"{'within' if ok else 'beyond'} the allowed regression {policy.max_regression:.3f}"
         )
-    return {"passed": passed, "reasons": reasons, "policy": asdict(policy), "champion": champion}
+        compared = {"weights_sha256": weights, "metrics": dict(champion["champion"]["metrics"]), "delta": dict(champion["delta"])}
+    return {"passed": passed, "reasons": reasons, "policy": asdict(policy), "champion": compared}

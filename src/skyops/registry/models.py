@@ -22,9 +22,9 @@ from typing import Any
 
 from skyops.errors import ConfigError, SkyopsError, StateFileError
 from skyops.registry.champion import write_pointer
+from skyops.settings import DEFAULT_MODEL
 from skyops.training.tracking import TrackingStore, sqlite_path
 
-DEFAULT_MODEL = "drone-detector"
 TAG = "skyops."
 APPROVAL = TAG + "approval"
 WEIGHTS_SHA256 = TAG + "weights_sha256"
@@ -104,7 +104,7 @@ class Registration:
 
 
 class ModelRegistry:
-    """One registered model (default `drone-detector`) in an MLflow store."""
+    """One registered model (default `skyops.settings.DEFAULT_MODEL`) in an MLflow store."""
 
     def __init__(self, store: TrackingStore, name: str = DEFAULT_MODEL) -> None:
         self.store = store

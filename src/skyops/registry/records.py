@@ -97,8 +97,14 @@ def _evaluation_problems(value: Any) -> list[str]:
         found += shape_problems(
             comparison, [("delta", is_object, "an object"), ("challenger_better", is_bool, "true or false")], at="comparison."
         )
+        found += shape_problems(comparison, [("champion", is_object, "an object")], at="comparison.")
         if not found:
             found += shape_problems(comparison["delta"], [("map50_95", is_number, "a number")], at="comparison.delta.")
+            found += shape_problems(
+                comparison["champion"],
+                [("weights_sha256", is_text, "a sha256"), ("metrics", is_object, "an object")],
+                at="comparison.champion.",
+            )
     return found
 
 

@@ -5,8 +5,8 @@
     definition = compile_pipeline(pipeline, with_code(settings, archive), {"dataset": "s3://my-bucket/visdrone/"})
 
 A pure function of the pipeline and the settings: no AWS call, no SageMaker SDK, no clock. Sending
-the definition to AWS is `skyops.aws.pipelines`' job. Names load on first use (like skyops.pipeline),
-so the builders can import `jobs` without a cycle through `compile`.
+the definition to AWS is the AWS layer's job. Names load on first use (like skyops.pipeline), so a
+command loads only what it uses. Each job kind is written by its renderer (render.py).
 """
 
 from __future__ import annotations

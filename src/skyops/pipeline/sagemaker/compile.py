@@ -5,15 +5,20 @@
 
 How each part maps (docs/sagemaker.md has the table):
   1. Parameters keep their names, types and defaults (`overrides` replace defaults); the engine adds
-     a few infrastructure parameters (instance types, Deploy), refusing any name clash. None of them
-     is run-specific: a step's cache key holds no execution variable and no such parameter (caching.py).
-  2. Each step becomes what its builder makes for its job kind (Processing, Training, RegisterModel),
-     with the same `--name value` arguments as the local engine; `${param}` values become Gets.
+     a few infrastructure parameters (instance types), refusing any name clash. None of them is
+     run-specific: a step's cache key holds no execution variable and no such parameter (caching.py).
+  2. Each step becomes what the renderer of its job kind makes (render.py: Processing, Training, or a
+     registration's decision and RegisterModel steps), with the same `--name value` arguments as the
+     local engine; `${param}` values become Gets.
   3. Each edge becomes a property reference to the producer's S3 output, which is also SageMaker's
      implicit dependency. A `${param}` input becomes the parameter; an optional one whose value is
-     "" is left out (as locally); a local path cannot reach a SageMaker job and is an error.
+     "" is left out (as locally); a local path cannot reach a SageMaker job and is an error. A
+     `scheme:reference` input becomes a String parameter of its own that `skyops sagemaker start`
+     fills (sources.py); the definition's Metadata records its source.
   4. Each gate becomes a PropertyFile, a Condition step holding the guarded steps (and every step
-     after them) and a Fail step; a registration adds the optional deploy (conditions.py).
+     after them) and a Fail step (conditions.py). Steps a renderer adds after its job (a
+     registration's decision) go at the top level, after the others.
+Nothing in a compiled pipeline creates a model or an endpoint: deployment follows approval.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from skyops.errors import ConfigError, PipelineError, SkyopsError, problems_error
-from skyops.pipeline.builders import builder_for
 from skyops.pipeline.config import config_to_dict, to_argument
 from skyops.pipeline.contract import PROGRESS_ENV, RUN_CONTEXT_ENV, JobKind
 from skyops.pipeline.definition import Parameter, ParamType, Pipeline, StepNode
@@ -33,8 +37,10 @@ from skyops.pipeline.sagemaker import conditions
 from skyops.pipeline.sagemaker.caching import cache_key_attributes
 from skyops.pipeline.sagemaker.expressions import EXECUTION_ID, Value, as_string, parameter
 from skyops.pipeline.sagemaker.jobs import PROCESSING_INSTANCE_TYPE, TRAINING_INSTANCE_TYPE, SageMakerJob
+from skyops.pipeline.sagemaker.render import renderer_for
 from skyops.pipeline.sagemaker.settings import SageMakerSettings
-from skyops.pipeline.wiring import Edge, OutputRef, ParamRef
+from skyops.pipeline.sagemaker.sources import source_metadata, source_parameter, source_parameters
+from skyops.pipeline.wiring import Edge, OutputRef, ParamRef, SchemeRef
 
 VERSION = "2020-12-01"
 _STEP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -75,14 +81,10 @@ def infrastructure_parameters(pipeline: Pipeline, settings: SageMakerSettings) -
     """The parameters the engine adds, for the job kinds the pipeline has (docs/sagemaker.md lists them)."""
     kinds = {node.definition.contract.job_kind for node in pipeline.steps}
     params = []
-    if JobKind.PROCESSING in kinds:
+    if kinds & {JobKind.PROCESSING, JobKind.REGISTRATION}:  # a registration decides in a processing job
         params.append(Parameter(name=PROCESSING_INSTANCE_TYPE, type=ParamType.STRING, default=settings.processing_instance_type))
     if JobKind.TRAINING in kinds:
         params.append(Parameter(name=TRAINING_INSTANCE_TYPE, type=ParamType.STRING, default=settings.training_instance_type))
-    if JobKind.REGISTRATION in kinds:
-        params.append(Parameter(name=conditions.DEPLOY, type=ParamType.BOOLEAN, default=False))
-        params.append(Parameter(name=conditions.ENDPOINT_NAME, type=ParamType.STRING, default=pipeline.name))
-        params.append(Parameter(name=conditions.ENDPOINT_INSTANCE_TYPE, type=ParamType.STRING, default=settings.endpoint_instance_type))
     return tuple(params)
 
 
@@ -98,7 +100,7 @@ def compile_pipeline(pipeline: Pipeline, settings: SageMakerSettings, overrides:
         ConfigError: an override names no parameter or has the wrong type, or makes a step's config invalid.
         PipelineError: every part that SageMaker cannot run, listed together.
     """
-    infrastructure = infrastructure_parameters(pipeline, settings)
+    infrastructure = infrastructure_parameters(pipeline, settings) + source_parameters(pipeline, settings)
     clashes = sorted({p.name for p in pipeline.parameters} & {p.name for p in infrastructure})
     if clashes:
         raise PipelineError(
@@ -147,21 +149,30 @@ class _Compiler:
     def definition(self) -> dict[str, Any]:
         self._check_gates()
         steps: dict[str, dict[str, Any]] = {}
+        followers: list[dict[str, Any]] = []
         for node in self.pipeline.steps:
             try:
-                steps[node.name] = builder_for(node.definition.contract).sagemaker_step(self._job(node, steps))
+                rendered = renderer_for(node.definition.contract).steps(self._job(node, steps))
             except SkyopsError as e:
                 hint = f" ({e.hint})" if e.hint and len(e.problems) == 1 else ""
                 self.problems += [f"step {node.name!r}: {p}{hint}" for p in e.problems]
-        top = self._arrange(steps)
+                continue
+            steps[node.name] = rendered.step
+            followers += rendered.followers
+        top = self._arrange(steps) + followers
         names = [s["Name"] for s in _all_steps(top)]
         self.problems += [f"step name {n!r} must match {_STEP_NAME.pattern} on SageMaker" for n in names if not _STEP_NAME.match(n)]
         self.problems += [
-            f"step name {n!r} is used twice (a gate or deploy step takes it)" for n in sorted({n for n in names if names.count(n) > 1})
+            f"step name {n!r} is used twice (a gate or a registration's decision step takes it)"
+            for n in sorted({n for n in names if names.count(n) > 1})
         ]
         if self.problems:
             raise problems_error(PipelineError, f"the SageMaker definition of pipeline {self.pipeline.name!r}", self.problems)
-        return {"Version": VERSION, "Parameters": [parameter_json(p) for p in self.params.values()], "Steps": top}
+        definition: dict[str, Any] = {"Version": VERSION, "Parameters": [parameter_json(p) for p in self.params.values()], "Steps": top}
+        metadata = source_metadata(self.pipeline)
+        if metadata:
+            definition["Metadata"] = metadata
+        return definition
 
     def _check_gates(self) -> None:
         for node in self.pipeline.steps:
@@ -193,6 +204,7 @@ class _Compiler:
                     archives.add(edge.port)
         kind = definition.contract.job_kind
         upstream = self._ancestors(node.name)
+        defaults = {name: p.default for name, p in self.params.items()}
         return SageMakerJob(
             name=node.name,
             contract=definition.contract,
@@ -200,12 +212,11 @@ class _Compiler:
             inputs=inputs,
             archives=frozenset(archives),
             output_parts=(f"s3://{self.settings.bucket}/{self.settings.prefix}/{self.pipeline.name}", EXECUTION_ID, node.name),
-            environment=self._environment(node) if kind is not JobKind.REGISTRATION else {},
+            environment=self._environment(node),
             settings=self.settings,
             description=definition.spec.description,
             property_files=tuple(conditions.property_file(g) for g in self.pipeline.gates if g.step == node.name),
             metadata={"skyops:pipeline": self.pipeline.name, "skyops:execution": EXECUTION_ID, "skyops:code": self.settings.code_key},
-            model_package_group=self.settings.model_package_group or self.pipeline.name,
             pipeline=self.pipeline.name,
             upstream_cache_keys=tuple(
                 cache_key_attributes(built[n.name]["Type"], built[n.name]["Arguments"])
@@ -213,6 +224,7 @@ class _Compiler:
                 if n.name in upstream and n.name in built
             ),
             rechecked=definition.recheck is not None,
+            config=config_to_dict(node.resolved_config(defaults)),
         )
 
     def _ancestors(self, name: str) -> set[str]:
@@ -232,7 +244,10 @@ class _Compiler:
         where = f"input {edge.port!r} ({source})"
         if isinstance(source, OutputRef):
             contract = self.pipeline.step(source.step).definition.contract
-            return builder_for(contract).sagemaker_output(source.step, source.port, contract), contract.job_kind is JobKind.TRAINING
+            output = renderer_for(contract).output(source.step, source.port, contract)
+            return output.uri, output.archive
+        if isinstance(source, SchemeRef):
+            return parameter(source_parameter(node.name, edge.port)), False  # `skyops sagemaker start` fills it
         location = source.location
         if isinstance(location, ParamRef):
             param = self.params[location.name]
@@ -308,22 +323,7 @@ class _Compiler:
                 placed.add(gate.name)
                 guarded = [steps[n.name] for n in self.pipeline.steps if self.gate_of.get(n.name) == gate and n.name in steps]
                 top.append(conditions.gate_condition_step(gate, guarded, self.params))
-        top += self._deploys(steps)
         return top
-
-    def _deploys(self, steps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        registrations = [n for n in self.pipeline.steps if n.definition.contract.job_kind is JobKind.REGISTRATION and n.name in steps]
-        if len(registrations) > 1:
-            self.problems.append(
-                f"registration steps {', '.join(n.name for n in registrations)}: the deploy supports one registration per pipeline (one EndpointName)"
-            )
-            return []
-        return [
-            conditions.deploy_condition_step(
-                n.name, steps[n.name]["Arguments"]["InferenceSpecification"]["Containers"][0]["ModelDataUrl"], self.settings
-            )
-            for n in registrations
-        ]
 
 
 def _all_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:

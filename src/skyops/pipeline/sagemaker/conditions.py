@@ -1,4 +1,4 @@
-"""Condition steps: quality gates (PropertyFile + Std:JsonGet + Fail) and the optional deploy.
+"""Condition steps: quality gates (PropertyFile + Std:JsonGet + Fail) and registration decisions.
 
 A gate reads a JSON file that its processing step wrote. SageMaker reads it through a PropertyFile
 declared on that step; the Condition step compares each value with `Std:JsonGet`; the guarded
@@ -10,11 +10,8 @@ by the literal or the parameter's declared type: numbers `Or(LessThan, GreaterTh
 literal `Equals` its opposite. A string, or a Boolean parameter (which cannot be negated), has no
 such form and is refused at compile time.
 
-Deploy: EndpointConfig and Endpoint are not step types of the public definition schema, and a
-Condition may only hold Training, Processing, Transform, RegisterModel and Fail steps. So the
-endpoint is made by one small processing job (`python -m skyops.aws.pipelines deploy-endpoint`)
-that creates the model, the endpoint config and the endpoint (or updates it), behind a Condition on
-the `Deploy` parameter that runs after the registration. No Lambda function to deploy and secure.
+A registration decision is read the same way: the status its job wrote picks which of two
+RegisterModel steps runs (render.RegistrationRenderer).
 """
 
 from __future__ import annotations
@@ -24,19 +21,11 @@ from enum import StrEnum
 from typing import Any
 
 from skyops.errors import PipelineError
+from skyops.pipeline.contract import DECISION_STATUS, Decision
 from skyops.pipeline.definition import Parameter, ParamType
 from skyops.pipeline.gates import Condition, Gate
-from skyops.pipeline.sagemaker.container import CODE_INPUT, PROCESSING_CODE_DIR
-from skyops.pipeline.sagemaker.expressions import EXECUTION_ID, Value, join, json_get, parameter, step_property
-from skyops.pipeline.sagemaker.jobs import processing_entrypoint
-from skyops.pipeline.sagemaker.settings import SageMakerSettings
+from skyops.pipeline.sagemaker.expressions import Value, join, json_get, parameter
 from skyops.pipeline.wiring import ParamRef
-
-DEPLOY = "Deploy"
-ENDPOINT_NAME = "EndpointName"
-ENDPOINT_INSTANCE_TYPE = "EndpointInstanceType"
-DEPLOY_MODULE = "skyops.aws.pipelines"  # its `deploy-endpoint` command runs inside the deploy job
-DEPLOY_MAX_RUNTIME = 2 * 3600  # seconds: creating an endpoint takes 5-15 minutes; the job waits for InService
 
 
 def gate_step_names(gate: Gate) -> tuple[str, str]:
@@ -128,69 +117,16 @@ def _operand(value: float | int | str | bool | ParamRef) -> Value:
     return parameter(value.name) if isinstance(value, ParamRef) else value
 
 
-def deploy_step_names(registration: str) -> tuple[str, str]:
-    """(condition step, processing step) names of the deploy after `registration`."""
-    return f"{registration}-deploy-requested", f"{registration}-deploy"
-
-
-def deploy_condition_step(registration: str, model_data: Value, settings: SageMakerSettings) -> dict[str, Any]:
-    """Deploy the model version that `registration` registered, when the Deploy parameter is true."""
-    condition_name, deploy_name = deploy_step_names(registration)
-    arguments: list[Value] = [
-        "deploy-endpoint",
-        "--endpoint-name",
-        parameter(ENDPOINT_NAME),
-        "--instance-type",
-        parameter(ENDPOINT_INSTANCE_TYPE),
-        "--image",
-        settings.image_uri,
-        "--model-data",
-        model_data,
-        "--model-package-arn",
-        step_property(registration, "ModelPackageArn"),
-        "--role-arn",
-        settings.role_arn,
-        "--execution-id",
-        EXECUTION_ID,
-        "--region",
-        settings.region,
-    ]
-    code = {
-        "InputName": CODE_INPUT,
-        "S3Input": {
-            "S3Uri": settings.code_uri,
-            "LocalPath": PROCESSING_CODE_DIR,
-            "S3DataType": "S3Prefix",
-            "S3InputMode": "File",
-            "S3DataDistributionType": "FullyReplicated",
-        },
-    }
-    deploy = {
-        "Name": deploy_name,
-        "Type": "Processing",
-        "Description": "create the model, endpoint config and endpoint of the registered version (or update the endpoint)",
-        "Arguments": {
-            "ProcessingResources": {
-                "ClusterConfig": {"InstanceType": settings.deploy_instance_type, "InstanceCount": 1, "VolumeSizeInGB": 5}
-            },
-            "AppSpecification": {
-                "ImageUri": settings.image_uri,
-                "ContainerEntrypoint": processing_entrypoint(DEPLOY_MODULE),
-                "ContainerArguments": arguments,
-            },
-            "RoleArn": settings.role_arn,
-            "ProcessingInputs": [code],
-            "StoppingCondition": {"MaxRuntimeInSeconds": DEPLOY_MAX_RUNTIME},
-        },
-        "CacheConfig": {"Enabled": False},  # it acts on the world: a cached "success" would deploy nothing
-    }
+def decision_condition_step(step: str, property_file: str, *, pending: dict[str, Any], rejected: dict[str, Any]) -> dict[str, Any]:
+    """`<step>-decision`: registers `pending` when the decision file's status is PendingManualApproval, else `rejected`."""
+    status = json_get(step, property_file, DECISION_STATUS)
     return {
-        "Name": condition_name,
+        "Name": f"{step}-decision",
         "Type": "Condition",
-        "DependsOn": [registration],
+        "DependsOn": [step],
         "Arguments": {
-            "Conditions": [{"Type": "Equals", "LeftValue": parameter(DEPLOY), "RightValue": True}],
-            "IfSteps": [deploy],
-            "ElseSteps": [],
+            "Conditions": [{"Type": "Equals", "LeftValue": status, "RightValue": Decision.PENDING.value}],
+            "IfSteps": [pending],
+            "ElseSteps": [rejected],
         },
     }

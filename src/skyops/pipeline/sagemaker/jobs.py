@@ -1,9 +1,9 @@
 """Step JSON of each SageMaker job kind, from what the compiler resolved for one pipeline step.
 
-The builders in `skyops.pipeline.builders` call these (one per job kind); they are plain functions
-from a `SageMakerJob` to the step's dict, so each can be read and tested on its own. Arguments
-follow the request shapes of CreateProcessingJob, CreateTrainingJob and CreateModelPackage minus
-the job name, which SageMaker generates.
+The renderers in `render.py` call these (one renderer per job kind); they are plain functions from
+a `SageMakerJob` (or, for a model version, its parts) to the step's dict, so each can be read and
+tested on its own. Arguments follow the request shapes of CreateProcessingJob, CreateTrainingJob and
+CreateModelPackage minus the job name, which SageMaker generates.
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ from skyops.pipeline.sagemaker.caching import cache_key_attributes, checkpoint_u
 from skyops.pipeline.sagemaker.container import CODE_INPUT, PROCESSING_CODE_DIR, TRAINING_CODE_DIR, code_entrypoint
 from skyops.pipeline.sagemaker.expressions import Expression, Value, join, parameter, step_property
 
-if TYPE_CHECKING:  # the builders import this module: keep the local engine's start-up lean
+if TYPE_CHECKING:
     from skyops.pipeline.sagemaker.settings import SageMakerSettings
 
 PROCESSING_INSTANCE_TYPE = "ProcessingInstanceType"
 TRAINING_INSTANCE_TYPE = "TrainingInstanceType"
-APPROVAL_STATUS = "PendingManualApproval"  # a person approves (skyops governance), never the pipeline
 CONTENT_TYPES = ["application/x-image", "application/json"]  # what the inference container accepts
 RESPONSE_TYPES = ["application/json"]
-MODEL_INPUT, EVALUATION_INPUT = "model", "evaluation"  # the ports a registration step reads
 _CHANNEL = re.compile(r"[A-Za-z0-9.\-_]{1,64}")  # botocore's ChannelName
 RETRIED = ["SageMaker.JOB_INTERNAL_ERROR", "SageMaker.CAPACITY_ERROR"]  # failures that are SageMaker's, not the step's
 
@@ -47,13 +45,13 @@ class SageMakerJob:
         settings: the engine settings.
         description: one line shown in SageMaker Studio.
         property_files: PropertyFiles of a processing step read by gates.
-        metadata: extra CustomerMetadataProperties of a registered model version.
-        model_package_group: model registry group of a registration step.
+        metadata: CustomerMetadataProperties of a model version the job registers.
         pipeline: the pipeline's name (its S3 folder under the settings' prefix).
         upstream_cache_keys: the cache-key attributes of every step this one depends on, in pipeline
             order; a training step's checkpoint place is keyed by them too (caching.py).
         rechecked: the step's catalog definition has a `recheck`: its cached result refers to outside
             state that the local engine rechecks on a hit. SageMaker cannot, so the step never caches.
+        config: the step's config values, parameters at their compile-time defaults (for checks).
     """
 
     name: str
@@ -67,10 +65,10 @@ class SageMakerJob:
     description: str = ""
     property_files: tuple[dict[str, str], ...] = ()
     metadata: Mapping[str, Value] = field(default_factory=dict)
-    model_package_group: str = ""
     pipeline: str
     upstream_cache_keys: tuple[Mapping[str, Any], ...] = ()
     rechecked: bool = False
+    config: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def hyperparameters(self) -> dict[str, Value]:
@@ -254,38 +252,32 @@ def training_output(step: str, port: str, contract: ScriptContract) -> Value:
     )
 
 
-def register_model_step(job: SageMakerJob) -> dict[str, Any]:
-    """A RegisterModel step: a new version of `group`, pending manual approval, with its metrics."""
-    s = job.settings
-    if MODEL_INPUT not in job.inputs:
-        raise PipelineError(f"registration step {job.name!r} has no bound {MODEL_INPUT!r} input; bind it to the training step's model")
-    if MODEL_INPUT not in job.archives and not _is_external(job.inputs[MODEL_INPUT]):
-        raise PipelineError(
-            f"registration step {job.name!r}: its {MODEL_INPUT!r} input is a folder written by a processing step; "
-            "a model version needs the model.tar.gz of a training job",
-            hint="bind the input to the training step's model output",
-        )
+def register_model_step(
+    name: str,
+    settings: SageMakerSettings,
+    *,
+    group: Value,
+    status: str,
+    model_data: Value,
+    metrics: Value | None,
+    metadata: Mapping[str, Value],
+    description: str,
+) -> dict[str, Any]:
+    """A RegisterModel step: a new version of `group` with approval status `status`, its metrics and metadata."""
     arguments: dict[str, Any] = {
-        "ModelPackageGroupName": job.model_package_group,
-        "ModelApprovalStatus": APPROVAL_STATUS,
+        "ModelPackageGroupName": group,
+        "ModelApprovalStatus": status,
         "InferenceSpecification": {
-            "Containers": [{"Image": s.image_uri, "ModelDataUrl": job.inputs[MODEL_INPUT]}],
+            "Containers": [{"Image": settings.image_uri, "ModelDataUrl": model_data}],
             "SupportedContentTypes": CONTENT_TYPES,
             "SupportedResponseMIMETypes": RESPONSE_TYPES,
-            "SupportedRealtimeInferenceInstanceTypes": list(s.inference_instance_types),
-            "SupportedTransformInstanceTypes": list(s.transform_instance_types),
+            "SupportedRealtimeInferenceInstanceTypes": list(settings.inference_instance_types),
+            "SupportedTransformInstanceTypes": list(settings.transform_instance_types),
         },
+        "ModelPackageDescription": description,
     }
-    if job.description:
-        arguments["ModelPackageDescription"] = job.description
-    if EVALUATION_INPUT in job.inputs:
-        statistics = {"ContentType": "application/json", "S3Uri": join([job.inputs[EVALUATION_INPUT], s.model_metrics_file], "/")}
-        arguments["ModelMetrics"] = {"ModelQuality": {"Statistics": statistics}}
-    if job.metadata:
-        arguments["CustomerMetadataProperties"] = dict(job.metadata)
-    return {"Name": job.name, "Type": "RegisterModel", "Arguments": arguments}
-
-
-def _is_external(uri: Value) -> bool:
-    """A literal S3 URI or a parameter: the user vouches that it names a model.tar.gz."""
-    return isinstance(uri, str) or (isinstance(uri, dict) and str(uri.get("Get", "")).startswith("Parameters."))
+    if metrics is not None:
+        arguments["ModelMetrics"] = {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": metrics}}}
+    if metadata:
+        arguments["CustomerMetadataProperties"] = dict(metadata)
+    return {"Name": name, "Type": "RegisterModel", "Arguments": arguments}

@@ -18,6 +18,7 @@ from typing import Any
 
 from skyops.errors import ConfigError, problems_error
 from skyops.pipeline.config import coerce
+from skyops.pipeline.contract import UNBOUND_INPUT
 
 ENV_PREFIX = "SKYOPS_SAGEMAKER_"
 REGION_ENVS = ("AWS_REGION", "AWS_DEFAULT_REGION")  # fallbacks for the region, in botocore's order
@@ -48,8 +49,6 @@ class SageMakerSettings:
             without spot and a definition cannot drop a field at run time.
         cache_expire_after: ISO 8601 duration a cached step result stays reusable, e.g. "P30D".
         retry_attempts: attempts of a job that failed for SageMaker's own reasons (internal error, capacity).
-        model_package_group: model registry group of registration steps; default the pipeline's name.
-        model_metrics_file: file in a registration step's `evaluation` input recorded as the model's metrics.
         metric_definitions: metric name -> regex over a training job's log, first group is the value.
     """
 
@@ -74,12 +73,8 @@ class SageMakerSettings:
     retry_attempts: int = 3
     retry_interval: int = 60
     retry_backoff: float = 2.0
-    model_package_group: str = ""
-    model_metrics_file: str = "evaluation.json"
     inference_instance_types: tuple[str, ...] = ("ml.m5.large", "ml.c5.xlarge", "ml.g4dn.xlarge")
     transform_instance_types: tuple[str, ...] = ("ml.m5.large",)
-    endpoint_instance_type: str = "ml.m5.large"
-    deploy_instance_type: str = "ml.t3.medium"
     metric_definitions: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -96,6 +91,16 @@ class SageMakerSettings:
     @property
     def code_uri(self) -> str:
         return f"s3://{self.bucket}/{self.code_key}"
+
+    @property
+    def unbound_key(self) -> str:
+        """S3 key of the unbound marker (sources.py): the one object under `unbound_uri`, uploaded by `upsert`."""
+        return f"{self.prefix}/unbound/{UNBOUND_INPUT}"
+
+    @property
+    def unbound_uri(self) -> str:
+        """The prefix an input reads when its source found nothing: it holds only the marker."""
+        return f"s3://{self.bucket}/{self.prefix}/unbound/"
 
     def _problems(self) -> list[str]:
         problems = []
@@ -115,7 +120,7 @@ class SageMakerSettings:
             problems.append(f"prefix {self.prefix!r} must be S3 key parts joined by '/', without leading or trailing '/'")
         if self.code_key.startswith("/"):
             problems.append(f"code_key {self.code_key!r} must not start with '/'")
-        for name in ("processing_instance_type", "training_instance_type", "endpoint_instance_type", "deploy_instance_type"):
+        for name in ("processing_instance_type", "training_instance_type"):
             if not getattr(self, name).startswith("ml."):
                 problems.append(f"{name} {getattr(self, name)!r} is not a SageMaker instance type like ml.m5.xlarge")
         for name in ("processing_instance_count", "training_instance_count", "processing_volume_gb", "training_volume_gb"):

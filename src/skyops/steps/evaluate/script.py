@@ -1,7 +1,9 @@
 """evaluate: mAP50, mAP50-95, precision, recall, per class and per object size, speed.
 
 Writes evaluation.json (schema: skyops/training/evaluation_schema.json, docs/evaluation-schema.md),
-which SageMaker reads as a PropertyFile, and compares with the champion when one is bound.
+which SageMaker reads as a PropertyFile, and compares with the champion when one is bound (the
+pipeline declares its source, `registry:${model_name}@champion`): on the same test split, so the
+register step's decision needs nothing but this document.
 """
 
 from __future__ import annotations
@@ -52,22 +54,17 @@ def weights_in(folder: Path, port: str) -> Path:
     On SageMaker a training job's model arrives as one model.tar.gz: it is unpacked into a temp
     folder first (inputs are never written to).
     """
-    import tarfile
-
     from skyops.errors import DataValidationError
+    from skyops.training.model_folder import WEIGHTS, model_folder
 
-    if not (folder / "best.pt").is_file() and (folder / "model.tar.gz").is_file():
-        unpacked = Path(tempfile.mkdtemp(prefix="skyops-model-"))
-        with tarfile.open(folder / "model.tar.gz") as archive:
-            archive.extractall(unpacked, filter="data")
-        folder = unpacked
-    if not (folder / "best.pt").is_file():
+    folder = model_folder(folder)
+    if not (folder / WEIGHTS).is_file():
         others = sorted(p.name for p in folder.glob("*.pt"))
         raise DataValidationError(
             f"input {port!r} ({folder}) has no best.pt" + (f" (it holds {', '.join(others)})" if others else ""),
             hint="bind a model folder as the train step writes it (best.pt, last.pt, ...); a cached one without best.pt is damaged: run with --no-cache",
         )
-    return folder / "best.pt"
+    return folder / WEIGHTS
 
 
 @CATALOG.step(spec=SPEC, contract=CONTRACT, config=EvaluateConfig, libraries=("ultralytics", "torch"))

@@ -1,15 +1,20 @@
-"""register: a new model version in the registry, with its model card and gate decision.
+"""register: decide whether a model version is registered pending review or rejected, and register it.
 
-Runs only when the pipeline's quality gate passed. It registers the trained weights as
-PendingManualApproval when the registration gate (absolute bars plus the champion comparison)
-passes, as Rejected otherwise, and writes both the decision and its reasons onto the version.
-Approving is an ML Engineer's act (`skyops models approve`), never the pipeline's.
-On SageMaker this step compiles to a RegisterModel step into a model package group.
+Runs only when the pipeline's quality gate passed. It decides from its inputs alone, the same way on
+every engine: the absolute bars and the champion comparison that the evaluate step made on the same
+test split (the champion comes from the pipeline's declared source, `registry:<model>@champion`).
+It writes decision.json (status PendingManualApproval or Rejected, every reason, the model card)
+and card.json. Approving is an ML Engineer's act (`skyops models approve`), never the pipeline's.
 
-The same weights are never registered twice. A re-run after a champion change evaluates again and
-so misses this step's cache, but if the registry already has a version with these weights (by the
+Then, with SKYOPS_REGISTRY=local (the local engine), it registers the version in the MLflow registry
+with that status, its card and decision, and writes registration.json. With SKYOPS_REGISTRY=sagemaker
+it stops there: the compiled pipeline registers the model package from decision.json (a Condition on
+its status picks a RegisterModel step with that status).
+
+The same weights are never registered twice locally. A re-run after a champion change evaluates again
+and so misses this step's cache, but if the registry already has a version with these weights (by the
 sha256 of best.pt) that version is returned untouched: its status, card and gate decision stay those
-a reviewer saw; this run's gate decision is recorded in registration.json (`created: false`).
+a reviewer saw; this run's decision is recorded in registration.json (`created: false`).
 
 A cached result is re-checked before it is reused (`recheck`): a registration whose version was
 deleted, or that was made in another store, is not reported as true; the step runs again.
@@ -22,15 +27,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from skyops.pipeline import JobKind, NodeType, Port, Range, ScriptContract, StepConfig, StepSpec, processing_input, processing_output
+from skyops.pipeline.contract import Registers
+from skyops.settings import DEFAULT_MODEL
 from skyops.steps import CATALOG
+
+REGISTRIES = ("local", "sagemaker")  # SKYOPS_REGISTRY: who registers the version this step decided on
 
 
 @dataclass(frozen=True, kw_only=True)
 class RegisterConfig(StepConfig):
-    model_name: str = "drone-detector"
+    model_name: str = DEFAULT_MODEL
     min_map50: Annotated[float, Range(ge=0, le=1)] = 0.0
     min_map50_95: Annotated[float, Range(ge=0, le=1)] = 0.0
     max_regression: Annotated[float, Range(ge=0, le=1)] = 0.02  # allowed mAP50-95 drop against the champion
@@ -50,18 +59,33 @@ SPEC = StepSpec(
         Port(
             name="registration",
             kind="registration",
-            description="registration.json: name, version, status, gate",
-            files=("registration.json",),
+            description="decision.json (status, reasons, card), card.json; locally also registration.json (the registered version)",
+            files=("decision.json", "card.json"),
         ),
     ),
-    description="register the model version with its card and gate decision",
+    description="decide on the model version (quality bars, champion comparison) and register it with its card",
 )
 CONTRACT = ScriptContract(
     entry_point="skyops.steps.register",
     job_kind=JobKind.REGISTRATION,
     inputs={"model": processing_input("model"), "evaluation": processing_input("evaluation"), "profile": processing_input("profile")},
     outputs={"registration": processing_output("registration")},
-    optional_env={"SKYOPS_STATE_DIR": "/tmp/skyops", "SKYOPS_TRACKING_URI": "", "SKYOPS_RUN_ID": "", "SKYOPS_USER": "pipeline"},
+    optional_env={
+        "SKYOPS_STATE_DIR": "/tmp/skyops",
+        "SKYOPS_TRACKING_URI": "",
+        "SKYOPS_RUN_ID": "",
+        "SKYOPS_USER": "pipeline",
+        "SKYOPS_REGISTRY": "local",
+    },
+    registers=Registers(
+        model="model",
+        metrics="evaluation",
+        metrics_file="evaluation.json",
+        decision="registration",
+        decision_file="decision.json",
+        card_file="card.json",
+        model_name_config="model_name",
+    ),
 )
 
 
@@ -101,19 +125,40 @@ def recheck(outputs: Mapping[str, Path], env: Mapping[str, str]) -> str | None:
     return None
 
 
+def model_card(training: Mapping[str, Any], evaluation: Mapping[str, Any], env: Mapping[str, str], args: RegisterConfig) -> dict[str, Any]:
+    """What a reviewer reads about the version: data, metrics, training, intended use and limits."""
+    metrics = {k: evaluation["metrics"][k] for k in ("map50", "map50_95", "precision", "recall")}
+    return {
+        "summary": f"YOLO11 detector for {', '.join(training['names'])}; mAP50 {metrics['map50']:.3f} on the test split",
+        "classes": training["names"],
+        "data_fingerprint": training["data_fingerprint"],
+        "metrics": metrics,
+        "per_size": evaluation.get("per_size", {}),
+        "training": {k: training[k] for k in ("epochs_completed", "device", "imgsz", "seconds")},
+        "pipeline_run": env["SKYOPS_RUN_ID"],
+        "mlflow_run": training["mlflow_run_id"],
+        "libraries": versions("ultralytics", "torch", "mlflow"),
+        "intended_use": args.intended_use,
+        "limitations": args.limitations,
+    }
+
+
 @CATALOG.step(spec=SPEC, contract=CONTRACT, config=RegisterConfig, libraries=("mlflow",), recheck=recheck)
 def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: RegisterConfig) -> None:
     from skyops.errors import ConfigError
+    from skyops.pipeline.contract import Decision
     from skyops.pipeline.hashing import hash_file, write_json_atomic
-    from skyops.registry.audit import AuditLog, Outcome
-    from skyops.registry.gate import GatePolicy, decide
-    from skyops.registry.models import ApprovalStatus, ModelRegistry
+    from skyops.registry.gate import GatePolicy, champion_comparison, decide
     from skyops.registry.records import read_evaluation, read_training
-    from skyops.training.tracking import TrackingStore
+    from skyops.training.model_folder import WEIGHTS, model_folder
 
-    training = read_training(inputs["model"])
+    registry = env["SKYOPS_REGISTRY"]
+    if registry not in REGISTRIES:
+        raise ConfigError(f"SKYOPS_REGISTRY is {registry!r}; expected one of {', '.join(REGISTRIES)}", hint="the engine sets it; unset it")
+    model_dir = model_folder(inputs["model"])  # a SageMaker model.tar.gz is unpacked first
+    training = read_training(model_dir)
     evaluation = read_evaluation(inputs["evaluation"])
-    weights = inputs["model"] / "best.pt"
+    weights = model_dir / WEIGHTS
     if not weights.is_file():
         raise ConfigError(f"input 'model' ({inputs['model']}) has no best.pt", hint="bind the train step's model folder")
     digest = hash_file(weights)
@@ -122,39 +167,67 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
             f"evaluation.json scored weights {evaluation['model']['weights_sha256'][:12]}, but the model to register is {digest[:12]} ({weights})",
             hint="wire register's evaluation input to the evaluate step that scored this model",
         )
+    policy = GatePolicy(min_map50=args.min_map50, min_map50_95=args.min_map50_95, max_regression=args.max_regression)
+    gate = decide(evaluation, champion_comparison(evaluation), policy)
+    status = Decision.PENDING if gate["passed"] else Decision.REJECTED
+    card = model_card(training, evaluation, env, args)
+    decision = {
+        "model": args.model_name,
+        "status": status.value,
+        "reasons": gate["reasons"],
+        "gate": gate,
+        "weights_sha256": digest,
+        "actor": {"user": env["SKYOPS_USER"], "role": "pipeline", "run": env["SKYOPS_RUN_ID"]},
+        "registry": registry,
+        "card": card,
+    }
+    write_json_atomic(outputs["registration"] / "card.json", card)
+    write_json_atomic(outputs["registration"] / "decision.json", decision)
+    print(f"decision on {args.model_name} ({digest[:12]}): {status.value}; gate {'passed' if gate['passed'] else 'failed'}:")
+    for reason in gate["reasons"]:
+        print(f"  - {reason}")
+    if registry == "local":
+        register_locally(inputs, outputs, env, args, training=training, digest=digest, decision=decision)
+    else:
+        print(f"{registry} registers the version from decision.json (status {status.value})")
+
+
+def register_locally(
+    inputs: dict[str, Path],
+    outputs: dict[str, Path],
+    env: dict[str, str],
+    args: RegisterConfig,
+    *,
+    training: Mapping[str, Any],
+    digest: str,
+    decision: Mapping[str, Any],
+) -> None:
+    """Register the decided version in the MLflow registry (once per weights), audit it, write registration.json."""
+    from skyops.pipeline.hashing import write_json_atomic
+    from skyops.registry.audit import AuditLog, Outcome
+    from skyops.registry.models import ApprovalStatus, ModelRegistry
+    from skyops.training.tracking import TrackingStore
+
     state_dir = Path(env["SKYOPS_STATE_DIR"])
     registry = ModelRegistry(TrackingStore.local(state_dir, env["SKYOPS_TRACKING_URI"]), args.model_name)
-    champion = registry.by_alias("champion")
-    gate = decide(
-        evaluation,
-        {"version": champion.version, "metrics": champion.metrics} if champion else None,
-        GatePolicy(min_map50=args.min_map50, min_map50_95=args.min_map50_95, max_regression=args.max_regression),
-    )
+    gate, status = decision["gate"], ApprovalStatus(decision["status"])
     run_id = training["mlflow_run_id"]
     client = registry.client
-    metrics = {k: evaluation["metrics"][k] for k in ("map50", "map50_95", "precision", "recall")}
-    card = {
-        "summary": f"YOLO11 detector for {', '.join(training['names'])}; mAP50 {metrics['map50']:.3f} on the test split",
-        "classes": training["names"],
-        "data_fingerprint": training["data_fingerprint"],
-        "metrics": metrics,
-        "per_size": evaluation.get("per_size", {}),
-        "training": {k: training[k] for k in ("epochs_completed", "device", "imgsz", "seconds")},
-        "pipeline_run": env["SKYOPS_RUN_ID"],
-        "mlflow_run": run_id,
-        "libraries": versions("ultralytics", "torch", "mlflow"),
-        "intended_use": args.intended_use,
-        "limitations": args.limitations,
-    }
     artifacts = client.get_run(run_id).info.artifact_uri
-    status = ApprovalStatus.PENDING if gate["passed"] else ApprovalStatus.REJECTED
     done = registry.register(
-        run_id=run_id, source=f"{artifacts}/weights", weights_sha256=digest, metrics=metrics, card=card, gate=gate, status=status
+        run_id=run_id,
+        source=f"{artifacts}/weights",
+        weights_sha256=digest,
+        metrics=decision["card"]["metrics"],
+        card=decision["card"],
+        gate=gate,
+        status=status,
     )
     version = done.version
     target = f"{args.model_name}:{version.version}"
     if done.created:
         client.log_artifact(run_id, str(inputs["evaluation"] / "evaluation.json"), "evaluation")
+        client.log_artifact(run_id, str(outputs["registration"] / "decision.json"), "registration")
         if "profile" in inputs:
             client.log_artifact(run_id, str(inputs["profile"] / "profile.json"), "data")
         AuditLog(state_dir / "audit.log").append(
@@ -179,11 +252,9 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
     }
     write_json_atomic(outputs["registration"] / "registration.json", result)
     if done.created:
-        print(f"registered {target} as {status.value}; gate {'passed' if gate['passed'] else 'failed'}:")
+        print(f"registered {target} as {status.value}")
     else:
         print(
-            f"{args.model_name}: these weights are already registered as v{version.version} ({version.status.value}); not registered again"
+            f"{args.model_name}: these weights are already registered as v{version.version} ({version.status.value}); not registered again "
+            "(the version keeps the decision it was registered with)"
         )
-        print(f"this run's gate {'passed' if gate['passed'] else 'failed'} (the version keeps the decision it was registered with):")
-    for reason in gate["reasons"]:
-        print(f"  - {reason}")

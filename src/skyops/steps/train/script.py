@@ -19,13 +19,14 @@ from pathlib import Path
 
 from skyops.pipeline import JobKind, NodeType, Port, ScriptContract, StepSpec, report_progress, training_channel
 from skyops.pipeline.contract import CHECKPOINTS, TRAINING_MODEL
+from skyops.settings import DEFAULT_EXPERIMENT
 from skyops.steps import CATALOG
 from skyops.training.train import TrainConfig
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainStepConfig(TrainConfig):
-    experiment: str = "drone-detection"  # MLflow experiment
+    experiment: str = DEFAULT_EXPERIMENT  # MLflow experiment
 
 
 SPEC = StepSpec(
