@@ -13,6 +13,7 @@ from skyops.cli.common import engine, format_seconds, load, parse_params, settin
 from skyops.cli.live import STYLE as _STYLE
 from skyops.cli.live import Progress
 from skyops.cli.results import print_results
+from skyops.pipeline.lineage import RunStatus, StepStatus
 from skyops.settings import DEFAULT_PIPELINE
 
 if TYPE_CHECKING:
@@ -48,18 +49,18 @@ def run(
         record = engine(pipeline, workers=workers, use_cache=not no_cache).run(pipeline, overrides, listener=display.update)
     summarize(console, record, explain_cache=explain_cache)
     print_results(console, record)
-    if record.status == "gated":
-        failed_gates = {name: g for name, g in record.gates.items() if not g["passed"]}
+    if record.status is RunStatus.GATED:
+        failed_gates = {name: g for name, g in record.gates.items() if not g.passed}
         for name, gate in failed_gates.items():
-            console.print(f"[bold red]gate {name}[/] stopped {', '.join(gate['guards'])}: {gate['message']}")
-            for line in gate["details"]:
+            console.print(f"[bold red]gate {name}[/] stopped {', '.join(gate.guards)}: {gate.message}")
+            for line in gate.details:
                 console.print(f"  {line}")
         raise StepFailed(
             f"run {record.run_id} of {pipeline.name!r} stopped at gate {', '.join(map(repr, failed_gates))}",
             hint="improve the model (more data or epochs) or change the threshold parameter, then run again",
         )
-    if record.status != "succeeded":
-        failed = [s for s in record.steps.values() if s.status == "failed"]
+    if record.status is not RunStatus.SUCCEEDED:
+        failed = [s for s in record.steps.values() if s.status is StepStatus.FAILED]
         for step in failed:
             show_failure(console, step)
         raise StepFailed(
@@ -72,7 +73,7 @@ def summarize(console: Console, record: RunRecord, *, explain_cache: bool) -> No
     from rich.table import Table
 
     console.print(
-        f"run {record.run_id} of {record.pipeline}: [{'green' if record.status == 'succeeded' else 'bold red'}]{record.status}[/]"
+        f"run {record.run_id} of {record.pipeline}: [{'green' if record.status is RunStatus.SUCCEEDED else 'bold red'}]{record.status}[/]"
     )
     table = Table()
     for column in ("step", "status", "time", *(["cache"] if explain_cache else [])):
@@ -87,9 +88,9 @@ def summarize(console: Console, record: RunRecord, *, explain_cache: bool) -> No
 
 
 def cache_explanation(step: StepRecord) -> str:
-    if step.status == "cached":
+    if step.status is StepStatus.CACHED:
         return f"hit {step.cache_key[:12]}" + (f" after waiting {format_seconds(step.waited)} for another run" if step.waited else "")
-    if step.status in ("done", "failed") and step.cache_key:
+    if step.status in (StepStatus.DONE, StepStatus.FAILED) and step.cache_key:
         return f"miss {step.cache_key[:12]}: " + "; ".join(step.miss_reasons or [step.cache_reason])
     return step.error or step.cache_reason or "-"
 
