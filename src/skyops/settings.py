@@ -32,10 +32,6 @@ class Settings:
     def pipeline_dirs(self) -> tuple[Path, ...]:
         return (self.project_dir / "pipelines",)
 
-    @property
-    def resolved_tracking_uri(self) -> str:
-        return self.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
-
 
 def load_settings(project_dir: Path | None = None) -> Settings:
     project = (project_dir or Path(os.environ.get("SKYOPS_PROJECT_DIR") or Path.cwd())).resolve()

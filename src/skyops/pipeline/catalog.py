@@ -175,10 +175,6 @@ class Catalog:
         self.load()
         return iter(sorted(self._steps.values(), key=lambda d: d.name))
 
-    def as_mapping(self) -> Mapping[str, StepDefinition]:
-        self.load()
-        return dict(self._steps)
-
 
 def catalog_of(package: str) -> Catalog:
     """The Catalog object a step package exposes as `CATALOG`."""

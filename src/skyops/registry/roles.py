@@ -2,7 +2,7 @@
 
     governance = Governance(project_dir, AuditLog(state_dir / "audit.jsonl"))
     actor = resolve_identity(args.as_user)                  # --as, else SKYOPS_USER, else the OS user
-    with governance.action(actor, Action.APPROVE, "model drone-detection v3", reason=note) as act:
+    with governance.action(actor, Action.APPROVE, "drone-detector:3", reason=note) as act:
         ...                                                 # do the approval
         act.details["stage"] = "Approved"
     # audited: 'denied' (and PermissionDenied raised) before the block runs, else 'succeeded' after it,
