@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml requirements-lock.txt 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST  := $(BIN)/python -m pytest
 
-.PHONY: install demo test test-slow bench lint format clean
+.PHONY: install demo test test-slow bench lint format lock clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,14 +30,17 @@ bench: install  ## comparative benchmarks, each prints its ratio against its anc
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: install  ## style, types and the layering contract of DESIGN.md
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: install
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks tools
+	$(BIN)/ruff check --fix src tests benchmarks tools
+
+lock: install  ## requirements-runtime.lock (the image's pins) from pyproject's dependencies and the dev lock
+	$(BIN)/python tools/runtime_lock.py
 
 clean:
 	rm -rf .skyops .pytest_cache .mypy_cache .ruff_cache

@@ -42,10 +42,6 @@ class ContractError(SkyopsError):
     """A script contract is malformed, or a script was run without what its contract declares."""
 
 
-class WiringError(SkyopsError):
-    """An input port binds to no upstream output, or to several."""
-
-
 class PipelineError(SkyopsError):
     """A pipeline definition is invalid (unknown step, bad YAML, cycle, bad parameter)."""
 

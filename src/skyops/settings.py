@@ -1,7 +1,7 @@
 """Project settings: where state lives, which tracking store and AWS profile to use.
 
-Read from the environment (and `skyops.yaml` at the project root, when present), once per command.
-Nothing here imports a heavy library.
+Read from the environment (SKYOPS_PROJECT_DIR, SKYOPS_STATE_DIR, SKYOPS_AWS_PROFILE, SKYOPS_TRACKING_URI),
+once per command. Nothing here imports a heavy library.
 """
 
 from __future__ import annotations
@@ -35,10 +35,6 @@ class Settings:
     @cached_property
     def pipeline_dirs(self) -> tuple[Path, ...]:
         return (self.project_dir / "pipelines",)
-
-    @property
-    def resolved_tracking_uri(self) -> str:
-        return self.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
 
 
 def load_settings(project_dir: Path | None = None) -> Settings:

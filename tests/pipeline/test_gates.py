@@ -6,7 +6,8 @@ import pytest
 
 from skyops.errors import PipelineError
 from skyops.pipeline.definition import pipeline_from_dict
-from skyops.pipeline.gates import json_value
+from skyops.pipeline.gates import GateResult, json_value
+from skyops.pipeline.lineage import RunStatus, load_record
 
 from .conftest import read_output_text, statuses
 
@@ -40,8 +41,8 @@ def test_gate_passes_and_guarded_step_runs(pipeline_dict, make_engine) -> None:
     data, package = pipeline_dict
     engine = make_engine(roots={package.package: package.root / package.package})
     record = engine.run(pipeline_from_dict(data))
-    assert record.status == "succeeded" and statuses(record) == {"measure": "done", "ship": "done"}
-    assert record.gates["enough"]["details"] == ["metrics.total = 6.5 >= 5.0: ok"]
+    assert record.status is RunStatus.SUCCEEDED and statuses(record) == {"measure": "done", "ship": "done"}
+    assert record.gates["enough"].details == ("metrics.total = 6.5 >= 5.0: ok",)
     assert json.loads(read_output_text(record, "ship", "out", "shipped.txt"))["metrics"]["total"] == 6.5
 
 
@@ -49,13 +50,19 @@ def test_gate_fails_guarded_step_is_gated_and_run_says_so(pipeline_dict, make_en
     data, package = pipeline_dict
     engine = make_engine(roots={package.package: package.root / package.package})
     record = engine.run(pipeline_from_dict(data), {"minimum": "7"})
-    assert record.status == "gated" and statuses(record) == {"measure": "done", "ship": "gated"}
-    assert record.gates["enough"] == {
+    assert record.status is RunStatus.GATED and statuses(record) == {"measure": "done", "ship": "gated"}
+    verdict = GateResult(passed=False, details=("metrics.total = 6.5 >= 7.0: FAILED",), message="too small", guards=("ship",))
+    assert record.gates["enough"] == verdict
+    saved_json = json.loads((engine.state.runs / record.run_id / "run.json").read_text())
+    assert saved_json["status"] == "gated"  # run.json keeps its plain JSON shape
+    assert saved_json["gates"]["enough"] == {
         "passed": False,
         "details": ["metrics.total = 6.5 >= 7.0: FAILED"],
         "message": "too small",
         "guards": ["ship"],
     }
+    saved = load_record(engine.state.runs, record.run_id)
+    assert saved.status is RunStatus.GATED and saved.gates == {"enough": verdict}
 
 
 def test_gate_definition_problems_are_reported_together(scratch_package) -> None:

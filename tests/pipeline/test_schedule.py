@@ -75,7 +75,7 @@ def test_gate_on_a_skipped_step_fails_and_the_run_ends(make_engine, state: State
     record = run_within(make_engine(), gated_failure())
     assert statuses(record) == {"e1": "done", "d1": "failed", "d2": "skipped", "e2": "gated"}
     assert record.status == "failed"
-    assert record.gates["g"]["passed"] is False and record.gates["g"]["details"] == ["step 'd2' did not finish (it skipped)"]
+    assert record.gates["g"].passed is False and record.gates["g"].details == ("step 'd2' did not finish (it skipped)",)
     saved = load_record(state.runs, record.run_id)
     assert saved.status == "failed" and statuses(saved) == statuses(record)
     assert saved.steps["d2"].error == "upstream step 'd1' failed"
@@ -165,7 +165,7 @@ def check_run(data: dict, launcher: object | None) -> None:
         got = {name: "done" if s == "cached" else s for name, s in statuses(record).items()}  # equal keys: one runs, one reuses
         assert got == status
         assert all(step.status.final for step in record.steps.values())
-        assert {name: g["passed"] for name, g in record.gates.items()} == passed
+        assert {name: g.passed for name, g in record.gates.items()} == passed
         for node in pipeline.steps:  # no guarded step ran past a failed gate
             if any(not passed[g.name] for g in pipeline.gated_by(node.name)):
                 assert record.steps[node.name].status in (S.GATED, S.SKIPPED), node.name

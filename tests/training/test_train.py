@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given
-from hypothesis import strategies as st
 
 from skyops.errors import ConfigError, DataValidationError
 from skyops.pipeline.config import build_config
 from skyops.training.tracking import TrackingStore
-from skyops.training.train import EpochMetrics, TrainConfig, _read_results, publish, resolve_device, run_identity, train, ultralytics_args
+from skyops.training.train import EpochMetrics, TrainConfig, _read_results, publish, run_identity, train, ultralytics_args
 
 # The child trains 3 epochs and stops for good inside the epoch-1 callback, which runs after
 # Ultralytics saved last.pt and skyops copied it to resume.pt: the SIGKILL lands after epoch 1.
@@ -188,13 +186,6 @@ def test_config_problems_are_reported_together() -> None:
 def test_config_bounds_come_from_ranges() -> None:
     with pytest.raises(ConfigError, match=r"mosaic: 1\.5 must be <= 1"):
         build_config(TrainConfig, {"mosaic": "1.5"}, where="step 'train'")
-
-
-@given(st.integers(min_value=0, max_value=16))
-def test_auto_device_takes_every_gpu_or_the_cpu(count: int) -> None:
-    device = resolve_device("auto", cuda_count=count)
-    assert device == ("cpu" if count == 0 else ",".join(map(str, range(count))))
-    assert resolve_device("0,1", cuda_count=count) == "0,1"
 
 
 def test_ultralytics_args_are_all_ultralytics_settings(ultra_state: Path) -> None:

@@ -95,6 +95,7 @@ def reproduce(run: str, tolerance: float) -> None:
     """Re-run with the recorded parameters (seed included), training and evaluating afresh; compare metrics."""
     from skyops.cli.common import engine, load
     from skyops.errors import SkyopsError
+    from skyops.pipeline.lineage import RunStatus
 
     original = _run_results(run)
     record = original["record"]
@@ -104,7 +105,7 @@ def reproduce(run: str, tolerance: float) -> None:
         for k, v in record.parameters.items()
     }
     again = engine(pipeline, use_cache=False).run(pipeline, overrides)
-    if again.status == "failed":
+    if again.status is RunStatus.FAILED:
         raise SkyopsError(f"the re-run {again.run_id} failed", hint=f"see skyops runs show {again.run_id}")
     fresh = _run_results(again.run_id)
     same_data = fresh["training.json"]["data_fingerprint"] == original["training.json"]["data_fingerprint"]

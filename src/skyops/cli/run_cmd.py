@@ -16,6 +16,7 @@ from skyops.cli.live import Progress
 from skyops.cli.output import Output, Part, stdout_output
 from skyops.cli.params import IntegerRange, argument
 from skyops.cli.results import print_results
+from skyops.pipeline.lineage import RunStatus, StepStatus
 from skyops.settings import DEFAULT_PIPELINE
 
 if TYPE_CHECKING:
@@ -41,18 +42,18 @@ def run(name: str, param: Sequence[str], explain_cache: bool, no_cache: bool, wo
         record = runner.run(pipeline, overrides, listener=display.update)
     summarize(out, record, explain_cache=explain_cache)
     print_results(out, record)
-    if record.status == "gated":
-        failed_gates = {name: g for name, g in record.gates.items() if not g["passed"]}
+    if record.status is RunStatus.GATED:
+        failed_gates = {name: g for name, g in record.gates.items() if not g.passed}
         for name, gate in failed_gates.items():
-            out.line((f"gate {name}", "bold red"), f" stopped {', '.join(gate['guards'])}: {gate['message']}")
-            for line in gate["details"]:
+            out.line((f"gate {name}", "bold red"), f" stopped {', '.join(gate.guards)}: {gate.message}")
+            for line in gate.details:
                 out.line(f"  {line}")
         raise StepFailed(
             f"run {record.run_id} of {pipeline.name!r} stopped at gate {', '.join(map(repr, failed_gates))}",
             hint="improve the model (more data or epochs) or change the threshold parameter, then run again",
         )
-    if record.status != "succeeded":
-        failed = [s for s in record.steps.values() if s.status == "failed"]
+    if record.status is not RunStatus.SUCCEEDED:
+        failed = [s for s in record.steps.values() if s.status is StepStatus.FAILED]
         for step in failed:
             show_failure(out, step)
         raise StepFailed(
@@ -62,7 +63,9 @@ def run(name: str, param: Sequence[str], explain_cache: bool, no_cache: bool, wo
 
 
 def summarize(out: Output, record: RunRecord, *, explain_cache: bool) -> None:
-    out.line(f"run {record.run_id} of {record.pipeline}: ", (str(record.status), "green" if record.status == "succeeded" else "bold red"))
+    out.line(
+        f"run {record.run_id} of {record.pipeline}: ", (str(record.status), "green" if record.status is RunStatus.SUCCEEDED else "bold red")
+    )
     rows: list[list[Part]] = []
     for step in record.steps.values():
         row: list[Part] = [step.name, (str(step.status), _STYLE[str(step.status)]), format_seconds(step.seconds)]
@@ -74,9 +77,9 @@ def summarize(out: Output, record: RunRecord, *, explain_cache: bool) -> None:
 
 
 def cache_explanation(step: StepRecord) -> str:
-    if step.status == "cached":
+    if step.status is StepStatus.CACHED:
         return f"hit {step.cache_key[:12]}" + (f" after waiting {format_seconds(step.waited)} for another run" if step.waited else "")
-    if step.status in ("done", "failed") and step.cache_key:
+    if step.status in (StepStatus.DONE, StepStatus.FAILED) and step.cache_key:
         return f"miss {step.cache_key[:12]}: " + "; ".join(step.miss_reasons or [step.cache_reason])
     return step.error or step.cache_reason or "-"
 

@@ -256,26 +256,14 @@ def convert(
     return replace(report, fingerprint=manifest.fingerprint, seconds=time.perf_counter() - started)
 
 
-def class_mapping(source_names: Sequence[str], names: Names | None) -> tuple[list[str], npt.NDArray[np.int64]]:
-    """Target class names, and the target id of each source class index.
-
-    Raises:
-        DataValidationError: `names` leaves a source class out, names a class the source lacks
-            (mapping form), or is malformed.
-    """
-    target_names, lookup, findings = _mapping(source_names, names)
-    if findings:
-        raise ConvertFailed(f"the names override (source classes: {', '.join(source_names)})", findings, hint=_NAMES_HINT)
-    return target_names, lookup
-
-
 _NAMES_HINT = (
     "give every source class a target: --classes a,b,... (names=[...] in Python; a mapping names={'source name': target_id} merges classes)"
 )
 
 
 def _mapping(source_names: Sequence[str], names: Names | None) -> tuple[list[str], npt.NDArray[np.int64], list[Finding]]:
-    """`class_mapping` that returns its problems as findings; on problems, the source's own classes."""
+    """Target class names and the target id of each source class index, with every problem of `names` as a finding
+    (on problems, the source's own classes)."""
     identity = np.arange(len(source_names), dtype=np.int64)
     if names is None:
         return list(source_names), identity, []

@@ -192,18 +192,51 @@ def read_split(root: Path, split: str) -> list[str]:
 
 
 def private_view(root: Path, target: Path) -> Path:
-    """A hard-linked copy of the dataset at `root` in `target` (which must not exist).
+    """A view of the dataset at `root` in `target` (which must not exist) that Ultralytics may write into.
 
-    Ultralytics writes `labels.cache` beside a dataset's labels; giving it a private view keeps
-    upstream artifacts (cached, content-addressed, maybe shared) byte-for-byte unchanged.
+    Ultralytics writes `labels.cache` beside a dataset's `labels/` folder; reading a private view
+    keeps upstream artifacts (cached, content-addressed, maybe shared or read-only) byte for byte
+    unchanged. The view has its own `images/` and `labels/` folders; each file in them is a hard link
+    to the source file where `target` is on `root`'s filesystem, else a symbolic link to it: never a
+    copy (a dataset may be GBs, and on SageMaker the input channel /opt/ml/input/data/<name> is not on
+    the filesystem of /tmp). Ultralytics reads through either kind of link, and derives each label's
+    path, and so the cache's, from the image path as listed, never resolved: the cache lands in
+    `target` (tests/data/test_view.py checks both on a real Ultralytics dataset). The manifest and the
+    split lists, a few KB, are copied.
+
+    Raises:
+        DataValidationError: a file of `root` can be neither hard- nor symbolically linked into `target`.
     """
+    root = Path(os.path.abspath(root))
+    target.mkdir(parents=True)
+    hard = os.stat(root).st_dev == os.stat(target).st_dev  # across filesystems a hard link is EXDEV: skip the attempts
     for folder in (IMAGES, LABELS):
+        (target / folder).mkdir()
         for path in sorted((root / folder).iterdir()):
-            link_or_copy(path, target / folder / path.name)
+            hard = _link(path, target / folder / path.name, hard=hard)
     for name in (MANIFEST, *(f"{split}.txt" for split in SPLITS)):
         if (root / name).is_file():
             shutil.copy2(root / name, target / name)
     return target
+
+
+def _link(source: Path, link: Path, *, hard: bool) -> bool:
+    """Hard-link `link` to `source` if `hard`, else (or if that fails) symlink it; True while hard links work."""
+    if hard:
+        try:
+            os.link(source, link)
+        except OSError:
+            hard = False  # a filesystem without hard links (a FUSE mount, say): symbolic links from here on
+        else:
+            return True
+    try:
+        os.symlink(source, link)
+    except OSError as e:
+        raise DataValidationError(
+            f"cannot link {source} into the private data view {link.parent.parent}: {e.strerror}",
+            hint="give the step a temporary folder (TMPDIR) on a filesystem that supports hard or symbolic links",
+        ) from None
+    return False
 
 
 def write_data_yaml(root: Path, target: Path, names: list[str]) -> Path:

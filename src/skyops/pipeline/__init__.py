@@ -38,6 +38,11 @@ _EXPORTS = {
     "Edge": "wiring",
     "LocalEngine": "engine",
     "StateDir": "engine",
+    "RunRecord": "lineage",
+    "RunStatus": "lineage",
+    "StepRecord": "lineage",
+    "StepStatus": "lineage",
+    "GateResult": "gates",
     "check_catalog": "check",
     "run": "runtime",
     "report_progress": "runtime",
@@ -48,6 +53,7 @@ __all__ = [
     "Edge",
     "EmptyConfig",
     "ExternalRef",
+    "GateResult",
     "JobKind",
     "JobType",
     "LocalEngine",
@@ -60,13 +66,17 @@ __all__ = [
     "Port",
     "Range",
     "Registers",
+    "RunRecord",
+    "RunStatus",
     "SchemeRef",
     "ScriptContract",
     "StateDir",
     "StepConfig",
     "StepDefinition",
     "StepNode",
+    "StepRecord",
     "StepSpec",
+    "StepStatus",
     "check_catalog",
     "load_pipeline",
     "processing_input",
@@ -83,6 +93,8 @@ if TYPE_CHECKING:
     from skyops.pipeline.contract import JobKind, Registers, ScriptContract, processing_input, processing_output, training_channel
     from skyops.pipeline.definition import Parameter, ParamType, Pipeline, StepNode, load_pipeline
     from skyops.pipeline.engine import LocalEngine, StateDir
+    from skyops.pipeline.gates import GateResult
+    from skyops.pipeline.lineage import RunRecord, RunStatus, StepRecord, StepStatus
     from skyops.pipeline.runtime import report_progress, run
     from skyops.pipeline.spec import JobType, NodeType, Port, StepSpec
     from skyops.pipeline.wiring import Edge, ExternalRef, OutputRef, ParamRef, SchemeRef

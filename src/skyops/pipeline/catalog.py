@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -117,6 +118,8 @@ class Catalog:
         self.package = package
         self._steps: dict[str, StepDefinition] = {}
         self._loaded = False
+        self._loading = False
+        self._lock = threading.RLock()  # engine threads may ask at once; a step module's import may ask again
 
     def step(
         self,
@@ -144,10 +147,32 @@ class Catalog:
         return register
 
     def load(self) -> None:
-        """Import every step of the package once; report every step that fails to define."""
-        if self._loaded:
-            return
-        self._loaded = True
+        """Import every step of the package, all or nothing; report every step that fails to define.
+
+        A catalog is loaded only when every step module imported: after a failure (a step that does
+        not define, or one whose import raises anything) the catalog stays unloaded, so each later use
+        (`get`, iterating, the alignment check) fails the same way until the step is fixed, rather than
+        serving the steps that happened to register first. Steps a failed module registered before it
+        raised are dropped, so the retry registers them afresh.
+        """
+        with self._lock:
+            if self._loaded or self._loading:
+                return  # loaded, or a step module being imported asked for its own catalog
+            self._loading = True
+            registered_before = set(self._steps)
+            try:
+                problems = self._import_steps()
+                if problems:
+                    raise problems_error(PipelineError, f"catalog {self.package!r}", problems)
+                self._loaded = True
+            except BaseException:
+                # Keep what imported whole (its module stays imported and will not register again); drop the rest.
+                self._steps = {name: d for name, d in self._steps.items() if name in registered_before or d.script_module in sys.modules}
+                raise
+            finally:
+                self._loading = False
+
+    def _import_steps(self) -> list[str]:
         import pkgutil  # only listing a catalog needs it; a step's own process never does
 
         package = importlib.import_module(self.package)
@@ -162,8 +187,7 @@ class Catalog:
                 importlib.import_module(f"{self.package}.{module.name}.script")
             except SkyopsError as e:
                 problems += [f"{module.name}: {p}" for p in e.problems]
-        if problems:
-            raise problems_error(PipelineError, f"catalog {self.package!r}", problems)
+        return problems
 
     def get(self, name: str) -> StepDefinition:
         self.load()
@@ -178,10 +202,6 @@ class Catalog:
     def __iter__(self) -> Iterator[StepDefinition]:
         self.load()
         return iter(sorted(self._steps.values(), key=lambda d: d.name))
-
-    def as_mapping(self) -> Mapping[str, StepDefinition]:
-        self.load()
-        return dict(self._steps)
 
 
 def catalog_of(package: str) -> Catalog:

@@ -169,11 +169,3 @@ class ScriptContract:
     @property
     def env_names(self) -> frozenset[str]:
         return frozenset((*self.required_env, *self.optional_env))
-
-    @property
-    def all_paths(self) -> dict[str, str]:
-        """Every container path the script may touch, keyed by port name (checkpoints as 'checkpoints')."""
-        paths = {**self.inputs, **self.outputs}
-        if self.checkpoint_path:
-            paths["checkpoints"] = self.checkpoint_path
-        return paths

@@ -43,11 +43,11 @@ from skyops.pipeline.config import config_to_dict
 from skyops.pipeline.contract import PROGRESS_ENV, RUN_CONTEXT_ENV
 from skyops.pipeline.definition import Pipeline, StepNode
 from skyops.pipeline.faults import check_writable, writing
-from skyops.pipeline.gates import evaluate_gate
+from skyops.pipeline.gates import GateResult, evaluate_gate
 from skyops.pipeline.hashing import StatMemo, hash_tree, write_json_atomic
 from skyops.pipeline.inputs import Resolved, Resolver, resolve_inputs, resolve_sources
 from skyops.pipeline.launch import Launcher, default_launcher
-from skyops.pipeline.lineage import RunRecord, StepRecord, StepStatus, end_unfinished, new_record, new_run_id, save_record
+from skyops.pipeline.lineage import RunRecord, RunStatus, StepRecord, StepStatus, end_unfinished, new_record, new_run_id, save_record
 from skyops.pipeline.locks import key_lock
 from skyops.pipeline.schedule import Action, Interrupted, SchedulerStuck, decide, signals_interrupt
 
@@ -181,8 +181,8 @@ class LocalEngine:
             memo.save()
             code_memo.save()
         failed = [s for s in record.steps.values() if s.status is StepStatus.FAILED]
-        gated = [name for name, g in record.gates.items() if not g["passed"]]
-        record.status = "failed" if failed else "gated" if gated else "succeeded"
+        gated = [name for name, g in record.gates.items() if not g.passed]
+        record.status = RunStatus.FAILED if failed else RunStatus.GATED if gated else RunStatus.SUCCEEDED
         record.ended = time.time()
         self._save(record)
         return record
@@ -195,7 +195,7 @@ class LocalEngine:
             why = f"the run stopped: {error.message}"
         else:
             why = f"the run stopped on an internal error: {type(error).__name__}: {error}"
-        end_unfinished(run.record, "killed" if isinstance(error, Interrupted | KeyboardInterrupt) else "failed", why)
+        end_unfinished(run.record, RunStatus.KILLED if isinstance(error, Interrupted | KeyboardInterrupt) else RunStatus.FAILED, why)
         run.record.ended = time.time()
         with contextlib.suppress(StateError):  # the disk that failed may refuse this too; the error says why
             self._save(run.record)
@@ -263,11 +263,10 @@ class LocalEngine:
                 continue
             if step.status.finished:
                 result = evaluate_gate(gate, Path(step.outputs[gate.output]["path"]), run.params)
-                passed, details = result.passed, result.details
             else:
-                passed, details = False, [f"step {gate.step!r} did not finish (it {step.status})"]
+                result = GateResult.failed(gate, f"step {gate.step!r} did not finish (it {step.status})")
             with self._lock:  # a step thread may be saving the record
-                record.gates[gate.name] = {"passed": passed, "details": details, "message": gate.message, "guards": list(gate.guards)}
+                record.gates[gate.name] = result
             decided = True
         if decided:
             self._save(record)

@@ -66,10 +66,32 @@ class Gate:
     message: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GateResult:
+    """A gate's verdict in one run, as its run record keeps it (`run.json`: a plain JSON object)."""
+
     passed: bool
-    details: list[str]  # one line per condition: "metrics.map50 = 0.61 >= 0.5: ok"
+    details: tuple[str, ...]  # one line per condition: "metrics.map50 = 0.61 >= 0.5: ok"
+    message: str = ""  # the gate's own message, shown when it stops a run
+    guards: tuple[str, ...] = ()  # the steps it guards
+
+    @classmethod
+    def failed(cls, gate: Gate, why: str) -> GateResult:
+        """A failed verdict for one reason that is not a condition (its step did not finish, its file cannot be read)."""
+        return cls(passed=False, details=(why,), message=gate.message, guards=gate.guards)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "details": list(self.details), "message": self.message, "guards": list(self.guards)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GateResult:
+        """Read `to_json`'s object back; records written before `message` and `guards` were kept have neither."""
+        return cls(
+            passed=bool(data["passed"]),
+            details=tuple(data["details"]),
+            message=str(data.get("message", "")),
+            guards=tuple(data.get("guards", ())),
+        )
 
 
 def json_value(document: Any, path: str) -> Any:
@@ -86,7 +108,7 @@ def evaluate_gate(gate: Gate, output_dir: Path, params: Mapping[str, Any]) -> Ga
     try:
         document = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        return GateResult(False, [f"cannot read {path}: {e}"])
+        return GateResult.failed(gate, f"cannot read {path}: {e}")
     details, passed = [], True
     for condition in gate.conditions:
         threshold = params[condition.value.name] if isinstance(condition.value, ParamRef) else condition.value
@@ -97,7 +119,7 @@ def evaluate_gate(gate: Gate, output_dir: Path, params: Mapping[str, Any]) -> Ga
             actual, ok = f"<missing: {e}>", False
         passed &= bool(ok)
         details.append(f"{condition.path} = {actual} {condition.op} {threshold}: {'ok' if ok else 'FAILED'}")
-    return GateResult(passed, details)
+    return GateResult(passed=passed, details=tuple(details), message=gate.message, guards=gate.guards)
 
 
 def parse_gates(raw: Any, parse_value: Callable[[Any], Any]) -> tuple[list[Gate], list[str]]:

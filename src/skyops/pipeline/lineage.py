@@ -7,6 +7,9 @@ A record names the engine process that writes it (host, pid and the pid's start 
 that is stopped ends its record "killed" or "failed" itself; one that cannot (SIGKILL, power loss)
 leaves it "running", and reading it later on the same host finds the process gone and marks it
 "killed" (written back, so every reader agrees).
+
+Statuses are enums (`RunStatus`, `StepStatus`) and gate verdicts `GateResult`s in memory; run.json
+holds their plain JSON values, and records written before either was typed read back the same.
 """
 
 from __future__ import annotations
@@ -23,9 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from skyops.errors import SkyopsError
+from skyops.pipeline.gates import GateResult
 from skyops.pipeline.hashing import write_json_atomic
 
 RUN_FILE = "run.json"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # every step done or cached, every gate passed
+    FAILED = "failed"  # a step failed, or the engine stopped on an error
+    GATED = "gated"  # no step failed, a gate did not pass
+    KILLED = "killed"  # a signal stopped the engine, or it died without ending the record
 
 
 class StepStatus(StrEnum):
@@ -87,11 +99,11 @@ class RunRecord:
     host: str
     started: float
     steps: dict[str, StepRecord]  # in pipeline order, in memory and in run.json
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
     ended: float | None = None
     resume_command: str = ""
     source: str = ""
-    gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {passed, details, message}
+    gates: dict[str, GateResult] = field(default_factory=dict)  # gate name -> its verdict, as each is decided
     pid: int = 0  # the engine process writing this record, on `host`
     pid_started: str = ""  # when that process started (boot id + clock ticks): tells a reused pid apart
 
@@ -100,12 +112,14 @@ class RunRecord:
         serialise it at once; the engine replaces nested values whole, never edits them in place."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["steps"] = {name: {f.name: getattr(step, f.name) for f in fields(step)} for name, step in self.steps.items()}
+        data["gates"] = {name: gate.to_json() for name, gate in self.gates.items()}
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunRecord:
         steps = {k: StepRecord(**{**v, "status": StepStatus(v["status"])}) for k, v in data.pop("steps").items()}
-        return cls(steps=steps, **data)
+        gates = {name: GateResult.from_json(gate) for name, gate in data.pop("gates", {}).items()}
+        return cls(steps=steps, gates=gates, **{**data, "status": RunStatus(data.get("status", RunStatus.RUNNING))})
 
 
 def current_user() -> str:
@@ -152,7 +166,7 @@ def process_started(pid: int) -> str:
 
 def engine_gone(record: RunRecord) -> bool:
     """True if the record says "running" but its engine process, on this host, no longer exists."""
-    if record.status != "running" or not record.pid or record.host != host_name():
+    if record.status is not RunStatus.RUNNING or not record.pid or record.host != host_name():
         return False  # finished, or written elsewhere: another host's processes are not ours to judge
     if not pid_exists(record.pid):
         return True
@@ -170,7 +184,7 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
-def end_unfinished(record: RunRecord, status: str, why: str) -> None:
+def end_unfinished(record: RunRecord, status: RunStatus, why: str) -> None:
     """End a run that stopped early: steps that ran or waited failed, pending ones skipped, both saying why."""
     record.status = status
     for step in record.steps.values():
@@ -202,7 +216,7 @@ def list_records(runs_dir: Path) -> list[RunRecord]:
 def _end_stale(runs_dir: Path, records: Iterable[RunRecord]) -> None:
     for record in records:
         if engine_gone(record):
-            end_unfinished(record, "killed", f"the engine (pid {record.pid} on {record.host}) stopped without ending the run")
+            end_unfinished(record, RunStatus.KILLED, f"the engine (pid {record.pid} on {record.host}) stopped without ending the run")
             with contextlib.suppress(OSError):  # a read-only state folder: this reader still says "killed"
                 save_record(runs_dir, record)
 

@@ -69,7 +69,7 @@ def decide(pipeline: Pipeline, record: RunRecord, name: str) -> Next:
     """`next_action` for step `name` of a run, from the run's record."""
     return next_action(
         {u: record.steps[u].status for u in pipeline.upstream_of(name)},
-        {g.name: record.gates[g.name]["passed"] if g.name in record.gates else None for g in pipeline.gated_by(name)},
+        {g.name: record.gates[g.name].passed if g.name in record.gates else None for g in pipeline.gated_by(name)},
     )
 
 

@@ -5,8 +5,8 @@ One record per line, each line the canonical JSON (sorted keys, no spaces) of:
     seq      0, 1, 2, ... in file order
     time     UTC, ISO 8601 with microseconds
     actor    who acted; role: their role when they acted ('none' when they had none)
-    action   what they did; target: to what ('model drone-detection v3')
-    outcome  allowed | denied | succeeded | failed
+    action   what they did; target: to what ('drone-detector:3', 'drone-detector@champion')
+    outcome  denied (refused before acting) | succeeded | failed (the action raised)
     reason   the actor's note; details: an object of whatever the action wants kept
     prev     `hash` of the record before ('0' * 64 for the first)
     hash     sha256 of the canonical JSON of the record without `hash`
@@ -42,7 +42,6 @@ _TAIL_BLOCK = 4096  # bytes read at a time, backwards, to find the last line
 
 
 class Outcome(StrEnum):
-    ALLOWED = "allowed"
     DENIED = "denied"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

@@ -1,8 +1,8 @@
 """Who may do what: personas, actions, the permission table, the project's role file, and the gate.
 
-    governance = Governance(project_dir, AuditLog(state_dir / "audit.jsonl"))
+    governance = Governance(project_dir, state_dir / "audit.log")
     actor = resolve_identity(args.as_user)                  # --as, else SKYOPS_USER, else the OS user
-    with governance.action(actor, Action.APPROVE, "model drone-detection v3", reason=note) as act:
+    with governance.action(actor, Action.APPROVE, "drone-detector:3", reason=note) as act:
         ...                                                 # do the approval
         act.details["stage"] = "Approved"
     # audited: 'denied' (and PermissionDenied raised) before the block runs, else 'succeeded' after it,
@@ -61,7 +61,7 @@ class Action(StrEnum):
 _SCIENCE = frozenset({Action.READ, Action.EXPLORE, Action.TRAIN, Action.REGISTER})
 _RELEASE = frozenset({Action.APPROVE, Action.REJECT, Action.PROMOTE, Action.DEPLOY, Action.ROLLBACK, Action.DELETE})
 
-# The permission table. The IAM policies of infra/cloudformation draw the same line in AWS.
+# The permission table. In AWS, IAM policies are to draw the same line (no templates for them in this repository yet).
 PERMISSIONS: Mapping[Role, frozenset[Action]] = MappingProxyType(
     {
         Role.NONE: frozenset({Action.READ}),

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 
 from skyops.errors import ConfigError, DataValidationError
 from skyops.pipeline.config import Range, StepConfig, config_to_dict
+from skyops.training.device import resolve_device
 from skyops.training.ultra import import_ultralytics
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class TrainConfig(StepConfig):
     hsv_v: Fraction = 0.4
     degrees: Annotated[float, Range(ge=0, le=180)] = 0.0
     scale: Annotated[float, Range(ge=0, le=0.95)] = 0.5
-    device: str = "auto"  # "auto", "cpu", "0", "0,1": auto takes every CUDA GPU, else the CPU
+    device: str = "auto"  # "auto", "cpu", "0", "0,1": auto takes every CUDA GPU, else the CPU (never a GPU it cannot use: device.py)
     amp: bool = True  # mixed precision on GPU; always off on CPU
     deterministic: bool = True
     verbose: bool = False  # Ultralytics' own per-batch output
@@ -113,17 +114,6 @@ class TrainResult:
 
 
 EpochCallback = Callable[[EpochMetrics], None]
-
-
-def resolve_device(device: str, cuda_count: int | None = None) -> str:
-    """'auto' -> 'cpu' without CUDA, '0' with one GPU, '0,...,n-1' with n; anything else unchanged."""
-    if device != "auto":
-        return device
-    if cuda_count is None:
-        import torch  # heavy; only when asked to pick
-
-        cuda_count = torch.cuda.device_count()
-    return ",".join(str(i) for i in range(cuda_count)) if cuda_count else "cpu"
 
 
 def ultralytics_args(config: TrainConfig, data_yaml: Path, device: str) -> dict[str, Any]:
@@ -172,7 +162,7 @@ def train(
 
     Raises:
         DataValidationError: the data yaml does not exist.
-        ConfigError: the start weights do not exist.
+        ConfigError: the start weights do not exist; `device: auto` on a machine whose NVIDIA GPU torch cannot use.
     """
     started = time.perf_counter()
     data_yaml = Path(data_yaml).resolve()
