@@ -36,7 +36,7 @@ def test_the_runtime_lock_is_current() -> None:
 
 def test_the_runtime_lock_holds_every_runtime_dependency_and_what_they_need() -> None:
     runtime = read_pins(RUNTIME_LOCK)
-    assert {"ultralytics", "torch", "mlflow", "boto3", "typer"} <= set(runtime)  # dependencies and the aws extra
+    assert {"ultralytics", "torch", "mlflow", "boto3", "click"} <= set(runtime)  # dependencies and the aws extra
     assert {"sqlalchemy", "setuptools", "nvidia-cublas"} <= set(runtime)  # needed by mlflow, torch, torch's cuda-toolkit[cublas]
 
 
