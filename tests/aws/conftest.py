@@ -1,11 +1,15 @@
-"""Small named fixtures of the AWS tests: AWS config files in tmp_path, and a real moto server that counts requests.
+"""Small named fixtures of the AWS tests: AWS config files in tmp_path, a real moto server that counts requests,
+and a TCP listener that counts every connection (standing in for the instance metadata service, container
+credentials and any endpoint a request could be sent to).
 
 No test reads the real ~/.aws (HOME points into tmp_path) or reaches AWS (every client goes to 127.0.0.1).
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+import socket
 import sys
 import threading
 import urllib.request
@@ -74,7 +78,10 @@ CLEARED_ENV = (
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_ROLE_ARN",
-    "SKYOPS_AWS_ENDPOINT_URL",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_DEFAULTS_MODE",
+    "SKYOPS_ALLOW_ENDPOINT_URL",
     "SKYOPS_AWS_PROFILE",
     "HTTP_PROXY",
     "HTTPS_PROXY",
@@ -100,7 +107,7 @@ def aws_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AwsFiles:
     files.config.write_text(CONFIG.format(expired=f"{command} 2001-01-01T00:00:00Z", fresh=f"{command} 2999-01-01T00:00:00Z"))
     files.credentials.write_text(CREDENTIALS)
     files.home.mkdir()
-    for name in CLEARED_ENV:
+    for name in [*CLEARED_ENV, *(n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_"))]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(files.home))  # ~/.aws is tmp_path/home/.aws: never the real one
     monkeypatch.setenv("AWS_CONFIG_FILE", str(files.config))
@@ -162,7 +169,71 @@ def moto_server() -> Iterator[MotoServer]:
 
 @pytest.fixture
 def moto(moto_server: MotoServer, aws_files: AwsFiles, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    """The moto server, emptied, with skyops' clients pointed at it ($SKYOPS_AWS_ENDPOINT_URL)."""
+    """The moto server, emptied, with every client pointed at it: botocore's $AWS_ENDPOINT_URL, allowed for this test."""
     moto_server.reset()
-    monkeypatch.setenv("SKYOPS_AWS_ENDPOINT_URL", moto_server.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    monkeypatch.setenv("SKYOPS_ALLOW_ENDPOINT_URL", moto_server.url)
     return moto_server
+
+
+SENTINEL = b"skyops-listener-sentinel"
+
+
+class CountingListener:
+    """A TCP listener on 127.0.0.1 that keeps the first line of every connection, then closes it.
+
+    `connections()` first connects a sentinel of its own and waits until the listener has taken it: the
+    kernel hands connections over in the order they arrived, so every earlier one has been counted.
+    """
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.port: int = self._server.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._seen: list[str] = []
+        self._sentinels = threading.Semaphore(0)
+        self._thread = threading.Thread(target=self._serve, name="counting-listener", daemon=True)
+        self._thread.start()
+
+    def connections(self) -> list[str]:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as probe:
+            probe.sendall(SENTINEL + b"\n")
+            assert self._sentinels.acquire(timeout=10), "the counting listener stopped accepting connections"
+        return list(self._seen)
+
+    def close(self) -> None:
+        self._server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._server.close()
+        self._thread.join(timeout=10)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:  # closed by close()
+                return
+            with connection:
+                connection.settimeout(5)
+                try:
+                    first = connection.recv(200).split(b"\n")[0].strip()
+                except OSError:
+                    first = b""
+            if first == SENTINEL:
+                self._sentinels.release()
+            else:
+                self._seen.append(first.decode("latin-1") or "(connected, sent nothing)")
+
+
+@pytest.fixture
+def listener(aws_files: AwsFiles, monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingListener]:
+    """A counting listener as the instance metadata service and the container credentials endpoint.
+
+    $AWS_EC2_METADATA_DISABLED is unset: nothing but the guard keeps requests from reaching it.
+    """
+    counter = CountingListener()
+    monkeypatch.delenv("AWS_EC2_METADATA_DISABLED", raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", counter.url + "/")
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", counter.url + "/container-credentials")
+    monkeypatch.setenv("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "1")
+    yield counter
+    counter.close()

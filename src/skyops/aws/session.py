@@ -3,57 +3,49 @@
     guard = AwsGuard()                       # profile 'ab' (settings.aws_profile), region from the profile
     sagemaker = guard.client("sagemaker")    # AwsGuardError before any request unless the checks pass
 
-Checks, all before any request, every problem reported at once:
-1. $AWS_PROFILE / $AWS_DEFAULT_PROFILE, when set, name the guard's profile (not another one).
-2. No credentials in the environment ($AWS_ACCESS_KEY_ID, ...): the AWS CLI, child processes and any
-   session that names no profile would use those keys instead of the profile.
-3. The profile is defined in the config or credentials file ($AWS_CONFIG_FILE /
-   $AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/config and ~/.aws/credentials).
-4. A region resolves: the explicit one, else $AWS_REGION, else $AWS_DEFAULT_REGION, else the profile's.
-5. The profile defines credentials (keys, a role, SSO, a credential process, ...) and botocore loads
-   them from the profile (not from instance metadata or a container role).
-6. Credentials with an expiry are not expired. Static keys cannot expire; credentials fetched on the
-   first request (assume-role, SSO) are checked by botocore then.
+The guard decides first, from configuration only, and sends nothing of any kind before it has
+decided (`decision.py`, rules 1-6): the profile and its region, one complete credential source named
+by the profile, no keys in the environment, no endpoint override unless a test allows it
+(`endpoints.py`). A refused profile gets no session at all, so nothing can reach the instance
+metadata service, a container credentials endpoint, SSO, STS, a credential process or an overriding
+endpoint. Why so strict: botocore's default chain falls through to the machine's credentials
+(instance metadata, containers) when a profile gives none, a credential process is a program run
+with the user's rights, and an endpoint override hands signed requests to whatever listens there.
 
-$SKYOPS_AWS_ENDPOINT_URL sends every client to another endpoint (a moto server in tests).
+An accepted profile gets a session whose credential chain holds only the provider the profile names
+(never the environment, instance metadata or container providers; a role's source credentials only
+from its source_profile chain), and a handler that refuses any request bound for an endpoint that is
+not allowed (the code's `endpoint_url=` included). The credentials are then loaded from that one
+provider (this runs a profile's credential process) and refused when already expired; credentials
+fetched on the first request (SSO, assume-role) are checked by botocore then.
+
+In tests, clients reach a moto server on 127.0.0.1 through botocore's own override with the explicit
+allow: `AWS_ENDPOINT_URL=http://127.0.0.1:PORT SKYOPS_ALLOW_ENDPOINT_URL=http://127.0.0.1:PORT`.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import skyops
-from skyops.errors import AwsGuardError, SkyopsError, problems_error
+from skyops.aws.decision import CredentialSource, Decision, decide, refusal
+from skyops.aws.endpoints import endpoint_refusal, refuse_other_endpoints
+from skyops.errors import SkyopsError
 from skyops.settings import DEFAULT_AWS_PROFILE, Settings
 
 if TYPE_CHECKING:
     from boto3 import Session
-
-ENDPOINT_ENV = "SKYOPS_AWS_ENDPOINT_URL"
-PROFILE_ENVS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
-CREDENTIAL_ENVS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-REGION_ENVS = ("AWS_REGION", "AWS_DEFAULT_REGION")
-# Profile keys from which botocore builds credentials; a profile with none of them has no credentials.
-CREDENTIAL_KEYS = (
-    "aws_access_key_id",
-    "role_arn",
-    "sso_session",
-    "sso_start_url",
-    "credential_process",
-    "web_identity_token_file",
-    "login_session",
-)
-# botocore's `Credentials.method` of credentials that came from the profile. The others (env, iam-role,
-# container-role, boto-config, ec2-credentials-file) come from elsewhere and would act as someone else.
-PROFILE_METHODS = frozenset(
-    {"shared-credentials-file", "config-file", "custom-process", "assume-role", "assume-role-with-web-identity", "sso", "login"}
-)
+    from botocore.credentials import CredentialResolver
+    from botocore.session import Session as CoreSession
 
 
 class AwsRequestError(SkyopsError):
@@ -69,6 +61,8 @@ class GuardReport:
     Args:
         credentials: botocore's credential method, e.g. 'shared-credentials-file', 'sso', 'custom-process'.
         files: the config and credentials files read (they may not exist).
+        endpoint_url: the allowed loopback endpoint configured overrides send requests to (a test server), else None.
+        allowed_endpoint: $SKYOPS_ALLOW_ENDPOINT_URL, the one endpoint besides AWS any client may use, else None.
     """
 
     profile: str
@@ -77,6 +71,7 @@ class GuardReport:
     credentials: str
     files: tuple[Path, Path]
     endpoint_url: str | None
+    allowed_endpoint: str | None
 
 
 class AwsGuard:
@@ -85,13 +80,11 @@ class AwsGuard:
     Args:
         profile: the only profile skyops may use (default 'ab').
         region: overrides the environment's and the profile's region.
-        endpoint_url: where clients send requests; default $SKYOPS_AWS_ENDPOINT_URL, else AWS itself.
     """
 
-    def __init__(self, profile: str = DEFAULT_AWS_PROFILE, region: str | None = None, *, endpoint_url: str | None = None) -> None:
+    def __init__(self, profile: str = DEFAULT_AWS_PROFILE, region: str | None = None) -> None:
         self.profile = profile
         self.region = region
-        self.endpoint_url = endpoint_url if endpoint_url is not None else (os.environ.get(ENDPOINT_ENV) or None)
         self._opened: tuple[Session, GuardReport] | None = None
         self._lock = threading.Lock()  # one check and one session even when threads ask at once
 
@@ -112,20 +105,24 @@ class AwsGuard:
         return self._open()[0]
 
     def client(self, service: str, **kwargs: Any) -> Any:
-        """A boto3 client of `service` ('s3', 'sagemaker', ...) from the checked session, at `endpoint_url`."""
+        """A boto3 client of `service` ('s3', 'sagemaker', ...) from the checked session.
+
+        An `endpoint_url=` is refused unless it is the allowed test endpoint (see the module docstring).
+        """
         from botocore.config import Config  # heavy: loaded only when AWS is used
 
+        session, report = self._open()
+        if (url := kwargs.get("endpoint_url")) is not None and str(url).rstrip("/") != report.allowed_endpoint:
+            raise endpoint_refusal(self.profile, f"endpoint_url={url} for a {service} client", str(url))
         config = Config(user_agent_extra=f"skyops/{skyops.__version__}")
         if "config" in kwargs:
             config = config.merge(kwargs.pop("config"))
-        if self.endpoint_url:
-            kwargs.setdefault("endpoint_url", self.endpoint_url)
-        return self.session().client(service, config=config, **kwargs)
+        return session.client(service, config=config, **kwargs)
 
     def _open(self) -> tuple[Session, GuardReport]:
         with self._lock:
             if self._opened is None:
-                self._opened = _open_session(self.profile, self.region, self.endpoint_url)
+                self._opened = _open_session(self.profile, self.region)
             return self._opened
 
 
@@ -156,55 +153,36 @@ def aws_request(what: str, *, hint: str = "") -> Iterator[None]:
         raise AwsRequestError(f"{what} failed: {exc}", hint=hint or "check the network and `aws configure list`") from exc
 
 
-def _open_session(profile: str, region: str | None, endpoint_url: str | None) -> tuple[Session, GuardReport]:
-    """Run checks 1-6 and return the session; AwsGuardError with every problem found otherwise."""
+def _open_session(profile: str, region: str | None) -> tuple[Session, GuardReport]:
+    """Decide from configuration (AwsGuardError), then build the session the decision allows and load its credentials."""
     import boto3  # heavy: loaded only when AWS is used
     import botocore.session
     from botocore.exceptions import BotoCoreError
 
-    problems = _environment_problems(profile)
-    reader = botocore.session.Session()  # reads the files only; never sends a request
-    files = (_expand(reader.get_config_variable("config_file")), _expand(reader.get_config_variable("credentials_file")))
+    core = botocore.session.Session(profile=profile)  # reads files when asked; sends nothing by itself
+    files = (_expand(core.get_config_variable("config_file")), _expand(core.get_config_variable("credentials_file")))
+    try:
+        full_config = core.full_config
+    except BotoCoreError as exc:
+        raise refusal(profile, [f"the AWS config files cannot be read ({files[0]} and {files[1]}): {exc}; fix: correct the file"]) from exc
+    decision = decide(full_config, files, profile, region, os.environ)  # refuses here: no provider or client exists yet
+
+    core.register("before-endpoint-resolution", refuse_other_endpoints(profile, decision.allowed_endpoint))
+    core.register_component("credential_provider", _resolver(core, decision))
+    session = boto3.Session(botocore_session=core, region_name=decision.region)
     where = f"{files[0]} and {files[1]}"
     try:
-        profiles: dict[str, dict[str, Any]] = reader.full_config.get("profiles", {})
+        credentials = session.get_credentials()  # only the provider the profile names: may run its credential process
     except BotoCoreError as exc:
-        raise _refusal(profile, [*problems, f"the AWS config files cannot be read ({where}): {exc}; fix: correct the file"]) from exc
-
-    settings = profiles.get(profile)
-    resolved: tuple[str, str] | None = None
-    if settings is None:
-        problems.append(
-            f"profile {profile!r} is not defined in {where} (profiles found: {', '.join(sorted(profiles)) or 'none'}); "
-            f"fix: `aws configure --profile {profile}`, or add [profile {profile}] to {files[0]}"
-        )
-    else:
-        resolved = _resolve_region(region, settings, profile)
-        if resolved is None:
-            problems.append(
-                f"no region for profile {profile!r}: none given, $AWS_REGION and $AWS_DEFAULT_REGION are unset, and the profile "
-                f"has no `region` in {where}; fix: add `region = <your region>` under [profile {profile}] in {files[0]}"
-            )
-        if not any(key in settings for key in CREDENTIAL_KEYS):
-            problems.append(
-                f"profile {profile!r} has no credentials (none of {', '.join(CREDENTIAL_KEYS)} in {where}); "
-                f"fix: `aws configure --profile {profile}` for keys, or `aws configure sso --profile {profile}`"
-            )
-    if problems or resolved is None:
-        raise _refusal(profile, problems)
-
-    session = boto3.Session(profile_name=profile, region_name=resolved[0])
-    try:
-        credentials = session.get_credentials()
-    except BotoCoreError as exc:
-        raise _refusal(
+        raise refusal(
             profile, [f"the credentials of profile {profile!r} cannot be loaded: {exc}; fix: correct the profile in {where}"]
         ) from exc
-    if credentials is None or credentials.method not in PROFILE_METHODS:
-        found = "none were found" if credentials is None else f"botocore found some in {credentials.method} instead"
-        raise _refusal(profile, [f"profile {profile!r} gives no credentials: {found}; fix: complete the profile in {where}"])
+    if credentials is None:
+        raise refusal(
+            profile, [f"profile {profile!r} gives no credentials from its {decision.source.value}; fix: complete the profile in {where}"]
+        )
     if _expired(credentials):
-        raise _refusal(
+        raise refusal(
             profile,
             [
                 f"the credentials of profile {profile!r} (from {credentials.method}) have expired; "
@@ -213,42 +191,42 @@ def _open_session(profile: str, region: str | None, endpoint_url: str | None) ->
         )
     report = GuardReport(
         profile=profile,
-        region=resolved[0],
-        region_source=resolved[1],
+        region=decision.region,
+        region_source=decision.region_source,
         credentials=credentials.method,
         files=files,
-        endpoint_url=endpoint_url,
+        endpoint_url=decision.endpoint_url,
+        allowed_endpoint=decision.allowed_endpoint,
     )
     return session, report
 
 
-def _environment_problems(profile: str) -> list[str]:
-    problems = [
-        f"${name}={value} names another profile than {profile!r}, the only one skyops uses; "
-        f"fix: unset {name} (or set it to {profile}), or set SKYOPS_AWS_PROFILE={value} if skyops should use that profile"
-        for name in PROFILE_ENVS
-        if (value := os.environ.get(name)) and value != profile
-    ]
-    in_env = [name for name in CREDENTIAL_ENVS if os.environ.get(name)]
-    if in_env:
-        problems.append(
-            f"{', '.join('$' + name for name in in_env)} set in the environment: such keys take precedence over profile {profile!r} "
-            f"for the AWS CLI, child processes and any session that names no profile, so who acts would depend on the tool; "
-            f"fix: unset {' '.join(in_env)} and keep the keys in profile {profile!r}"
+def _resolver(core: CoreSession, decision: Decision) -> CredentialResolver:
+    """A credential chain of the one provider the accepted profile names; no environment, metadata or container provider."""
+    from botocore.credentials import AssumeRoleProvider, CredentialResolver, ProfileProviderBuilder
+    from botocore.utils import JSONFileCache, create_nested_client
+
+    cache: dict[str, Any] = {}
+    token_cache = JSONFileCache(str(decision.sso_token_dir), dumps_func=_sso_dumps)  # the cache the decision read
+    builder = ProfileProviderBuilder(core, cache=cache, region_name=decision.region, sso_token_cache=token_cache)
+    if decision.source is CredentialSource.ASSUME_ROLE:
+        # No credential sourcer: a role's source credentials come from its source_profile chain only.
+        role = AssumeRoleProvider(
+            load_config=lambda: core.full_config,
+            client_creator=functools.partial(create_nested_client, core, region_name=decision.region),
+            cache=cache,
+            profile_name=decision.profile,
+            credential_sourcer=None,
+            profile_provider_builder=builder,
         )
-    return problems
+        return CredentialResolver(providers=[role])
+    named = [p for p in builder.providers(profile_name=decision.profile, disable_env_vars=True) if decision.source.value == p.METHOD]
+    return CredentialResolver(providers=named)
 
 
-def _resolve_region(explicit: str | None, settings: dict[str, Any], profile: str) -> tuple[str, str] | None:
-    """(region, where it came from), in botocore's order of precedence; None when nothing names one."""
-    if explicit:
-        return explicit, "explicit"
-    for name in REGION_ENVS:
-        if value := os.environ.get(name):
-            return value, f"${name}"
-    if region := settings.get("region"):
-        return str(region), f"profile {profile}"
-    return None
+def _sso_dumps(token: Any) -> str:
+    """JSON of an SSO token as the AWS CLI writes it (a refreshed token's expiry is a datetime)."""
+    return json.dumps(token, default=lambda value: value.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, datetime) else str(value))
 
 
 def _expired(credentials: Any) -> bool:
@@ -262,12 +240,3 @@ def _expired(credentials: Any) -> bool:
 
 def _expand(path: str) -> Path:
     return Path(os.path.expanduser(path))
-
-
-def _refusal(profile: str, problems: list[str]) -> SkyopsError:
-    return problems_error(
-        AwsGuardError,
-        f"the AWS guard for profile {profile!r} (refused before any request)",
-        problems,
-        hint=f"skyops sends AWS requests with profile {profile!r} only; `aws configure list --profile {profile}` shows what it resolves to",
-    )
