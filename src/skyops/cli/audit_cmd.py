@@ -85,13 +85,17 @@ def verify(against: tuple[Anchor, ...]) -> None:
     """Check the log: exit 1 naming the first bad record, or the anchor the log does not match.
 
     \b
-    Fails (exit 1), always: an edited, garbled, inserted, duplicated or reordered record, a record
-      deleted from the middle, an outcome that closes no intent of its own.
-    Fails only against an anchor (deploy/audit-anchor.json, checked whenever it exists, or --against):
-      records cut off the end, an emptied or deleted log, a log rebuilt and re-chained.
-    Warns: an intent without an outcome (the action may or may not have happened).
-    Informs: where the roles file's hash changed, through `skyops roles set` or outside skyops.
-    Cannot catch: someone who rewrites both the log and the anchor (and its git history).
+    Fails (exit 1), always: an edited, garbled, inserted, duplicated or
+      reordered record, a record deleted from the middle, an outcome that
+      closes no intent of its own.
+    Fails only against an anchor (deploy/audit-anchor.json, checked whenever
+      it exists, or --against): records cut off the end, an emptied or
+      deleted log, a log rebuilt and re-chained.
+    Warns: an intent without an outcome (it may or may not have happened).
+    Informs: where the roles file's hash changed, through `skyops roles set`
+      or outside skyops.
+    Cannot catch: someone who rewrites both the log and the anchor (and the
+      anchor's git history), or who acts under another name with --as.
     """
     from skyops.registry.audit import dangling_message
 

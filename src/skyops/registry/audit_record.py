@@ -9,7 +9,7 @@ A record is one line, the canonical JSON (sorted keys, no spaces) of:
     outcome  intent (about to act: written, and fsync'd, before the action runs)
              | succeeded | failed (the action raised) | denied (refused before acting: the only record)
     reason   the actor's note; details: an object of whatever the action wants kept
-    roles    sha256 of the roles file in force when the record was written, or "no-file" (defaults)
+    roles    sha256 of the roles file the decision was made under (read for it), or "no-file" (defaults)
     intent   on a succeeded/failed record: {"seq", "hash"} of the intent record it closes
     prev     `hash` of the record before ('0' * 64 for the first)
     hash     sha256 of the canonical JSON of the record without `hash`

@@ -24,7 +24,7 @@ hand shows in `skyops audit verify` as a roles change made outside skyops.
 
 This is a guard rail for honest people and a record that shows tampering, not security: anyone who
 can write `.skyops/` and the project can rewrite the log and the roles file, and anyone can claim a
-name with `--as`. In AWS the same split is enforced by IAM roles, which cannot be claimed.
+name with `--as`. In AWS the same split is IAM's to enforce, with roles that cannot be claimed.
 """
 
 from __future__ import annotations
