@@ -43,7 +43,11 @@ def test_help_lists_every_command_in_order(tmp_path: Path) -> None:
     done = skyops("--help", state=tmp_path)
     assert done.returncode == 0
     listed = [line.split()[0] for line in done.stdout.split("Commands:\n")[1].splitlines() if line.startswith("  ")]
-    assert listed == list(COMMANDS) == ["run", "ui", "pipeline", "runs", "data", "experiments", "models", "deploy", "audit", "sagemaker"]
+    assert (
+        listed
+        == list(COMMANDS)
+        == ["run", "ui", "pipeline", "runs", "data", "experiments", "models", "deploy", "audit", "roles", "sagemaker"]
+    )
 
 
 def test_a_group_runs_its_subcommand(tmp_path: Path) -> None:

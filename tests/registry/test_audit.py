@@ -278,3 +278,37 @@ def test_concurrent_processes_and_threads_keep_one_chain(audit_log: AuditLog) ->
     )
     result = audit_log.verify()
     assert result.ok and result.records == 120
+
+
+# the write-ahead fields: roles and intent
+
+
+def test_intent_and_roles_fields_are_chained_and_read_back(audit_log: AuditLog) -> None:
+    intent = audit_log.append(actor="a", role="admin", action="deploy", target="m:1", outcome=Outcome.INTENT, roles="ab" * 32)
+    outcome = audit_log.append(
+        actor="a", role="admin", action="deploy", target="m:1", outcome=Outcome.SUCCEEDED, roles="ab" * 32, intent=intent.ref
+    )
+    first, second = (json.loads(line) for line in _lines(audit_log))
+    assert (first["roles"], "intent" in first) == ("ab" * 32, False)
+    assert second["intent"] == {"seq": 0, "hash": intent.hash} and second["hash"] == record_hash(second)
+    assert list(audit_log.records()) == [intent, outcome] and outcome.to_dict() == second
+    assert format_record(outcome).endswith("deploy  m:1  succeeded (intent 0)")
+    assert format_record(intent, open_intent=True).endswith("deploy  m:1  intent, NO OUTCOME: may or may not have happened")
+    with pytest.raises(ValueError, match="only a succeeded or failed outcome closes an intent, not denied"):
+        audit_log.append(actor="a", role="admin", action="deploy", target="m:1", outcome=Outcome.DENIED, intent=intent.ref)
+
+
+@pytest.mark.parametrize(
+    ("changes", "wrong"),
+    [
+        ({"roles": 3}, "roles"),
+        ({"intent": {"seq": 0, "hash": "x"}, "outcome": "denied"}, "intent"),
+        ({"intent": {"seq": "0", "hash": "x"}}, "intent"),
+        ({"intent": [0, "x"]}, "intent"),
+    ],
+)
+def test_malformed_write_ahead_fields_are_garbled(filled_log: AuditLog, changes: dict[str, object], wrong: str) -> None:
+    lines = _lines(filled_log)
+    lines[1] = _edit(lines[1], rehash=True, **changes)
+    _rewrite(filled_log, lines)
+    assert str(verify(filled_log.path).problem) == f"line 2: not a valid record, garbled: field(s) of the wrong type or value: {wrong}"

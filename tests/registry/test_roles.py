@@ -120,7 +120,9 @@ def test_denied_action_is_audited_then_raised(governance: Governance) -> None:
         PermissionDenied, match=r"^bob \(role data-scientist\) may not approve model m v1: approve needs the role ml-engineer or admin$"
     ) as caught:
         governance.authorize("bob", Action.APPROVE, "model m v1", reason="looks good")
-    assert caught.value.hint.startswith("ask an ML Engineer to do it, or have an admin change bob's role in ")
+    assert caught.value.hint.startswith(
+        "ask an ML Engineer to do it, or have an admin give bob a role (`skyops roles set bob ROLE --as ADMIN`) in "
+    )
     assert caught.value.hint.endswith("project/skyops-roles.yaml")
     [record] = governance.audit.records()
     assert (record.actor, record.role, record.action, record.target, record.outcome, record.reason) == (
@@ -156,7 +158,7 @@ def test_user_mapped_to_none_is_read_only(governance: Governance) -> None:
     ) as caught:
         governance.authorize("mallory", Action.TRAIN, "pipeline drone-detection")
     assert caught.value.hint.startswith(
-        "ask someone with the role data-scientist or ml-engineer or admin to do it, or have an admin change"
+        "ask someone with the role data-scientist or ml-engineer or admin to do it, or have an admin give mallory a role"
     )
 
 
@@ -170,25 +172,28 @@ def test_without_a_role_file_the_hint_says_to_create_it(tmp_path: Path, audit_lo
     )
 
 
-def test_action_block_audits_success_with_details(governance: Governance) -> None:
+def test_action_block_writes_intent_then_success_with_details(governance: Governance) -> None:
     with governance.action("alice", Action.PROMOTE, "model m v2", reason="better mAP") as act:
         assert act.role is Role.ML_ENGINEER
+        [intent] = governance.audit.records()  # written, before the block ran
+        assert (intent.outcome, intent.details, act.intent) == (Outcome.INTENT, {}, intent)
         act.details["alias"] = "champion"
-    [record] = governance.audit.records()
+    intent, record = governance.audit.records()
     assert (record.outcome, record.role, record.reason, record.details) == (
         Outcome.SUCCEEDED,
         "ml-engineer",
         "better mAP",
         {"alias": "champion"},
     )
+    assert record.intent == intent.ref and record.roles == intent.roles == governance.roles.digest
 
 
 def test_action_block_audits_failure_and_reraises(governance: Governance) -> None:
     with pytest.raises(RuntimeError, match="endpoint unreachable"), governance.action("alice", Action.DEPLOY, "endpoint prod") as act:
         act.details["stage"] = "create"
         raise RuntimeError("endpoint unreachable")
-    [record] = governance.audit.records()
-    assert record.outcome is Outcome.FAILED
+    intent, record = governance.audit.records()
+    assert (intent.outcome, record.outcome, record.intent) == (Outcome.INTENT, Outcome.FAILED, intent.ref)
     assert record.details == {"stage": "create", "error": "RuntimeError: endpoint unreachable"}
 
 
@@ -197,10 +202,20 @@ def test_denied_action_block_never_runs(governance: Governance) -> None:
     with pytest.raises(PermissionDenied, match="bob"), governance.action("bob", Action.DELETE, "model m v1"):
         ran.append(True)
     assert ran == []
-    assert [r.outcome for r in governance.audit.records()] == [Outcome.DENIED]
+    [denial] = governance.audit.records()  # one record: no intent for a denied action
+    assert denial.outcome is Outcome.DENIED and denial.intent is None and denial.roles == governance.roles.digest
 
 
-def test_record_uses_the_current_role(governance: Governance) -> None:
-    record = governance.record("root", Action.MANAGE_ROLES, "skyops-roles.yaml", outcome=Outcome.SUCCEEDED, details={"bob": "ml-engineer"})
-    assert (record.role, record.seq, record.details) == ("admin", 0, {"bob": "ml-engineer"})
-    assert governance.audit.verify().ok
+def test_begin_and_finish_are_the_two_halves(governance: Governance) -> None:
+    act = governance.begin("root", Action.MANAGE_ROLES, "skyops-roles.yaml", intended={"bob": "ml-engineer"})
+    assert act.intent is not None and act.intent.details == {"bob": "ml-engineer"} and act.role is Role.ADMIN
+    act.details["done"] = True
+    record = governance.finish(act)
+    assert (record.role, record.seq, record.outcome, record.details, record.intent) == (
+        "admin",
+        1,
+        Outcome.SUCCEEDED,
+        {"done": True},
+        act.intent.ref,
+    )
+    assert governance.audit.verify().ok and governance.audit.verify().dangling == ()
