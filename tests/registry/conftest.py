@@ -5,6 +5,7 @@ run the CLI in-process."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -103,8 +104,11 @@ def model(request: pytest.FixtureRequest) -> str:
 def governed(state_dir: Path, model: str) -> GovernedRegistry[Candidate]:
     """`model` in the store of `state_dir` behind the governed API: the team's roles (TEAM_ROLES), the state's audit log."""
     roles = state_dir / "roles"
-    roles.mkdir(exist_ok=True)
-    (roles / ROLES_FILE).write_text(TEAM_ROLES)
+    if not (roles / ROLES_FILE).is_file():  # written once, whole (processes registering at once read it)
+        roles.mkdir(exist_ok=True)
+        temporary = roles / f".{ROLES_FILE}.{os.getpid()}"
+        temporary.write_text(TEAM_ROLES)
+        temporary.replace(roles / ROLES_FILE)
     return GovernedRegistry(ModelRegistry(TrackingStore.local(state_dir), model), Governance(roles, state_dir / "audit.log"))
 
 

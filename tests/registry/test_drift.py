@@ -5,6 +5,7 @@ naming both sides; only succeeded records count."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +133,8 @@ def test_only_succeeded_records_are_replayed(model: str) -> None:
     state = replay(records, model)
     assert {v: f.value for v, f in state.statuses.items()} == {1: "PendingManualApproval"}
     assert state.aliases == {}
-    legacy = record(6, "register", f"{model}:2", Outcome.SUCCEEDED)  # as the register step wrote it before: version in the target
-    assert replay([*records, legacy.__class__(**{**legacy.__dict__, "reason": "Rejected"})], model).statuses[2].value == "Rejected"
+    legacy = replace(record(6, "register", f"{model}:2", Outcome.SUCCEEDED), reason="Rejected")  # as the register step wrote it before
+    assert replay([*records, legacy], model).statuses[2].value == "Rejected"
 
 
 def test_a_champion_pointer_the_audit_log_disagrees_with_is_an_error_naming_both_sides(
