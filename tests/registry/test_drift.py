@@ -186,3 +186,15 @@ def test_a_deployed_record_the_audit_log_disagrees_with_stops_plan_and_apply_rew
     assert (
         code == 2 and err.splitlines()[0] == f"error: deployed record {other} says {model} v{first}; the audit log has no apply to nowhere"
     )
+
+
+def test_apply_with_nothing_to_do_still_says_what_plan_refuses(
+    project: Path, store_dir: Path, model: str, champion: tuple[int, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = champion
+    desire(project, model, first)
+    assert cli(capsys, "deploy", "apply", "--as", "alice")[0] == 0
+    TrackingStore.local(store_dir).client.set_model_version_tag(model, str(second), "skyops.approval", "Rejected")  # past skyops
+    code, out, err = cli(capsys, "deploy", "apply", "--as", "alice")
+    assert code == 2 and out == ""
+    assert f"  - {model} v{second} is Rejected in the registry, but the audit log's last approve says Approved" in err
