@@ -1,9 +1,12 @@
 """Small named fixtures of the governance tests: an audit log, a filled one, a project with a role file,
-one real MLflow store, and helpers to register a version and to run the CLI in-process."""
+one real MLflow store, and helpers to reach a store through the governed API, register a version and
+run the CLI in-process."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +14,8 @@ import pytest
 
 from skyops.cli import main
 from skyops.registry.audit import AuditLog, Outcome
-from skyops.registry.models import ApprovalStatus, ModelRegistry
+from skyops.registry.governed import GovernedRegistry
+from skyops.registry.models import ApprovalStatus, Candidate, ModelRegistry
 from skyops.registry.roles import ROLES_FILE, Governance
 from skyops.training.tracking import TrackingStore
 
@@ -86,20 +90,34 @@ def project(tmp_path: Path, store_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("SKYOPS_TRACKING_URI", raising=False)
     monkeypatch.delenv("SKYOPS_USER", raising=False)
     (store_dir / "audit.log").unlink(missing_ok=True)
+    shutil.rmtree(store_dir / "deployments", ignore_errors=True)  # records of applies the emptied log no longer has
     return tmp_path
 
 
 @pytest.fixture
 def model(request: pytest.FixtureRequest) -> str:
-    """A registered-model name of this test's own, so tests can share one store."""
-    return "m-" + request.node.name.replace("_", "-").replace("[", "-").replace("]", "")[:60]
+    """A registered-model name of this test's own (each parametrization too), so tests can share one store."""
+    readable = request.node.name.replace("_", "-").replace("[", "-").replace("]", "")[:50]
+    return f"m-{readable}-{hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]}"
 
 
-def register_version(state_dir: Path, model: str, map50_95: float, *, weights: bytes | None = None) -> int:
-    """A training run with a weights artifact (weights/best.pt), registered as a pending version.
+def governed(state_dir: Path, model: str) -> GovernedRegistry[Candidate]:
+    """`model` in the store of `state_dir` behind the governed API: the team's roles (TEAM_ROLES), the state's audit log."""
+    roles = state_dir / "roles"
+    if not (roles / ROLES_FILE).is_file():  # written once, whole (processes registering at once read it)
+        roles.mkdir(exist_ok=True)
+        temporary = roles / f".{ROLES_FILE}.{os.getpid()}"
+        temporary.write_text(TEAM_ROLES)
+        temporary.replace(roles / ROLES_FILE)
+    return GovernedRegistry(ModelRegistry(TrackingStore.local(state_dir), model), Governance(roles, state_dir / "audit.log"))
+
+
+def register_version(state_dir: Path, model: str, map50_95: float, *, weights: bytes | None = None, approve: bool = False) -> int:
+    """A training run with a weights artifact (weights/best.pt), registered pending by bob (a data scientist), audited.
 
     Args:
         weights: the content of best.pt; default: bytes of the run's own, so every call registers new weights.
+        approve: then alice (an ML Engineer) approves it.
     """
     store = TrackingStore.local(state_dir)
     client = store.client
@@ -109,16 +127,19 @@ def register_version(state_dir: Path, model: str, map50_95: float, *, weights: b
     (folder / "best.pt").write_bytes(weights if weights is not None else b"weights of " + run.info.run_id.encode())
     client.log_artifact(run.info.run_id, str(folder / "best.pt"), "weights")
     metrics = {"map50": map50_95 + 0.2, "map50_95": map50_95, "precision": 0.5, "recall": 0.5}
-    done = ModelRegistry(store, model).register(
+    candidate = Candidate(
         run_id=run.info.run_id,
         source=f"{run.info.artifact_uri}/weights",
         weights_sha256=hashlib.sha256((folder / "best.pt").read_bytes()).hexdigest(),
         metrics=metrics,
         card={"summary": "test"},
         gate={"passed": True, "reasons": []},
-        status=ApprovalStatus.PENDING,
     )
-    return done.version.version
+    registry = governed(state_dir, model)
+    done = registry.register("bob", candidate, ApprovalStatus.PENDING)
+    if approve:
+        registry.approve("alice", done.version, reason="test")
+    return done.version
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

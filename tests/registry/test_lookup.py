@@ -14,7 +14,7 @@ from skyops.registry.lookup import RegistryLookup, VersionRecord, file_path
 from skyops.registry.models import ModelRegistry
 from skyops.training.tracking import TrackingStore, local_tracking_uri
 
-from .conftest import register_version
+from .conftest import governed, register_version
 
 
 def both_paths(lookup: RegistryLookup, model: str, version: int) -> tuple[VersionRecord | None, VersionRecord | None]:
@@ -23,9 +23,9 @@ def both_paths(lookup: RegistryLookup, model: str, version: int) -> tuple[Versio
 
 
 def test_versions_aliases_and_deletions_match_the_mlflow_client(store_dir: Path, model: str) -> None:
-    first, second = register_version(store_dir, model, 0.3), register_version(store_dir, model, 0.4)
+    first, second = register_version(store_dir, model, 0.3), register_version(store_dir, model, 0.4, approve=True)
     registry = ModelRegistry(TrackingStore.local(store_dir), model)
-    registry.set_alias("champion", second)
+    governed(store_dir, model).promote("alice", second)
     lookup = RegistryLookup(local_tracking_uri(store_dir))
 
     fast, slow = both_paths(lookup, model, second)
@@ -33,7 +33,7 @@ def test_versions_aliases_and_deletions_match_the_mlflow_client(store_dir: Path,
     assert lookup.alias(model, "champion") == lookup._client_alias(model, "champion") == second
     assert lookup.alias(model, "previous") is lookup._client_alias(model, "previous") is None
 
-    registry.delete(second)  # MLflow keeps the row, marked deleted, and drops its aliases
+    governed(store_dir, model).delete("alice", second)  # MLflow keeps the row, marked deleted, and drops its aliases
     assert both_paths(lookup, model, second) == (None, None)
     assert lookup.alias(model, "champion") is lookup._client_alias(model, "champion") is None
     assert both_paths(lookup, model, first)[0] is not None

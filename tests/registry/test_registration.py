@@ -1,4 +1,5 @@
-"""The same weights are never registered twice, on a real MLflow store, even by two processes at once."""
+"""The same weights are never registered twice, on a real MLflow store, even by two processes at once
+(registered as a data scientist through the governed registry, as the register step does)."""
 
 from __future__ import annotations
 
@@ -9,44 +10,48 @@ from pathlib import Path
 import pytest
 
 from skyops.errors import ConfigError
-from skyops.registry.models import WEIGHTS_SHA256, ApprovalStatus, ModelRegistry, Registration
+from skyops.registry.governed import Registered
+from skyops.registry.models import WEIGHTS_SHA256, ApprovalStatus, Candidate, ModelRegistry, ModelVersion
 from skyops.training.tracking import TrackingStore
 
+from .conftest import governed
 
-def register(state_dir: Path, model: str, weights: bytes, *, gate: bool = True) -> Registration:
+
+def register(state_dir: Path, model: str, weights: bytes, *, gate: bool = True) -> tuple[Registered, ModelVersion]:
     store = TrackingStore.local(state_dir)
     run = store.client.create_run(store.experiment_id("registration-tests"))
-    return ModelRegistry(store, model).register(
+    candidate = Candidate(
         run_id=run.info.run_id,
         source=f"{run.info.artifact_uri}/weights",
         weights_sha256=hashlib.sha256(weights).hexdigest(),
         metrics={"map50": 0.5, "map50_95": 0.3, "precision": 0.5, "recall": 0.5},
         card={"summary": "test"},
         gate={"passed": gate, "reasons": [f"gate {gate}"]},
-        status=ApprovalStatus.PENDING if gate else ApprovalStatus.REJECTED,
     )
+    done = governed(state_dir, model).register("bob", candidate, ApprovalStatus.PENDING if gate else ApprovalStatus.REJECTED)
+    return done, ModelRegistry(store, model).get(done.version)
 
 
 def test_the_same_weights_return_their_version_untouched(store_dir: Path, model: str) -> None:
-    first = register(store_dir, model, b"weights A", gate=False)
-    assert first.created and first.version.version == 1 and first.version.status is ApprovalStatus.REJECTED
-    assert first.version.weights_sha256 == first.version.tags[WEIGHTS_SHA256] == hashlib.sha256(b"weights A").hexdigest()
+    done, first = register(store_dir, model, b"weights A", gate=False)
+    assert done.created and first.version == 1 and first.status is ApprovalStatus.REJECTED
+    assert first.weights_sha256 == first.tags[WEIGHTS_SHA256] == hashlib.sha256(b"weights A").hexdigest()
 
-    again = register(store_dir, model, b"weights A", gate=True)  # e.g. a re-run against a new champion
-    assert not again.created
-    assert again.version.version == 1 and again.version.run_id == first.version.run_id
-    assert again.version.status is ApprovalStatus.REJECTED and again.version.gate == {"passed": False, "reasons": ["gate False"]}
+    done, again = register(store_dir, model, b"weights A", gate=True)  # e.g. a re-run against a new champion
+    assert not done.created
+    assert again.version == 1 and again.run_id == first.run_id
+    assert again.status is ApprovalStatus.REJECTED and again.gate == {"passed": False, "reasons": ["gate False"]}
 
-    other = register(store_dir, model, b"weights B")
-    assert other.created and other.version.version == 2
+    done, other = register(store_dir, model, b"weights B")
+    assert done.created and other.version == 2
     assert [v.version for v in ModelRegistry(TrackingStore.local(store_dir), model).versions()] == [2, 1]
 
 
 def test_weights_of_a_deleted_version_register_anew(store_dir: Path, model: str) -> None:
-    first = register(store_dir, model, b"weights C")
-    ModelRegistry(TrackingStore.local(store_dir), model).delete(first.version.version)
-    again = register(store_dir, model, b"weights C")
-    assert again.created and again.version.version == 2
+    _, first = register(store_dir, model, b"weights C")
+    governed(store_dir, model).delete("alice", first.version)
+    done, again = register(store_dir, model, b"weights C")
+    assert done.created and again.version == 2
 
 
 def test_a_digest_must_be_sha256_hex(store_dir: Path, model: str) -> None:
@@ -56,8 +61,8 @@ def test_a_digest_must_be_sha256_hex(store_dir: Path, model: str) -> None:
 
 
 def _register_same(state_dir: str, model: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    done = register(Path(state_dir), model, b"the same weights, twice at once")
-    queue.put((done.version.version, done.created))
+    done, _ = register(Path(state_dir), model, b"the same weights, twice at once")
+    queue.put((done.version, done.created))
 
 
 def test_two_processes_registering_the_same_weights_make_one_version(store_dir: Path, model: str) -> None:

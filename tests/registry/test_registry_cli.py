@@ -6,12 +6,12 @@ import json
 import multiprocessing
 from pathlib import Path
 
-from skyops.registry.audit import verify
+from skyops.registry.audit import AuditLog, verify
 from skyops.registry.champion import champion_weights
-from skyops.registry.models import ApprovalStatus, ModelRegistry
+from skyops.registry.models import ModelRegistry
 from skyops.training.tracking import TrackingStore
 
-from .conftest import cli, register_version
+from .conftest import cli, governed, register_version
 
 
 def test_data_scientist_is_denied_and_every_denial_is_audited(project: Path, store_dir: Path, capsys, model: str) -> None:
@@ -24,12 +24,16 @@ def test_data_scientist_is_denied_and_every_denial_is_audited(project: Path, sto
         assert code == 2
         assert err.startswith(f"error: bob (role data-scientist) may not {command[1]} ")
         assert "needs the role ml-engineer or admin" in err
-    ModelRegistry(TrackingStore.local(store_dir), model).set_status(version, ApprovalStatus.APPROVED, "for the deploy check")
+    governed(store_dir, model).approve("alice", version, reason="for the deploy check")
     code, _, err = cli(capsys, "deploy", "apply", "--env", "production", "--as", "bob")
     assert code == 2 and "bob (role data-scientist) may not deploy" in err
     records = [json.loads(line) for line in (store_dir / "audit.log").read_text().splitlines()]
+    records = [r for r in records if r["outcome"] != "intent"]  # the outcomes; each action also wrote its intent first
     assert [(r["actor"], r["action"], r["outcome"]) for r in records] == [
-        ("bob", a, "denied") for a in ("approve", "promote", "rollback", "deploy")
+        ("bob", "register", "succeeded"),
+        *[("bob", a, "denied") for a in ("approve", "promote", "rollback")],
+        ("alice", "approve", "succeeded"),
+        ("bob", "deploy", "denied"),
     ]
 
 
@@ -54,7 +58,16 @@ def test_ml_engineer_approves_promotes_and_rolls_back(project: Path, store_dir: 
 def test_promote_refuses_a_version_that_is_not_approved(project: Path, store_dir: Path, capsys, model: str) -> None:
     version = register_version(store_dir, model, 0.3)
     code, _, err = cli(capsys, "models", "promote", str(version), "--as", "alice", "--model", model)
-    assert code == 2 and err.startswith(f"error: {model} v{version} is PendingManualApproval, not Approved")
+    assert code == 2 and err.splitlines() == [
+        f"error: {model} v{version} is PendingManualApproval, not Approved: only an Approved version may be promoted",
+        f"hint: an ML Engineer approves it first: skyops models approve {version} --model {model}",
+    ]
+    last = list(AuditLog(store_dir / "audit.log").outcomes())[-1]
+    assert (last.action, last.outcome, last.details["error"]) == (
+        "promote",
+        "failed",
+        f"ConfigError: {model} v{version} is PendingManualApproval, not Approved: only an Approved version may be promoted",
+    )
 
 
 def test_gitops_plan_apply_revert_apply_restores_the_previous_champion(project: Path, store_dir: Path, capsys, model: str) -> None:
@@ -62,7 +75,7 @@ def test_gitops_plan_apply_revert_apply_restores_the_previous_champion(project: 
     versions = [register_version(store_dir, model, 0.3), register_version(store_dir, model, 0.32)]
     registry = ModelRegistry(TrackingStore.local(store_dir), model)
     for v in versions:
-        registry.set_status(v, ApprovalStatus.APPROVED, "test")
+        governed(store_dir, model).approve("alice", v)
 
     def desire(version: int) -> None:
         env_file.write_text(f"environment: production\nmodel: {model}\nalias: champion\nversion: {version}\n")
@@ -87,7 +100,12 @@ def test_apply_refuses_a_version_that_is_not_approved(project: Path, store_dir: 
         f"environment: production\nmodel: {model}\nalias: champion\nversion: {version}\n"
     )
     code, _, err = cli(capsys, "deploy", "apply", "--as", "alice")
-    assert code == 2 and f"asks for {model} v{version}, which is PendingManualApproval, not Approved" in err
+    assert code == 2 and err.splitlines()[0] == (
+        f"error: {model} v{version} is PendingManualApproval, not Approved: only an Approved version may be deployed"
+    )
+    last = list(AuditLog(store_dir / "audit.log").outcomes())[-1]  # the refused apply is audited
+    assert (last.actor, last.action, last.target, last.outcome) == ("alice", "deploy", f"{model}:{version}@production", "failed")
+    assert ModelRegistry(TrackingStore.local(store_dir), model).by_alias("champion") is None
     assert (
         not (store_dir / "deployments" / "production.json").exists()
         or json.loads((store_dir / "deployments" / "production.json").read_text())["model"] != model
@@ -101,20 +119,14 @@ def test_tampered_audit_log_fails_verify_naming_the_record(project: Path, store_
     assert cli(capsys, "audit", "verify")[0] == 0
     log = store_dir / "audit.log"
     lines = log.read_text().splitlines()
-    lines[0] = lines[0].replace('"alice"', '"mallory"')
+    lines[0] = lines[0].replace('"bob"', '"mallory"')  # the registration, by bob
     log.write_text("\n".join(lines) + "\n")
     code, _, err = cli(capsys, "audit", "verify")
     assert code == 1 and "line 1" in err and "seq 0" in err
 
 
 def _register_in_process(state_dir: str, model: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    from skyops.registry.audit import AuditLog, Outcome
-
-    version = register_version(Path(state_dir), model, 0.3)
-    AuditLog(Path(state_dir) / "audit.log").append(
-        actor="pipeline", role="pipeline", action="register", target=f"{model}:{version}", outcome=Outcome.SUCCEEDED
-    )
-    queue.put(version)
+    queue.put(register_version(Path(state_dir), model, 0.3))  # audited by the governed registry
 
 
 def test_two_concurrent_registrations_get_distinct_versions(project: Path, store_dir: Path, model: str) -> None:

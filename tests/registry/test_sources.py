@@ -8,29 +8,25 @@ import pytest
 
 from skyops.errors import ConfigError, StateFileError
 from skyops.registry.champion import pointer_path
-from skyops.registry.models import ApprovalStatus, ModelRegistry
 from skyops.registry.sources import registry_resolver
-from skyops.training.tracking import TrackingStore
 
-from .conftest import register_version
+from .conftest import governed, register_version
 
 
 def test_the_champion_s_weights_or_nothing(store_dir: Path, model: str) -> None:
     said: list[str] = []
     resolve = registry_resolver(store_dir, "", said.append)
     assert resolve(f"{model}@champion") is None and said == []  # no champion yet: nothing to compare with
-    version = register_version(store_dir, model, 0.3)
-    registry = ModelRegistry(TrackingStore.local(store_dir), model)
-    registry.set_status(version, ApprovalStatus.APPROVED, "test")
-    registry.promote(version)
+    version = register_version(store_dir, model, 0.3, approve=True)
+    governed(store_dir, model).promote("alice", version)
     weights = resolve(f"{model}@champion")
     assert weights is not None and (weights / "best.pt").is_file()
     assert said == [f"comparing with the champion: {model} v{version} (registry:{model}@champion)"]
 
 
 def test_a_pointer_that_cannot_be_trusted_is_an_error_not_nothing(store_dir: Path, model: str) -> None:
-    version = register_version(store_dir, model, 0.3)
-    ModelRegistry(TrackingStore.local(store_dir), model).promote(version)
+    version = register_version(store_dir, model, 0.3, approve=True)
+    governed(store_dir, model).promote("alice", version)
     pointer_path(store_dir, model).write_text("{")
     with pytest.raises(StateFileError, match=rf"^champion pointer {pointer_path(store_dir, model)} is not JSON"):
         registry_resolver(store_dir)(f"{model}@champion")

@@ -14,10 +14,10 @@ import pytest
 
 from skyops.registry.champion import champion_weights, pointer_path
 from skyops.registry.gitops import deployed_path
-from skyops.registry.models import ApprovalStatus, ModelRegistry
+from skyops.registry.models import ModelRegistry
 from skyops.training.tracking import TrackingStore
 
-from .conftest import cli, register_version
+from .conftest import cli, governed, register_version
 
 DRONE = "drone-detector"  # the model `skyops run` compares with
 # An invalid config value as a tripwire: the engine resolves the pipeline's sources (the champion) before it
@@ -30,11 +30,9 @@ TRIPWIRE = "imgsz: 100 is not a multiple of 32"
 def champion_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store of its own where drone-detector v1 is the approved @champion and v2 is pending."""
     state = tmp_path_factory.mktemp("champion-state")
-    first, second = register_version(state, DRONE, 0.3), register_version(state, DRONE, 0.35)
+    first, second = register_version(state, DRONE, 0.3, approve=True), register_version(state, DRONE, 0.35)
     assert (first, second) == (1, 2)
-    registry = ModelRegistry(TrackingStore.local(state), DRONE)
-    registry.set_status(1, ApprovalStatus.APPROVED, "test")
-    registry.promote(1)
+    governed(state, DRONE).promote("alice", 1)
     return state
 
 
@@ -172,8 +170,7 @@ def test_deploy_plan_refuses_a_damaged_record_and_apply_rewrites_it(
     request: pytest.FixtureRequest,
 ) -> None:
     env = "env-" + request.node.callspec.id
-    version = register_version(store_dir, model, 0.3)
-    ModelRegistry(TrackingStore.local(store_dir), model).set_status(version, ApprovalStatus.APPROVED, "test")
+    version = register_version(store_dir, model, 0.3, approve=True)
     (project / f"deploy/environments/{env}.yaml").write_text(f"environment: {env}\nmodel: {model}\nalias: staging\nversion: {version}\n")
     record = deployed_path(store_dir, env)
     record.parent.mkdir(parents=True, exist_ok=True)
@@ -196,10 +193,7 @@ def test_deploy_plan_refuses_a_damaged_record_and_apply_rewrites_it(
 def test_deploy_plan_refuses_a_record_of_a_deleted_version(
     project: Path, store_dir: Path, model: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    old, new = register_version(store_dir, model, 0.3), register_version(store_dir, model, 0.32)
-    registry = ModelRegistry(TrackingStore.local(store_dir), model)
-    for v in (old, new):
-        registry.set_status(v, ApprovalStatus.APPROVED, "test")
+    old, new = register_version(store_dir, model, 0.3, approve=True), register_version(store_dir, model, 0.32, approve=True)
     env_file = project / "deploy/environments/env-deleted.yaml"
     env_file.write_text(f"environment: env-deleted\nmodel: {model}\nalias: staging\nversion: {old}\n")
     assert cli(capsys, "deploy", "apply", "--env", "env-deleted", "--as", "alice")[0] == 0

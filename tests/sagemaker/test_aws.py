@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from skyops.aws.model_packages import ModelPackages
+from skyops.aws.model_packages import ApprovalStatus, ModelPackages
 from skyops.aws.pipelines import SageMakerPipelines
 from skyops.aws.session import AwsGuard
 from skyops.cli import main as skyops_main
@@ -132,8 +132,9 @@ def test_cli_start_compares_with_the_newest_approved_version(bucket: str, projec
     assert marker.startswith(b"skyops: an input bound to this folder is unbound")  # uploaded by upsert: the source's default
     packages = ModelPackages(AwsGuard())
     packages.ensure_group("drone-detector")
-    approved = packages.register("drone-detector", "s3://models/run7/model.tar.gz", "image")
-    packages.approve(approved, "reviewed")
+    # The raw store, as the pipeline's RegisterModel step and an approval in SageMaker Studio would leave it.
+    approved = packages._register("drone-detector", "s3://models/run7/model.tar.gz", "image")
+    packages._set_status(approved, ApprovalStatus.APPROVED, "reviewed")
     code, out, err = cli(capsys, "sagemaker", "start", "drone-detection")
     assert code == 0, err
     assert out.splitlines()[0] == "source  EvaluateChampion: registry:drone-detector@champion is s3://models/run7/model.tar.gz"

@@ -113,6 +113,7 @@ def test_training_job_gets_its_run_context_in_environment_and_only_its_config_as
         "SKYOPS_STATE_DIR": "/tmp/skyops",
         "SKYOPS_STEP_NAME": "train",
         "SKYOPS_TRACKING_URI": "",
+        "SKYOPS_USER": "sagemaker-pipeline",  # who trains: the job's user (IAM decided who may start the pipeline)
     }
     config = drone.step("train").resolved_config(drone.defaults())
     assert set(arguments["HyperParameters"]) == {f.removeprefix("--") for f in local_arguments(drone, drone.step("train"))[::2]}

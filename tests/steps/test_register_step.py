@@ -1,5 +1,6 @@
-"""The register step's script on a real MLflow store: weights are registered once, and a cached
-registration is re-checked against the registry before it is reported again."""
+"""The register step's script on a real MLflow store: it registers through the governed registry as the
+run's user, weights are registered once, and a cached registration is re-checked against the registry
+before it is reported again."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from skyops.errors import ConfigError
+from skyops.errors import ConfigError, PermissionDenied
+from skyops.registry.acting import governance_for
+from skyops.registry.audit import AuditLog
+from skyops.registry.governed import GovernedRegistry
+from skyops.registry.ledger import model_of
 from skyops.registry.models import ModelRegistry
+from skyops.registry.roles import ROLES_FILE
 from skyops.steps.register.script import RegisterConfig, main, recheck
 from skyops.training.evaluate import write_evaluation
 from skyops.training.tracking import TrackingStore, local_tracking_uri
@@ -22,18 +28,31 @@ from .conftest import evaluation_document
 Trained = Callable[[bytes], tuple[Path, Path]]
 
 
+ROLES = "default_role: none\nusers: {alice: ml-engineer, bob: data-scientist}\n"
+
+
 @pytest.fixture
 def model(request: pytest.FixtureRequest) -> str:
-    return "reg-" + request.node.name.replace("_", "-")[:50]
+    return "reg-" + request.node.name.replace("_", "-").replace("[", "-").replace("]", "")[:50]
 
 
-def env_of(state: Path, registry: str = "local") -> dict[str, str]:
-    """The step's env as the local engine gives it (`registry`: SKYOPS_REGISTRY, which the engine sets)."""
+@pytest.fixture(autouse=True)
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The project `skyops run` was started in (SKYOPS_PROJECT_DIR): alice ml-engineer, bob data-scientist, anyone else none."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / ROLES_FILE).write_text(ROLES)
+    monkeypatch.setenv("SKYOPS_PROJECT_DIR", str(folder))
+    return folder
+
+
+def env_of(state: Path, registry: str = "local", user: str = "bob") -> dict[str, str]:
+    """The step's env as the local engine gives it (`registry`: SKYOPS_REGISTRY, which the engine sets; `user`: who started the run)."""
     return {
         "SKYOPS_STATE_DIR": str(state),
         "SKYOPS_TRACKING_URI": "",
         "SKYOPS_RUN_ID": "run-1",
-        "SKYOPS_USER": "pipeline",
+        "SKYOPS_USER": user,
         "SKYOPS_REGISTRY": registry,
     }
 
@@ -70,8 +89,11 @@ def test_a_rerun_with_the_same_weights_does_not_register_them_again(
     )
     registry = ModelRegistry(TrackingStore.local(step_state), model)
     assert [v.version for v in registry.versions()] == [1]
-    audited = [json.loads(line) for line in (step_state / "audit.log").read_text().splitlines()]
-    assert [r["target"] for r in audited if r["target"].startswith(f"{model}:")] == [f"{model}:1"]
+    audited = [r for r in AuditLog(step_state / "audit.log").outcomes() if model_of(r.target) == model]
+    assert [(r.action, r.outcome, r.details["version"], r.details["created"]) for r in audited] == [
+        ("register", "succeeded", 1, True),
+        ("register", "succeeded", 1, False),  # the attempt is recorded too: it found the version, and changed nothing
+    ]
 
 
 def test_an_evaluation_of_other_weights_is_refused(trained: Trained, step_state: Path, model: str, tmp_path: Path) -> None:
@@ -89,13 +111,13 @@ def test_a_model_folder_without_best_pt_is_refused(trained: Trained, step_state:
 
 
 def test_recheck_holds_while_the_version_exists_and_fails_once_it_is_deleted(
-    trained: Trained, step_state: Path, model: str, tmp_path: Path
+    trained: Trained, step_state: Path, model: str, tmp_path: Path, project: Path
 ) -> None:
     model_dir, evaluation = trained(b"weights to delete")
     register(model_dir, evaluation, tmp_path / "out", step_state, model)
     outputs = {"registration": tmp_path / "out"}
     assert recheck(outputs, env_of(step_state)) is None
-    ModelRegistry(TrackingStore.local(step_state), model).delete(1)
+    GovernedRegistry(ModelRegistry(TrackingStore.local(step_state), model), governance_for(project, step_state)).delete("alice", 1)
     assert recheck(outputs, env_of(step_state)) == f"the registry no longer has {model} v1 (deleted)"
 
 
@@ -183,3 +205,42 @@ def test_an_unknown_registry_is_refused(trained: Trained, step_state: Path, mode
     model_dir, evaluation = trained(b"weights for nobody")
     with pytest.raises(ConfigError, match=r"^SKYOPS_REGISTRY is 'mlflow'; expected one of local, sagemaker$"):
         main({"model": model_dir, "evaluation": evaluation}, {"registration": tmp_path}, env_of(step_state, "mlflow"), RegisterConfig())
+
+
+def test_the_registration_is_audited_as_the_run_s_user_with_their_role(
+    trained: Trained, step_state: Path, model: str, tmp_path: Path
+) -> None:
+    model_dir, evaluation = trained(b"weights of bob's run")
+    done = register(model_dir, evaluation, tmp_path / "out", step_state, model)
+    (record,) = [r for r in AuditLog(step_state / "audit.log").outcomes() if model_of(r.target) == model]
+    assert (record.actor, record.role, record.action, record.target, record.outcome) == (
+        "bob",
+        "data-scientist",
+        "register",
+        model,
+        "succeeded",
+    )
+    assert record.reason == "pipeline run run-1"
+    assert (record.details["version"], record.details["status"], record.details["weights_sha256"]) == (
+        1,
+        "PendingManualApproval",
+        done["weights_sha256"],
+    )
+    assert done["registered_by"] == {"user": "bob", "role": "data-scientist"}
+
+
+def test_a_user_without_the_register_permission_registers_nothing_and_the_refusal_is_audited(
+    trained: Trained, step_state: Path, model: str, tmp_path: Path
+) -> None:
+    model_dir, evaluation = trained(b"weights of mallory's run")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(PermissionDenied, match=rf"^mallory \(role none, default_role of skyops-roles.yaml\) may not register {model}: "):
+        main(
+            {"model": model_dir, "evaluation": evaluation},
+            {"registration": tmp_path / "out"},
+            env_of(step_state, user="mallory"),
+            RegisterConfig(model_name=model),
+        )
+    assert ModelRegistry(TrackingStore.local(step_state), model).versions() == []
+    (record,) = [r for r in AuditLog(step_state / "audit.log").outcomes() if model_of(r.target) == model]
+    assert (record.actor, record.role, record.action, record.outcome) == ("mallory", "none", "register", "denied")

@@ -2,11 +2,18 @@
 
     packages = ModelPackages(AwsGuard())                      # every request goes through the profile guard
     packages.ensure_group("drone-detection")
-    arn = packages.register("drone-detection", "s3://bucket/model.tar.gz", image_uri,
-                            metrics_s3_uri="s3://bucket/evaluation.json", description="yolo11n, run 42")
-    packages.approve(arn, "mAP50 0.71 beats the champion")   # governance (who may) is the caller's job
     packages.latest_approved("drone-detection")                # -> PackageVersion | None
     registry_resolver(packages)("drone-detector@champion")     # -> the champion's model.tar.gz URI | None
+
+    store = PackageGroupStore(packages, "drone-detection")    # the group as a registry store, to govern:
+    governed = GovernedRegistry(store, governance)             # skyops.registry.governed (the caller joins them)
+    governed.register("bob", PackageCandidate(model_data_url="s3://bucket/model.tar.gz", image_uri=image), "PendingManualApproval")
+    governed.approve("alice", 1, reason="mAP50 0.71 beats the champion")   # UpdateModelPackage, audited
+
+Registering and setting a status are private here (`_register`, `_set_status`): who may, and which
+changes are allowed, is decided by the governed registry, which calls them (nothing else does). This
+module does not import the registry package, nor it this one (the layers contract): `PackageGroupStore`
+has the shape `GovernedRegistry` takes, with statuses as plain strings.
 
 Requests are made only when a method is called. AWS errors become AwsRequestError saying what was asked.
 """
@@ -15,13 +22,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from skyops.aws.session import AwsGuard, AwsRequestError, aws_request
-from skyops.errors import ConfigError, problems_error
+from skyops.errors import ConfigError, SkyopsError, problems_error
 
 CONTENT_TYPES = ("application/x-image",)  # what the inference container accepts (SageMaker contract)
 RESPONSE_TYPES = ("application/json",)
@@ -94,7 +101,7 @@ class ModelPackages:
             response = self.sagemaker.create_model_package_group(ModelPackageGroupName=name, ModelPackageGroupDescription=description)
         return str(response["ModelPackageGroupArn"])
 
-    def register(
+    def _register(
         self,
         group: str,
         model_data_url: str,
@@ -103,8 +110,9 @@ class ModelPackages:
         *,
         description: str = "",
         customer_metadata: Mapping[str, str] | None = None,
+        status: ApprovalStatus = ApprovalStatus.PENDING,
     ) -> str:
-        """Register a new version of `group`, pending manual approval, and return its ARN.
+        """Register a new version of `group` with `status` (pending manual approval, or rejected), and return its ARN.
 
         Args:
             group: the model package group (see ensure_group).
@@ -113,6 +121,7 @@ class ModelPackages:
             metrics_s3_uri: s3:// URI of evaluation.json, shown as the version's model quality statistics.
             description: shown in SageMaker Studio (up to 1024 characters).
             customer_metadata: up to 50 string pairs kept with the version (run id, dataset fingerprint, ...).
+            status: never Approved: approving is a person's act (the governed registry refuses it first).
         """
         metadata = dict(customer_metadata or {})
         problems = _check_group(group) + _check_text("description", description) + _check_metadata(metadata)
@@ -121,12 +130,14 @@ class ModelPackages:
             problems += _check_s3("metrics_s3_uri", metrics_s3_uri)
         if not image_uri:
             problems.append("image_uri is empty; expected the inference image, e.g. <account>.dkr.ecr.<region>.amazonaws.com/skyops:1")
+        if status is ApprovalStatus.APPROVED:
+            problems.append("status is Approved; a new version is registered PendingManualApproval or Rejected")
         _raise_problems(f"the new version of model package group {group!r}", problems)
 
         request: dict[str, Any] = {
             "ModelPackageGroupName": group,
             "ModelPackageDescription": description,
-            "ModelApprovalStatus": ApprovalStatus.PENDING.value,
+            "ModelApprovalStatus": ApprovalStatus(status).value,
             "InferenceSpecification": {
                 "Containers": [{"Image": image_uri, "ModelDataUrl": model_data_url}],
                 "SupportedContentTypes": list(CONTENT_TYPES),
@@ -139,14 +150,6 @@ class ModelPackages:
             request["CustomerMetadataProperties"] = metadata
         with aws_request(f"register a version in model package group {group!r}", hint=f"create the group first: ensure_group({group!r})"):
             return str(self.sagemaker.create_model_package(**request)["ModelPackageArn"])
-
-    def approve(self, arn: str, note: str) -> None:
-        """Set version `arn` to Approved, with `note` as its approval description (why it was approved)."""
-        self._set_status(arn, ApprovalStatus.APPROVED, note)
-
-    def reject(self, arn: str, note: str) -> None:
-        """Set version `arn` to Rejected, with `note` saying why."""
-        self._set_status(arn, ApprovalStatus.REJECTED, note)
 
     def list_versions(self, group: str) -> list[PackageVersion]:
         """Every version of `group`, oldest first."""
@@ -192,12 +195,97 @@ class ModelPackages:
         )
 
     def _set_status(self, arn: str, status: ApprovalStatus, note: str) -> None:
+        """Set version `arn` to `status` (UpdateModelPackage), with `note` as its approval description (why)."""
         problems = _check_text("note", note)
         if not note.strip():
             problems.append(f"the note is empty; say why the version is {status.value.lower()}")
         _raise_problems(f"{status.value.lower()} of {arn}", problems)
         with aws_request(f"set model package {arn} to {status.value}", hint="list the versions of the group to find the ARN"):
             self.sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status.value, ApprovalDescription=note)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackageCandidate:
+    """What registering a version of a model package group takes (see ModelPackages._register)."""
+
+    model_data_url: str  # s3:// URI of model.tar.gz
+    image_uri: str  # the inference image
+    metrics_s3_uri: str | None = None  # s3:// URI of evaluation.json
+    description: str = ""
+    customer_metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class PackageGroupStore:
+    """One model package group in the shape `skyops.registry.governed.GovernedRegistry` governs.
+
+    Versions are the group's version numbers (1, 2, ...); `champion` names the newest Approved one.
+    There are no aliases to move, so the governed registry refuses promote, rollback and deploy here,
+    and versions are not deleted (reject one instead: a Rejected version is never the champion).
+    """
+
+    kind = "SageMaker model package group"
+    supports_aliases = False
+
+    def __init__(self, packages: ModelPackages, group: str) -> None:
+        _raise_problems(f"model package group {group!r}", _check_group(group))
+        self.packages = packages
+        self.name = group
+
+    def resolve(self, version: int | str) -> int:
+        """A version number, or `champion` (the newest Approved version); SkyopsError when there is none."""
+        text = str(version).lstrip("@")
+        if text == CHAMPION:
+            found = self.packages.latest_approved(self.name)
+            if found is None:
+                raise SkyopsError(
+                    f"model package group {self.name!r} has no Approved version, so no @{CHAMPION}", hint="approve a version first"
+                )
+            return found.version
+        if not text.isdigit():
+            raise SkyopsError(f"{version!r} is not a version of model package group {self.name!r}; expected a number or {CHAMPION}")
+        self._arn(int(text))  # raises when the group has no such version
+        return int(text)
+
+    def status(self, version: int) -> str:
+        return self.packages.describe(self._arn(version)).status.value
+
+    def statuses(self) -> dict[int, str]:
+        return {v.version: v.status.value for v in self.packages.list_versions(self.name)}
+
+    def aliases(self) -> dict[str, int]:
+        return {}  # none: the champion is found, not pointed at
+
+    def _register(self, candidate: PackageCandidate, status: str) -> tuple[int, bool]:
+        arn = self.packages._register(
+            self.name,
+            candidate.model_data_url,
+            candidate.image_uri,
+            candidate.metrics_s3_uri,
+            description=candidate.description,
+            customer_metadata=candidate.customer_metadata,
+            status=ApprovalStatus(status),
+        )
+        return self.packages.describe(arn).version, True  # SageMaker keeps no weights digest to find an earlier version by
+
+    def _set_status(self, version: int, status: str, reason: str) -> None:
+        self.packages._set_status(self._arn(version), ApprovalStatus(status), reason)
+
+    def _set_alias(self, alias: str, version: int | None) -> None:
+        raise ConfigError(f"{self.kind} {self.name!r} has no aliases; its @{CHAMPION} is its newest Approved version")
+
+    def _delete(self, version: int) -> None:
+        raise ConfigError(
+            f"skyops does not delete versions of {self.kind} {self.name!r}",
+            hint=f"reject version {version} instead: a Rejected version is never the champion",
+        )
+
+    def _arn(self, version: int) -> str:
+        versions = self.packages.list_versions(self.name)
+        for found in versions:
+            if found.version == version:
+                return found.arn
+        known = ", ".join(str(v.version) for v in versions) or "none"
+        raise SkyopsError(f"model package group {self.name!r} has no version {version}", hint=f"versions: {known}")
 
 
 def _version(summary: Mapping[str, Any]) -> PackageVersion:

@@ -14,6 +14,7 @@ from skyops.cli.usage import SkyopsGroup
 if TYPE_CHECKING:
     from skyops.registry.anchor import Anchor
     from skyops.registry.audit import VerifyResult
+    from skyops.registry.drift import LocalDrift
 
 app = SkyopsGroup(
     "audit",
@@ -94,6 +95,8 @@ def verify(against: tuple[Anchor, ...]) -> None:
     Warns: an intent without an outcome (it may or may not have happened).
     Informs: where the roles file's hash changed, through `skyops roles set`
       or outside skyops.
+    Fails (exit 1): registry state the log does not explain, e.g. an alias or
+      approval status set with MLflow's own client or UI.
     Cannot catch: someone who rewrites both the log and the anchor (and the
       anchor's git history), or who acts under another name with --as.
     """
@@ -115,6 +118,30 @@ def verify(against: tuple[Anchor, ...]) -> None:
         print(f"info: {change}")
     if not result.ok:
         raise _failure(result)
+    found = _registry_drift()
+    if found.ungoverned:
+        shown = ", ".join(found.ungoverned[:5]) + (f", … ({len(found.ungoverned)})" if len(found.ungoverned) > 5 else "")
+        print(f"info: not judged, the audit log never acted on them: {shown}")
+    drift = found.problems
+    for line in drift:
+        print(f"drift: {line}")
+    if drift:
+        from skyops.errors import SkyopsError
+
+        error = SkyopsError(
+            f"the registry holds {len(drift)} thing(s) the audit log does not explain (listed above)",
+            hint="put them back through skyops (`skyops models approve|reject|promote|rollback ...`), which records them",
+        )
+        error.exit_code = 1
+        raise error
+
+
+def _registry_drift() -> LocalDrift:
+    """Registry state (statuses, aliases, versions) that the log's succeeded actions do not explain."""
+    from skyops.registry.drift import local_drift
+
+    s = settings()
+    return local_drift(s.state_dir, s.tracking_uri)
 
 
 @app.command()

@@ -1,9 +1,14 @@
-"""`skyops models list|show|approve|reject|promote|rollback|history|delete`: the governed registry."""
+"""`skyops models list|show|approve|reject|promote|rollback|history|delete`: the governed registry.
+
+Every change goes through `skyops.registry.governed.GovernedRegistry`, as the rest of skyops does:
+the role and the status rules are checked there, and the action is audited there.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +17,10 @@ from skyops.cli.output import stdout_console
 from skyops.cli.params import IntegerRange, argument
 from skyops.cli.usage import SkyopsGroup
 from skyops.settings import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from skyops.registry.governed import GovernedRegistry
+    from skyops.registry.models import Candidate
 
 app = SkyopsGroup(
     "models",
@@ -64,18 +73,11 @@ def show(version: str, model: str) -> None:
     print(f"weights: {v.source}  (MLflow run {v.run_id})")
 
 
-def _set_status(version: str, approve: bool, reason: str, as_: str | None, model: str) -> None:
-    from skyops.registry.models import APPROVAL, ApprovalStatus
-    from skyops.registry.roles import Action
+def governed(model: str) -> GovernedRegistry[Candidate]:
+    """The model's registry behind the governed API: every change checks the role and the rules, and is audited."""
+    from skyops.registry.governed import GovernedRegistry
 
-    reg = registry(model)
-    v = reg.get(version)
-    action, status = (Action.APPROVE, ApprovalStatus.APPROVED) if approve else (Action.REJECT, ApprovalStatus.REJECTED)
-    before = v.tags.get(APPROVAL, ApprovalStatus.PENDING.value)  # as stored: setting a status also repairs a damaged tag
-    with governance().action(actor(as_), action, f"{model}:{v.version}", reason=reason) as act:
-        act.details["from"] = before
-        reg.set_status(v.version, status, reason)
-    print(f"{model} v{v.version}: {before} -> {status.value}")
+    return GovernedRegistry(registry(model), governance())
 
 
 @app.command()
@@ -85,7 +87,8 @@ def _set_status(version: str, approve: bool, reason: str, as_: str | None, model
 @model_option
 def approve(version: str, reason: str, as_: str | None, model: str) -> None:
     """Approve a version (ML Engineers only). Only Approved versions can be promoted or deployed."""
-    _set_status(version, True, reason, as_, model)
+    change = governed(model).approve(actor(as_), version, reason=reason)
+    print(f"{model} v{change.version}: {change.before} -> {change.after}")
 
 
 @app.command()
@@ -94,8 +97,9 @@ def approve(version: str, reason: str, as_: str | None, model: str) -> None:
 @as_option
 @model_option
 def reject(version: str, reason: str, as_: str | None, model: str) -> None:
-    """Reject a version (ML Engineers only)."""
-    _set_status(version, False, reason, as_, model)
+    """Reject a version (ML Engineers only); the @champion cannot be rejected."""
+    change = governed(model).reject(actor(as_), version, reason=reason)
+    print(f"{model} v{change.version}: {change.before} -> {change.after}")
 
 
 @app.command()
@@ -105,20 +109,9 @@ def reject(version: str, reason: str, as_: str | None, model: str) -> None:
 @model_option
 def promote(version: str, reason: str, as_: str | None, model: str) -> None:
     """Make an Approved version the @champion; the old champion becomes @previous (ML Engineers only)."""
-    from skyops.errors import ConfigError
-    from skyops.registry.models import ApprovalStatus
-    from skyops.registry.roles import Action
-
-    reg = registry(model)
-    v = reg.get(version)
-    with governance().action(actor(as_), Action.PROMOTE, f"{model}:{v.version}", reason=reason) as act:
-        if v.status is not ApprovalStatus.APPROVED:
-            raise ConfigError(
-                f"{model} v{v.version} is {v.status.value}, not Approved", hint=f"approve it first: skyops models approve {v.version}"
-            )
-        old = reg.promote(v.version)
-        act.details["previous"] = old.version if old else None
-    print(f"@champion -> v{v.version}" + (f"; @previous -> v{old.version}" if old and old.version != v.version else ""))
+    move = governed(model).promote(actor(as_), version, reason=reason)
+    replaced = f"; @previous -> v{move.replaced}" if move.replaced is not None and move.replaced != move.champion else ""
+    print(f"@champion -> v{move.champion}{replaced}")
 
 
 @app.command()
@@ -127,13 +120,8 @@ def promote(version: str, reason: str, as_: str | None, model: str) -> None:
 @model_option
 def rollback(reason: str, as_: str | None, model: str) -> None:
     """Point @champion back at @previous, recording why (ML Engineers only)."""
-    from skyops.registry.roles import Action
-
-    reg = registry(model)
-    with governance().action(actor(as_), Action.ROLLBACK, f"{model}@champion", reason=reason) as act:
-        current, previous = reg.rollback()
-        act.details.update({"from": current.version, "to": previous.version})
-    print(f"@champion: v{current.version} -> v{previous.version} (rolled back: {reason or 'no reason given'})")
+    move = governed(model).rollback(actor(as_), reason=reason)
+    print(f"@champion: v{move.replaced} -> v{move.champion} (rolled back: {reason or 'no reason given'})")
 
 
 @app.command()
@@ -143,13 +131,8 @@ def rollback(reason: str, as_: str | None, model: str) -> None:
 @model_option
 def delete(version: str, reason: str, as_: str | None, model: str) -> None:
     """Delete a version (ML Engineers only)."""
-    from skyops.registry.roles import Action
-
-    reg = registry(model)
-    v = reg.get(version)
-    with governance().action(actor(as_), Action.DELETE, f"{model}:{v.version}", reason=reason):
-        reg.delete(v.version)
-    print(f"deleted {model} v{v.version}")
+    deleted = governed(model).delete(actor(as_), version, reason=reason)
+    print(f"deleted {model} v{deleted}")
 
 
 @app.command()
@@ -158,7 +141,8 @@ def delete(version: str, reason: str, as_: str | None, model: str) -> None:
 def history(model: str, limit: int) -> None:
     """Every governed action on this model, from the audit log."""
     from skyops.registry.audit import format_record
+    from skyops.registry.ledger import model_of
 
-    records = [r for r in governance().audit.records() if r.target.startswith(model)]
+    records = [r for r in governance().audit.records() if model_of(r.target) == model]
     for record in records[-limit:]:
         print(format_record(record))

@@ -183,6 +183,10 @@ class AuditLog:
         except OSError as exc:
             raise AuditLogError(f"cannot read the audit log {self.path}: {exc.strerror}", hint="make it readable for this user") from exc
 
+    def outcomes(self) -> Iterator[AuditRecord]:
+        """Every record that says how an action ended (succeeded, failed, denied): the intents left out."""
+        return (record for record in self.records() if record.outcome is not Outcome.INTENT)
+
     def tail(self, count: int = 20) -> list[AuditRecord]:
         """The last `count` records, oldest first."""
         return list(deque(self.records(), maxlen=count))

@@ -5,9 +5,11 @@ The registry writes `<state>/champions/<model>.json` (atomically) whenever @cham
 resolver of `registry:<model>@champion` sources (sources.py) reads it, so the evaluate step compares
 a challenger with the champion on the same test split, and a new champion changes the evaluate
 step's cache key as it should. The pointer is a cache of the registry, so before it is used it is checked against the
-registry (cheaply, `skyops.registry.lookup`): a pointer that is damaged, names a version the
-registry does not have, disagrees with @champion, or names weights that are gone is a
-`StateFileError` that says how to rewrite it, never a silent comparison with the wrong model.
+registry (cheaply, `skyops.registry.lookup`) and the audit log: a pointer that is damaged, names a
+version the registry does not have, disagrees with @champion, disagrees with the last succeeded
+promote, rollback or apply of the model in the audit log (an alias moved outside skyops), or names
+weights that are gone is a `StateFileError` naming both sides and how to put it right, never a
+silent comparison with the wrong model.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any
 
 from skyops.errors import StateFileError
 from skyops.pipeline.hashing import write_json_atomic
+from skyops.registry.acting import AUDIT_FILE
+from skyops.registry.audit import AuditLog
+from skyops.registry.ledger import CHAMPION, replay
 from skyops.registry.lookup import RegistryLookup, file_path
 from skyops.statefile import is_text, is_version, read_json_state, shape_problems
 from skyops.training.uris import store_uri
@@ -45,13 +50,16 @@ def champion_weights(state_dir: Path, model: str, tracking_uri: str = "") -> tup
     """(version, weights folder) of the current champion; None when no pointer exists.
 
     Args:
-        state_dir: the project's state dir (the pointer lives in `champions/` beside the sqlite store, by default here).
+        state_dir: the project's state dir (the pointer lives in `champions/` beside the sqlite store, by
+            default here; the audit log is here).
         model: the registered model name.
         tracking_uri: the configured store (SKYOPS_TRACKING_URI); default: the state dir's sqlite store.
 
     Raises:
         StateFileError: the pointer is unreadable or of the wrong shape, names a version the registry
-            does not have or that is not its @champion, or names weights that no longer exist.
+            does not have or that is not its @champion, or that the audit log did not make the champion,
+            or names weights that no longer exist.
+        AuditLogError: the audit log has a line that is not a record.
     """
     lookup = RegistryLookup(store_uri(state_dir, tracking_uri))
     path = pointer_path(lookup.database.parent if lookup.database else state_dir, model)  # where set_alias writes it
@@ -72,6 +80,12 @@ def champion_weights(state_dir: Path, model: str, tracking_uri: str = "") -> tup
     if record is None or alias != version:
         now = "has no such version" if record is None else f"has @champion on {'no version' if alias is None else f'v{alias}'}"
         raise StateFileError(f"champion pointer {path} names {model} v{version}, but the registry {now}", hint=hint)
+    audited = replay(AuditLog(state_dir / AUDIT_FILE).records(), model)
+    if audited.alias(CHAMPION) != version:
+        raise StateFileError(
+            f"champion pointer {path} says v{version}; {audited.describe_alias(CHAMPION)}",
+            hint=f"@champion was set outside skyops: promote the intended version, which records it: skyops models promote N --model {model} --as <ml-engineer>",
+        )
     registered = file_path(record.source)
     if registered is not None and registered != weights:
         raise StateFileError(

@@ -3,30 +3,44 @@
     deploy/environments/production.yaml      environment, model, alias, version (desired)
     <state>/deployments/production.json      what was last applied (actual)
 
-`plan` compares the two (and the registry's alias); `apply` refuses versions that are not
-Approved, moves the alias (for @champion the old one becomes @previous), records the deployed
-state (atomically) and audits it. Applying twice changes nothing. A rollback is `git revert` of the
-file, then `apply`. Serving reads the deployed state; until a server runs, apply is bookkeeping plus
-aliases. A damaged deployed record (not JSON, wrong shape, a version the registry no longer has)
-stops `plan` with a `StateFileError`; `apply` treats it as unknown and rewrites it.
+`load_desired` checks the file's types (a model name, a known alias, a positive version or null);
+`desired_problems` checks it against the registry and the audit log: the version exists and is
+Approved, and the model's registry holds nothing the audit log does not explain (drift.py). `plan`
+compares desired and deployed (and the registry's alias); `skyops deploy plan` refuses, one line per
+problem, what apply would refuse. Applying is a governed action: `GovernedRegistry.deploy` checks the
+role and the same problems, moves the alias (for @champion the old one becomes @previous), writes the
+deployed record (atomically) and audits it. Applying twice changes nothing. A rollback is
+`git revert` of the file, then `apply`. Serving reads the deployed state; until a server runs, apply
+is bookkeeping plus aliases.
+
+The deployed record is a copy of what the last apply did, so it is checked on read against the
+registry (the version exists) and the audit log (the last succeeded apply to that environment named
+the same model and version). A damaged or contradicted record stops `plan` with a `StateFileError`
+naming both sides; `apply` treats it as unknown and rewrites it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from skyops.errors import ConfigError, StateFileError
+from skyops.errors import ConfigError, StateFileError, problems_error
 from skyops.pipeline.hashing import write_json_atomic
+from skyops.registry.audit import AuditRecord
+from skyops.registry.drift import RegistryState, registry_drift
+from skyops.registry.ledger import MODEL_NAME, deployments
 from skyops.registry.lookup import RegistryLookup
-from skyops.registry.models import ALIASES, ApprovalStatus, ModelRegistry
-from skyops.registry.roles import Action, Governance
+from skyops.registry.models import ALIASES, ModelRegistry
+from skyops.registry.rules import not_approved
 from skyops.statefile import is_text, is_version, read_json_state, shape_problems
 
 ENVIRONMENTS = Path("deploy") / "environments"
 RECORD = 'a JSON object {"environment", "model", "alias", "version": positive integer or null, ...}, as `skyops deploy apply` writes it'
+KEYS = ("environment", "model", "alias", "version")
+FORMAT_HINT = "see deploy/environments/README.md for the format"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,25 +66,60 @@ class Plan:
 
 
 def load_desired(project_dir: Path, environment: str) -> DesiredState:
-    path = project_dir / ENVIRONMENTS / f"{environment}.yaml"
+    """The desired state of `environment`, its types checked (every problem at once).
+
+    Raises:
+        ConfigError: an environment name that is not a plain name, no such file, not YAML, a missing or
+            unknown key, a model that is not a name, an unknown alias, a version that is not a positive
+            integer or null (`true` is not a version), or an `environment` that is not the file's name.
+    """
+    folder = project_dir / ENVIRONMENTS
+    known = sorted(p.stem for p in folder.glob("*.yaml"))
+    if not MODEL_NAME.fullmatch(environment):
+        raise ConfigError(
+            f"environment {environment!r} is not a name; expected letters, digits, '.', '_' or '-', e.g. production",
+            hint=f"environments: {', '.join(known) or 'none'}",
+        )
+    path = folder / f"{environment}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in (project_dir / ENVIRONMENTS).glob("*.yaml"))
         raise ConfigError(f"no desired state for environment {environment!r} at {path}", hint=f"environments: {', '.join(known) or 'none'}")
     import yaml
 
-    data = yaml.safe_load(path.read_text()) or {}
-    problems = [f"missing key {k!r}" for k in ("environment", "model", "alias", "version") if k not in data]
-    if not problems and data["alias"] not in ALIASES:
-        problems.append(f"alias {data['alias']!r} is not one of {', '.join(ALIASES)}")
-    if not problems and data["version"] is not None and not (isinstance(data["version"], int) and data["version"] >= 1):
-        problems.append(f"version {data['version']!r} must be a positive integer or null")
-    if not problems and data["environment"] != environment:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({type(exc).__name__})", hint=FORMAT_HINT) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys {', '.join(KEYS)}, found {type(data).__name__}", hint=FORMAT_HINT)
+    problems = [f"missing key {k!r}" for k in KEYS if k not in data]
+    problems += [f"unknown key {k!r}; expected {', '.join(KEYS)}" for k in data if k not in KEYS]
+    model, alias, version = data.get("model"), data.get("alias"), data.get("version")
+    if "model" in data and not (isinstance(model, str) and MODEL_NAME.fullmatch(model)):
+        problems.append(f"model {model!r} is not a model name; expected e.g. drone-detector")
+    if "alias" in data and alias not in ALIASES:
+        problems.append(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
+    if "version" in data and version is not None and not (isinstance(version, int) and not isinstance(version, bool) and version >= 1):
+        problems.append(f"version {version!r} is not a positive integer or null")
+    if "environment" in data and data["environment"] != environment:
         problems.append(f"environment {data['environment']!r} differs from the file name {environment!r}")
     if problems:
-        raise ConfigError(f"{path}: " + "; ".join(problems), hint="see deploy/environments/README.md for the format")
-    return DesiredState(
-        environment=environment, model=str(data["model"]), alias=str(data["alias"]), version=data["version"], source=str(path)
-    )
+        raise problems_error(ConfigError, f"the desired state {path}", problems, hint=FORMAT_HINT)
+    return DesiredState(environment=environment, model=str(model), alias=str(alias), version=version, source=str(path))
+
+
+def desired_problems(desired: DesiredState, registry: RegistryState, records: Sequence[AuditRecord]) -> list[str]:
+    """What makes `apply` refuse `desired`, one line each: a version the registry lacks or that is not Approved,
+    and registry state of the model the audit log does not explain. Empty: apply may proceed."""
+    problems = registry_drift(registry, records)
+    if desired.version is not None:
+        statuses = registry.statuses()
+        status = statuses.get(desired.version)
+        if status is None:
+            known = ", ".join(f"v{v}" for v in sorted(statuses)) or "none"
+            problems.append(f"{desired.model} has no version {desired.version} (versions: {known})")
+        else:
+            problems.append(not_approved(desired.model, desired.version, status, "deployed"))
+    return [p for p in problems if p]
 
 
 def deployed_path(state_dir: Path, environment: str) -> Path:
@@ -95,15 +144,18 @@ def read_deployed(state_dir: Path, environment: str) -> dict[str, Any] | None:
     )
 
 
-def plan(desired: DesiredState, registry: ModelRegistry, state_dir: Path, *, rewrite_damaged: bool = False) -> Plan:
+def plan(
+    desired: DesiredState, registry: ModelRegistry, state_dir: Path, records: Sequence[AuditRecord], *, rewrite_damaged: bool = False
+) -> Plan:
     """What `apply` would change to reach `desired`.
 
     Args:
+        records: the audit log's records, which the deployed record is checked against.
         rewrite_damaged: treat a damaged deployed record as unknown (apply's view: it rewrites it)
             instead of raising StateFileError (plan's view: say so and stop).
     """
     try:
-        deployed, damaged = _checked_record(desired.environment, registry, state_dir), ""
+        deployed, damaged = _checked_record(desired.environment, registry, state_dir, records), ""
     except StateFileError as e:
         if not rewrite_damaged:
             raise
@@ -123,45 +175,32 @@ def plan(desired: DesiredState, registry: ModelRegistry, state_dir: Path, *, rew
     return Plan(desired=desired, deployed=deployed_version, alias_points_to=alias_version, changes=changes, damaged=damaged)
 
 
-def _checked_record(environment: str, registry: ModelRegistry, state_dir: Path) -> dict[str, Any] | None:
-    """The deployed record, checked against the registry: it must name a version that exists."""
+def write_deployed(state_dir: Path, desired: DesiredState, actor: str) -> None:
+    """Record (atomically) that `desired` was applied by `actor`; called by the governed deploy."""
+    record = {**asdict(desired), "applied_by": actor, "applied_at": time.time()}
+    write_json_atomic(deployed_path(state_dir, desired.environment), record)
+
+
+def _checked_record(environment: str, registry: ModelRegistry, state_dir: Path, records: Sequence[AuditRecord]) -> dict[str, Any] | None:
+    """The deployed record, checked against the registry (its version exists) and the audit log (the last apply agrees)."""
     deployed = read_deployed(state_dir, environment)
-    if deployed is None or deployed["version"] is None:
-        return deployed
-    if RegistryLookup(registry.store.uri).version(deployed["model"], deployed["version"]) is None:
+    if deployed is None:
+        return None
+    path = deployed_path(state_dir, environment)
+    hint = f"run `skyops deploy apply --env {environment}`: it deploys the desired version and rewrites the record"
+    says = f"{deployed['model']} {_v(deployed['version'])}"
+    if deployed["version"] is not None and RegistryLookup(registry.store.uri).version(deployed["model"], deployed["version"]) is None:
+        raise StateFileError(f"deployed record {path} names {says}, which the registry does not have", hint=hint)
+    audited = deployments(records).get(environment)
+    if audited is None:
+        raise StateFileError(f"deployed record {path} says {says}; the audit log has no apply to {environment}", hint=hint)
+    if (audited.model, audited.version) != (deployed["model"], deployed["version"]):
         raise StateFileError(
-            f"deployed record {deployed_path(state_dir, environment)} names {deployed['model']} v{deployed['version']}, "
-            "which the registry does not have",
-            hint=f"run `skyops deploy apply --env {environment}`: it deploys the desired version and rewrites the record",
+            f"deployed record {path} says {says}; the audit log's last apply to {environment} says "
+            f"{audited.model} {_v(audited.version)} (seq {audited.seq})",
+            hint=hint,
         )
     return deployed
-
-
-def apply(the_plan: Plan, registry: ModelRegistry, governance: Governance, actor: str, state_dir: Path) -> Plan:
-    """Reconcile; a no-op when in sync. Raises PermissionDenied or ConfigError before changing anything."""
-    desired = the_plan.desired
-    if the_plan.in_sync:
-        return the_plan
-    target = f"{desired.model}:{desired.version}@{desired.environment}"
-    if desired.version is not None:
-        version = registry.get(desired.version)
-        if version.status is not ApprovalStatus.APPROVED:
-            raise ConfigError(
-                f"{desired.source} asks for {desired.model} v{desired.version}, which is {version.status.value}, not Approved",
-                hint=f"an ML Engineer approves it first: skyops models approve {desired.version} --reason ...",
-            )
-    with governance.action(actor, Action.DEPLOY, target, reason=f"apply {desired.source}") as act:
-        if desired.version is None:
-            registry.set_alias(desired.alias, None)
-        elif desired.alias == "champion":
-            old = registry.promote(desired.version)
-            act.details["previous"] = old.version if old else None
-        else:
-            registry.set_alias(desired.alias, desired.version)
-        record = {**asdict(desired), "applied_by": actor, "applied_at": time.time()}
-        write_json_atomic(deployed_path(state_dir, desired.environment), record)
-        act.details["changes"] = the_plan.changes
-    return plan(desired, registry, state_dir)
 
 
 def _record_problems(value: Any) -> list[str]:

@@ -3,13 +3,17 @@
 Approval uses SageMaker's vocabulary (PendingManualApproval, Approved, Rejected), stored as the
 version tag `skyops.approval`, so the same words mean the same thing in both registries. Aliases:
 `@staging`, `@champion` and `@previous` (the champion before the last promotion).
-Who may change what is decided in `skyops.registry.roles`; this module only does it.
+
+This is the raw store under `skyops.registry.governed.GovernedRegistry`: its reads are public, its
+writes (`_register`, `_set_status`, `_set_alias`, `_delete`) are private. Who may change what, and
+which changes are allowed at all (only Approved versions are promoted, ...), is decided there, once,
+and audited; only the registry package calls the writes (a test scans the code for other callers).
 
 The same weights are never registered twice: each version carries the sha256 of its weights file
-(tag `skyops.weights_sha256`), and `register` with weights that already have a version returns that
-version untouched (`Registration.created` is False). Its status, card and gate decision stay those
-of its registration: approval is an ML Engineer's act, and a re-run's gate decision is recorded by
-the run (registration.json), not written over the version a reviewer already saw.
+(tag `skyops.weights_sha256`), and registering weights that already have a version returns that
+version untouched (created False). Its status, card and gate decision stay those of its
+registration: approval is an ML Engineer's act, and a re-run's gate decision is recorded by the run
+(registration.json), not written over the version a reviewer already saw.
 """
 
 from __future__ import annotations
@@ -95,16 +99,23 @@ class ModelVersion:
         return value
 
 
-@dataclass(frozen=True)
-class Registration:
-    """What `ModelRegistry.register` did: `created` False means these weights already were `version`, left untouched."""
+@dataclass(frozen=True, kw_only=True)
+class Candidate:
+    """What registering a version in MLflow takes: the training run, its weights and the decision on them."""
 
-    version: ModelVersion
-    created: bool
+    run_id: str
+    source: str  # the weights folder's artifact URI
+    weights_sha256: str
+    metrics: dict[str, float]
+    card: dict[str, Any]
+    gate: dict[str, Any]
 
 
 class ModelRegistry:
     """One registered model (default `skyops.settings.DEFAULT_MODEL`) in an MLflow store."""
+
+    kind = "MLflow registry"
+    supports_aliases = True  # what GovernedRegistry asks of a store: promote, rollback and deploy move aliases
 
     def __init__(self, store: TrackingStore, name: str = DEFAULT_MODEL) -> None:
         self.store = store
@@ -113,48 +124,6 @@ class ModelRegistry:
     @property
     def client(self) -> Any:
         return self.store.client
-
-    def register(
-        self,
-        *,
-        run_id: str,
-        source: str,
-        weights_sha256: str,
-        metrics: dict[str, float],
-        card: dict[str, Any],
-        gate: dict[str, Any],
-        status: ApprovalStatus,
-    ) -> Registration:
-        """A new version, unless these weights (by sha256) already have one: then that one, unchanged.
-
-        MLflow numbers versions, so concurrent registrations get distinct numbers. On a local sqlite
-        store the look-up and the creation happen under one file lock, so two processes registering
-        the same weights at once make one version; a remote store has no such lock (see the module doc).
-        """
-        from mlflow.exceptions import MlflowException  # heavy; loaded with the client anyway
-
-        if len(weights_sha256) != 64 or not set(weights_sha256) <= _SHA256_HEX:
-            raise ConfigError(f"weights_sha256 {weights_sha256!r} is not a sha256 hex digest", hint="pass hashlib.sha256(...).hexdigest()")
-        with self._registration_lock():
-            existing = self.by_weights(weights_sha256)
-            if existing is not None:
-                return Registration(existing, created=False)
-            try:
-                self.client.create_registered_model(self.name, description="YOLO11 drone object detector")
-            except MlflowException as e:
-                if "already exists" not in str(e).lower() and "RESOURCE_ALREADY_EXISTS" not in str(e):
-                    raise
-            tags = {
-                APPROVAL: status.value,
-                WEIGHTS_SHA256: weights_sha256,
-                TAG + "metrics": json.dumps(metrics, sort_keys=True),
-                TAG + "gate": json.dumps(gate, sort_keys=True),
-                TAG + "card": json.dumps(card, sort_keys=True),
-            }
-            created = self.client.create_model_version(
-                self.name, source=source, run_id=run_id, tags=tags, description=card.get("summary", "")
-            )
-        return Registration(self.get(int(created.version)), created=True)
 
     def by_weights(self, weights_sha256: str) -> ModelVersion | None:
         """The live version registered with these weights (the oldest, should there be several), else None."""
@@ -165,18 +134,9 @@ class ModelRegistry:
             return None
         return self.get(min(int(v.version) for v in found))
 
-    def _registration_lock(self) -> contextlib.AbstractContextManager[Any]:
-        """A file lock beside a local sqlite store (serialises look-up + create); a no-op for other stores."""
-        database = sqlite_path(self.store.uri)
-        if database is None:
-            return contextlib.nullcontext()
-        from filelock import FileLock
-
-        return FileLock(f"{database}.register.lock")
-
     def versions(self) -> list[ModelVersion]:
         """Every version, newest first."""
-        aliases = self._aliases()
+        aliases = self.aliases()
         found = self.client.search_model_versions(f"name='{self.name}'")
         return sorted((self._version(v, aliases) for v in found), key=lambda v: v.version, reverse=True)
 
@@ -189,7 +149,7 @@ class ModelRegistry:
             found = self.by_alias(text)
             if found is None:
                 raise SkyopsError(
-                    f"model {self.name!r} has no @{text}", hint=f"aliases in use: {', '.join(sorted(self._aliases())) or 'none'}"
+                    f"model {self.name!r} has no @{text}", hint=f"aliases in use: {', '.join(sorted(self.aliases())) or 'none'}"
                 )
             return found
         try:
@@ -197,27 +157,34 @@ class ModelRegistry:
         except MlflowException:
             known = ", ".join(str(v.version) for v in self.versions()) or "none"
             raise SkyopsError(f"model {self.name!r} has no version {text}", hint=f"versions: {known}; see `skyops models list`") from None
-        return self._version(raw, self._aliases())
+        return self._version(raw, self.aliases())
 
     def by_alias(self, alias: str) -> ModelVersion | None:
-        version = self._aliases().get(alias)
+        version = self.aliases().get(alias)
         return None if version is None else self.get(version)
 
-    def set_status(self, version: int, status: ApprovalStatus, reason: str) -> ModelVersion:
-        self.client.set_model_version_tag(self.name, str(version), APPROVAL, status.value)
-        self.client.set_model_version_tag(self.name, str(version), TAG + "status_reason", reason)
-        return self.get(version)
+    def resolve(self, version: int | str) -> int:
+        """The number of a version given by number or alias; SkyopsError naming the known ones when there is none."""
+        return self.get(version).version
 
-    def set_alias(self, alias: str, version: int | None) -> None:
-        if alias not in ALIASES:
-            raise ConfigError(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
-        if version is None:
-            if alias in self._aliases():
-                self.client.delete_registered_model_alias(self.name, alias)
-        else:
-            self.client.set_registered_model_alias(self.name, alias, str(version))
-        if alias == "champion":
-            self.sync_champion_pointer()
+    def status(self, version: int) -> str:
+        """The approval tag as stored (also a damaged one: setting a status repairs it); Pending when absent."""
+        return self.get(version).tags.get(APPROVAL, ApprovalStatus.PENDING.value)
+
+    def statuses(self) -> dict[int, str]:
+        """Every live version's approval tag as stored."""
+        found = self.client.search_model_versions(f"name='{self.name}'")
+        return {int(v.version): dict(v.tags).get(APPROVAL, ApprovalStatus.PENDING.value) for v in found}
+
+    def aliases(self) -> dict[str, int]:
+        """Alias -> version number, as the registry has them now."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(self.name)
+        except MlflowException:
+            return {}
+        return {alias: int(v) for alias, v in (model.aliases or {}).items()}
 
     def sync_champion_pointer(self) -> None:
         """Rewrite the MLflow-free pointer to @champion's weights (local stores) from the registry's alias."""
@@ -226,42 +193,70 @@ class ModelRegistry:
             champion = self.by_alias("champion")
             write_pointer(database.parent, self.name, champion.version if champion else None, champion.source if champion else "")
 
-    def promote(self, version: int) -> ModelVersion | None:
-        """Make `version` the @champion; the old champion becomes @previous. Returns the old champion."""
-        old = self.by_alias("champion")
-        if old is not None and old.version == version:
-            self.sync_champion_pointer()  # promoting the champion again rewrites a damaged or stale pointer
-            return old
-        if old is not None:
-            self.set_alias("previous", old.version)
-        self.set_alias("champion", version)
-        return old
+    # ---- the writes: private, called by skyops.registry.governed only ----------------------------------
 
-    def rollback(self) -> tuple[ModelVersion, ModelVersion]:
-        """Point @champion back at @previous; returns (rolled back from, rolled back to)."""
-        current, previous = self.by_alias("champion"), self.by_alias("previous")
-        if current is None or previous is None:
-            raise SkyopsError(
-                f"model {self.name!r} cannot roll back: it has {'no @champion' if current is None else 'no @previous'}",
-                hint="a rollback needs a promotion before it; see `skyops models history`",
+    def _register(self, candidate: Candidate, status: str) -> tuple[int, bool]:
+        """(version, created): a new version, unless these weights (by sha256) already have one: then that one, unchanged.
+
+        MLflow numbers versions, so concurrent registrations get distinct numbers. On a local sqlite
+        store the look-up and the creation happen under one file lock, so two processes registering
+        the same weights at once make one version; a remote store has no such lock.
+        """
+        from mlflow.exceptions import MlflowException  # heavy; loaded with the client anyway
+
+        digest = candidate.weights_sha256
+        if len(digest) != 64 or not set(digest) <= _SHA256_HEX:
+            raise ConfigError(f"weights_sha256 {digest!r} is not a sha256 hex digest", hint="pass hashlib.sha256(...).hexdigest()")
+        with self._registration_lock():
+            existing = self.by_weights(digest)
+            if existing is not None:
+                return existing.version, False
+            try:
+                self.client.create_registered_model(self.name, description="YOLO11 drone object detector")
+            except MlflowException as e:
+                if "already exists" not in str(e).lower() and "RESOURCE_ALREADY_EXISTS" not in str(e):
+                    raise
+            tags = {
+                APPROVAL: ApprovalStatus(status).value,
+                WEIGHTS_SHA256: digest,
+                TAG + "metrics": json.dumps(candidate.metrics, sort_keys=True),
+                TAG + "gate": json.dumps(candidate.gate, sort_keys=True),
+                TAG + "card": json.dumps(candidate.card, sort_keys=True),
+            }
+            created = self.client.create_model_version(
+                self.name, source=candidate.source, run_id=candidate.run_id, tags=tags, description=candidate.card.get("summary", "")
             )
-        self.set_alias("champion", previous.version)
-        self.set_alias("previous", None)
-        return current, previous
+        return int(created.version), True
 
-    def delete(self, version: int) -> None:
+    def _registration_lock(self) -> contextlib.AbstractContextManager[Any]:
+        """A file lock beside a local sqlite store (serialises look-up + create); a no-op for other stores."""
+        database = sqlite_path(self.store.uri)
+        if database is None:
+            return contextlib.nullcontext()
+        from filelock import FileLock
+
+        return FileLock(f"{database}.register.lock")
+
+    def _set_status(self, version: int, status: str, reason: str) -> None:
+        self.client.set_model_version_tag(self.name, str(version), APPROVAL, ApprovalStatus(status).value)
+        self.client.set_model_version_tag(self.name, str(version), TAG + "status_reason", reason)
+
+    def _set_alias(self, alias: str, version: int | None) -> None:
+        """Point @alias at `version` (None removes it); moving @champion rewrites the champion pointer."""
+        if alias not in ALIASES:
+            raise ConfigError(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
+        if version is None:
+            if alias in self.aliases():
+                self.client.delete_registered_model_alias(self.name, alias)
+        else:
+            self.client.set_registered_model_alias(self.name, alias, str(version))
+        if alias == "champion":
+            self.sync_champion_pointer()
+
+    def _delete(self, version: int) -> None:
         """Delete a version; MLflow drops its aliases, so a deleted champion leaves no pointer behind."""
         self.client.delete_model_version(self.name, str(version))
         self.sync_champion_pointer()
-
-    def _aliases(self) -> dict[str, int]:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            model = self.client.get_registered_model(self.name)
-        except MlflowException:
-            return {}
-        return {alias: int(v) for alias, v in (model.aliases or {}).items()}
 
     def _version(self, raw: Any, aliases: dict[str, int]) -> ModelVersion:
         version = int(raw.version)

@@ -7,9 +7,13 @@ It writes decision.json (status PendingManualApproval or Rejected, every reason,
 and card.json. Approving is an ML Engineer's act (`skyops models approve`), never the pipeline's.
 
 Then, with SKYOPS_REGISTRY=local (the local engine), it registers the version in the MLflow registry
-with that status, its card and decision, and writes registration.json. With SKYOPS_REGISTRY=sagemaker
-it stops there: the compiled pipeline registers the model package from decision.json (a Condition on
-its status picks a RegisterModel step with that status).
+with that status, its card and decision, through the governed registry (skyops.registry.governed) as
+the user who started the run (SKYOPS_USER, from the run record), with that user's role from the
+project's roles file: a user who may not register is refused and the refusal audited, and the audit
+record of a registration names the run's user and role. It writes registration.json. With
+SKYOPS_REGISTRY=sagemaker it stops there: the compiled pipeline registers the model package from
+decision.json (a Condition on its status picks a RegisterModel step with that status); who may start
+that pipeline is IAM's to decide.
 
 The same weights are never registered twice locally. A re-run after a champion change evaluates again
 and so misses this step's cache, but if the registry already has a version with these weights (by the
@@ -177,7 +181,7 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
         "reasons": gate["reasons"],
         "gate": gate,
         "weights_sha256": digest,
-        "actor": {"user": env["SKYOPS_USER"], "role": "pipeline", "run": env["SKYOPS_RUN_ID"]},
+        "actor": {"user": env["SKYOPS_USER"], "run": env["SKYOPS_RUN_ID"]},
         "registry": registry,
         "card": card,
     }
@@ -202,43 +206,46 @@ def register_locally(
     digest: str,
     decision: Mapping[str, Any],
 ) -> None:
-    """Register the decided version in the MLflow registry (once per weights), audit it, write registration.json."""
+    """Register the decided version in the MLflow registry (once per weights) as the run's user, write registration.json.
+
+    The governed registry checks the user's `register` permission and audits the registration (also
+    one that finds these weights already registered: `created` false in the record).
+    """
     from skyops.pipeline.hashing import write_json_atomic
-    from skyops.registry.audit import AuditLog, Outcome
-    from skyops.registry.models import ApprovalStatus, ModelRegistry
+    from skyops.registry.acting import run_governance
+    from skyops.registry.governed import GovernedRegistry
+    from skyops.registry.models import Candidate, ModelRegistry
     from skyops.training.tracking import TrackingStore
 
     state_dir = Path(env["SKYOPS_STATE_DIR"])
     registry = ModelRegistry(TrackingStore.local(state_dir, env["SKYOPS_TRACKING_URI"]), args.model_name)
-    gate, status = decision["gate"], ApprovalStatus(decision["status"])
+    governance = run_governance(state_dir)
+    gate = decision["gate"]
     run_id = training["mlflow_run_id"]
     client = registry.client
     artifacts = client.get_run(run_id).info.artifact_uri
-    done = registry.register(
+    candidate = Candidate(
         run_id=run_id,
         source=f"{artifacts}/weights",
         weights_sha256=digest,
         metrics=decision["card"]["metrics"],
         card=decision["card"],
         gate=gate,
-        status=status,
     )
-    version = done.version
+    done = GovernedRegistry(registry, governance).register(
+        env["SKYOPS_USER"],
+        candidate,
+        decision["status"],
+        reason=f"pipeline run {env['SKYOPS_RUN_ID']}",
+        details={"gate": gate, "weights_sha256": digest},
+    )
+    version = registry.get(done.version)
     target = f"{args.model_name}:{version.version}"
     if done.created:
         client.log_artifact(run_id, str(inputs["evaluation"] / "evaluation.json"), "evaluation")
         client.log_artifact(run_id, str(outputs["registration"] / "decision.json"), "registration")
         if "profile" in inputs:
             client.log_artifact(run_id, str(inputs["profile"] / "profile.json"), "data")
-        AuditLog(state_dir / "audit.log").append(
-            actor=env["SKYOPS_USER"],
-            role="pipeline",
-            action="register",
-            target=target,
-            outcome=Outcome.SUCCEEDED,
-            reason=status.value,
-            details={"gate": gate, "weights_sha256": digest},
-        )
     result = {
         "model": args.model_name,
         "version": version.version,
@@ -249,10 +256,11 @@ def register_locally(
         "source": version.source,
         "tracking_uri": registry.store.uri,
         "weights_sha256": digest,
+        "registered_by": {"user": env["SKYOPS_USER"], "role": str(governance.role_of(env["SKYOPS_USER"]))},
     }
     write_json_atomic(outputs["registration"] / "registration.json", result)
     if done.created:
-        print(f"registered {target} as {status.value}")
+        print(f"registered {target} as {version.status.value}")
     else:
         print(
             f"{args.model_name}: these weights are already registered as v{version.version} ({version.status.value}); not registered again "

@@ -6,6 +6,11 @@ The model folder receives best.pt, last.pt, results.csv, plots/ and training.jso
 
 A SIGTERM (from `skyops run`, SageMaker or `kill`) ends the MLflow run KILLED before the process
 dies of the signal; a run left RUNNING by a SIGKILL is marked KILLED when the next train starts.
+
+Training is a governed action: the step trains as the user who started the run (SKYOPS_USER, from
+the run record), checked against the project's roles file (`train` permission) before anything is
+loaded; a user who may not train is refused with one line, and the refusal, like the training's
+outcome, is in the audit log (skyops.registry.acting.run_governance says which file and log).
 """
 
 from __future__ import annotations
@@ -52,7 +57,13 @@ CONTRACT = ScriptContract(
     inputs={"splits": training_channel("splits"), "weights": training_channel("weights")},
     outputs={"model": TRAINING_MODEL},
     checkpoint_path=CHECKPOINTS,
-    optional_env={"SKYOPS_STATE_DIR": "/tmp/skyops", "SKYOPS_TRACKING_URI": "", "SKYOPS_RUN_ID": "", "SKYOPS_STEP_NAME": "train"},
+    optional_env={
+        "SKYOPS_STATE_DIR": "/tmp/skyops",
+        "SKYOPS_TRACKING_URI": "",
+        "SKYOPS_RUN_ID": "",
+        "SKYOPS_STEP_NAME": "train",
+        "SKYOPS_USER": "pipeline",
+    },
 )
 
 
@@ -72,17 +83,26 @@ def data_fingerprint(splits: Path, manifest_fingerprint: str) -> str:
 
 @CATALOG.step(spec=SPEC, contract=CONTRACT, config=TrainStepConfig, libraries=("ultralytics", "torch", "mlflow"))
 def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: TrainStepConfig) -> None:
+    from skyops.registry.acting import run_governance
+    from skyops.registry.roles import Action
     from skyops.training.signals import Terminated, signals_raise
 
+    governance = run_governance(Path(env["SKYOPS_STATE_DIR"]))
+    target = f"run {env['SKYOPS_RUN_ID']} step {env['SKYOPS_STEP_NAME']}"
     try:
-        with signals_raise(signal.SIGTERM):
-            train_and_track(inputs, outputs, env, args)
+        # Denied: PermissionDenied (one line) before anything else happens; else the outcome is audited.
+        with (
+            governance.action(env["SKYOPS_USER"], Action.TRAIN, target, reason=f"experiment {args.experiment}") as act,
+            signals_raise(signal.SIGTERM),
+        ):
+            act.details["mlflow_run_id"] = train_and_track(inputs, outputs, env, args)
     except Terminated as stop:
         print(f"train: {stop}; the MLflow run ended KILLED; the next run resumes from the last checkpoint", flush=True)
         stop.die()
 
 
-def train_and_track(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: TrainStepConfig) -> None:
+def train_and_track(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: TrainStepConfig) -> str:
+    """Train, track in MLflow, write training.json; returns the MLflow run id."""
     from skyops.data.layout import Manifest, private_view, write_data_yaml
     from skyops.pipeline.hashing import write_json_atomic
     from skyops.training.tracking import TrackingStore, run_tags
@@ -134,3 +154,4 @@ def train_and_track(inputs: dict[str, Path], outputs: dict[str, Path], env: dict
     }
     write_json_atomic(outputs["model"] / "training.json", summary)
     print(f"trained {result.epochs_completed} epochs on {result.device} in {result.seconds:.0f} s; MLflow run {tracker.run_id}")
+    return str(tracker.run_id)
