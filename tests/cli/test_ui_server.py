@@ -4,6 +4,7 @@ server is reachable on no port, and stopping skyops ui stops everything it start
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -283,6 +284,8 @@ def test_stopping_skyops_ui_leaves_no_mlflow_server_behind(tmp_path: Path, stop:
     assert port_is_free(ui.port)
     if stop == signal.SIGINT:
         assert not folder.exists()
+    else:  # nothing ran to remove it (ADR 0009 says so): the test does, not to litter the temp folder
+        shutil.rmtree(folder)
 
 
 def test_mlflow_failing_to_start_is_one_error_after_its_last_lines(tmp_path: Path) -> None:
