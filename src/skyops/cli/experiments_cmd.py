@@ -1,10 +1,8 @@
-"""`skyops experiments compare|reproduce` and `skyops ui`: MLflow-backed experiment tracking."""
+"""`skyops experiments compare|reproduce` and `skyops ui` (read-only, ui_server.py): MLflow-backed experiment tracking."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -124,55 +122,15 @@ def reproduce(run: str, tolerance: float) -> None:
 @click.command("ui")
 @click.option("--port", type=IntegerRange(min=1, max=65535), default=5000, help="Port on 127.0.0.1.")
 def ui(port: int) -> None:
-    """Open the MLflow UI on this project's tracking store (Ctrl-C stops it)."""
-    ensure_free(port)
-    from skyops.training.tracking import MLFLOW_ENV, local_tracking_uri
+    """Open the MLflow UI, read-only, on this project's store.
+
+    Browse experiments, runs, models and versions. Changes are refused there (HTTP 403): approve,
+    reject, promote, rollback and delete go through `skyops models ...`, which checks your role and
+    writes the audit log. MLflow's own server listens on no port; only this read-only one is open.
+    Ctrl-C stops both.
+    """
+    from skyops.cli.ui_server import serve_read_only
+    from skyops.training.uris import store_uri
 
     s = settings()
-    uri = s.tracking_uri or local_tracking_uri(s.state_dir)
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{port}")
-    # One web worker serves one person; no job runner: MLflow's starts seven queue consumers that
-    # the UI never uses and that outlive a terminated server.
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    env = {**os.environ, **MLFLOW_ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    sys.stdout.flush()
-    # Become the server (exec, not a child): Ctrl-C and a terminating parent reach it directly.
-    os.execve(sys.executable, command, env)
-
-
-def ensure_free(port: int, host: str = "127.0.0.1") -> None:
-    """Refuse a port the server could not listen on, before starting it.
-
-    MLflow's server exits 0 after its web server fails to bind, so the check has to happen here.
-    A process that takes the port in the second before the server binds still slips through.
-    """
-    import errno
-    import socket
-
-    from skyops.errors import SkyopsError
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: a closing socket is no obstacle
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                problem, hint = "the port is in use", f"stop what listens there or pick another port, e.g. --port {port % 65535 + 1}"
-            else:
-                problem, hint = e.strerror or str(e), "pick another port, e.g. --port 5000 (ports below 1024 need root)"
-            error = SkyopsError(f"cannot serve on {host}:{port}: {problem}", hint=hint)
-            error.exit_code = 1
-            raise error from None
+    serve_read_only(store_uri(s.state_dir, s.tracking_uri), port)

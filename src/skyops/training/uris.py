@@ -4,7 +4,7 @@ more than the standard library to find the embedded sqlite store."""
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 SQLITE = "sqlite:///"
 
@@ -23,3 +23,12 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a sqlite URI ('sqlite:////abs.db' or 'sqlite:///rel.db'), else None."""
     path = unquote(uri.removeprefix(SQLITE))
     return Path(path).resolve() if uri.startswith(SQLITE) and path not in ("", ":memory:") else None
+
+
+def read_only_sqlite_uri(database: Path) -> str:
+    """A URI that opens the sqlite file `database` read-only (SQLite's `mode=ro`): a write through it fails in SQLite.
+
+    The path is percent-encoded twice: SQLAlchemy decodes the URL once, and SQLite decodes the
+    `file:` URI it is handed a second time; a path with a space or a '%' must survive both.
+    """
+    return f"{SQLITE}file:{quote(quote(str(Path(database).resolve())))}?mode=ro&uri=true"
