@@ -1,4 +1,4 @@
-"""What the read-only proxy of `skyops ui` costs per request (ADR 0009).
+"""What the read-only proxy of `skyops ui` costs per request (ADR 0012).
 
 Anchor: the same request sent straight to MLflow's server on its private Unix socket. Starts a real
 `skyops ui` on a fresh state folder, then sends --requests searches the way the UI does

@@ -284,7 +284,7 @@ def test_stopping_skyops_ui_leaves_no_mlflow_server_behind(tmp_path: Path, stop:
     assert port_is_free(ui.port)
     if stop == signal.SIGINT:
         assert not folder.exists()
-    else:  # nothing ran to remove it (ADR 0009 says so): the test does, not to litter the temp folder
+    else:  # nothing ran to remove it (ADR 0012 says so): the test does, not to litter the temp folder
         shutil.rmtree(folder)
 
 

@@ -1,4 +1,4 @@
-"""The read-only front of `skyops ui`: what may reach MLflow's server, and the forwarding (ADR 0009).
+"""The read-only front of `skyops ui`: what may reach MLflow's server, and the forwarding (ADR 0012).
 
 MLflow's UI can change the registry (aliases, the approval status tag, stages, deletions) with no
 role check and no audit record. So the user's port is served by `ReadOnlyProxy`, an ASGI app in

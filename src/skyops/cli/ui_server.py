@@ -1,4 +1,4 @@
-"""`skyops ui`'s two servers: MLflow's, on a private Unix socket, behind the read-only proxy on the user's port (ADR 0009).
+"""`skyops ui`'s two servers: MLflow's, on a private Unix socket, behind the read-only proxy on the user's port (ADR 0012).
 
     serve_read_only(uri, port)
 
