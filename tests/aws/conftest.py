@@ -346,3 +346,32 @@ def world(moto: MotoServer, guard: Any, checked: CheckedRequests, updates: Endpo
     from .endpoint_world import make_world
 
     return make_world(moto, guard, checked, tmp_path)
+
+
+@dataclass
+class Faults:
+    """AWS failing on purpose: `fail(Response class, method)` makes that operation of the moto server answer with
+    an AWS error (400, JSON `__type`) for the rest of the test, or until `heal()`; `count` says how often it did."""
+
+    monkeypatch: pytest.MonkeyPatch
+    count: int = 0
+
+    def fail(self, responses: type, method: str, code: str = "ResourceLimitExceeded", message: str = "account limit reached") -> None:
+        from moto.core.exceptions import JsonRESTError
+
+        def refuse(_: Any) -> Any:
+            self.count += 1
+            raise JsonRESTError(code, message)
+
+        self.monkeypatch.setattr(responses, method, refuse)
+
+    def heal(self) -> None:
+        self.monkeypatch.undo()
+
+
+@pytest.fixture
+def faults(moto: MotoServer) -> Iterator[Faults]:
+    """Operations of the moto server made to fail (see Faults); every fault is removed after the test."""
+    patcher = pytest.MonkeyPatch()
+    yield Faults(patcher)
+    patcher.undo()

@@ -72,10 +72,14 @@ class RegistryStore(Protocol[C]):
 
 
 class TargetPlan(Protocol):
-    """What a deploy target would change: one line per change, none when it already serves the desired state."""
+    """What a deploy target would change: one line per change, none when it already serves the desired state;
+    or, found while planning, why it cannot serve the version at all (`refusals`, e.g. a package without model data)."""
 
     @property
     def changes(self) -> Sequence[str]: ...
+
+    @property
+    def refusals(self) -> Sequence[str]: ...
 
 
 P = TypeVar("P", bound=TargetPlan)
@@ -236,14 +240,15 @@ class GovernedRegistry(Generic[C]):
         1. the role, then the target's own checks of the settings, before any request: a denial is audited
            and raised (PermissionDenied); settings the target cannot take are a ConfigError, like a
            malformed environment file (nothing was attempted, so nothing is audited);
-        2. the version exists in the store and is Approved (the store's reads); a refusal is audited as
-           the action's failure (ConfigError). The audit log is not asked to explain the store (drift):
-           a package group's versions are registered by the SageMaker pipeline and may be approved in
-           SageMaker by whoever IAM allows, so CloudTrail is their record, not this machine's log;
-        3. the target's plan (reads only): nothing to change returns it, with nothing audited (as a local
-           apply that is already in sync);
-        4. the action: its intent (with the planned changes) audited, `target.apply`, then its outcome
-           with what was done, or the error (a rollback, an AWS refusal).
+        2. the version exists in the store and is Approved (the store's reads), then the target's plan
+           (reads only), whose `refusals` say what else keeps the target from serving the version (a
+           package that records no model data); a refusal is audited as the action's failure
+           (ConfigError). The audit log is not asked to explain the store (drift): a package group's
+           versions are registered by the SageMaker pipeline and may be approved in SageMaker by whoever
+           IAM allows, so CloudTrail is their record, not this machine's log;
+        3. a plan with nothing to change is returned with nothing audited (as a local apply already in sync);
+        4. the action: its intent (the target kind and the planned changes) audited, `target.apply`, then
+           its outcome with what was done, or the error (a rollback, an AWS refusal part-way).
         """
         if desired.model != self.name:
             raise ConfigError(
@@ -256,9 +261,11 @@ class GovernedRegistry(Generic[C]):
             raise problems_error(ConfigError, f"the desired state {desired.source}", found, hint="see deploy/environments/README.md")
         problems = version_problems(desired, self.store.statuses())
         plan = None if problems else target.plan(desired)
-        if plan is not None and not plan.changes:
-            return plan
-        intended = {"changes": list(plan.changes)} if plan is not None else None
+        if plan is not None:
+            problems += plan.refusals
+            if not problems and not plan.changes:
+                return plan
+        intended = {"target": target.kind, "changes": list(plan.changes) if plan is not None else []}
         with self.governance.action(actor, Action.DEPLOY, subject, reason=reason, intended=intended) as act:
             act.details.update({"environment": desired.environment, "version": desired.version, "target": target.kind})
             refuse(f"the desired state {desired.source}", problems, hint=DEPLOY_HINT)
