@@ -15,7 +15,7 @@ from skyops.registry.audit import AuditLog
 from skyops.registry.governed import GovernedRegistry
 from skyops.registry.roles import ROLES_FILE, Governance
 
-from .conftest import MotoServer
+from .conftest import Faults, MotoServer
 from .endpoint_world import ENDPOINT, ERRORS, GROUP, IMAGE, LATENCY, RESOURCE, ROLE, ROLES
 
 PRODUCTION = f"""\
@@ -75,7 +75,8 @@ def test_plan_apply_again_and_status(project: Path, moto: MotoServer, capsys: py
     model, config = lines[0].split(" ")[3].rstrip(":"), lines[1].split(" ")[4].rstrip(":")  # named <endpoint>-v<version>-<hash>
     assert re.fullmatch(rf"{ENDPOINT}-v1-[0-9a-f]{{8}}", model) and re.fullmatch(rf"{ENDPOINT}-v1-[0-9a-f]{{8}}", config)
     assert lines == [
-        f"~ create model {model}: {GROUP} v1 (arn:aws:sagemaker:eu-west-1:123456789012:model-package/{GROUP}/1)",
+        f"~ create model {model}: {GROUP} v1 (arn:aws:sagemaker:eu-west-1:123456789012:model-package/{GROUP}/1, "
+        "model data s3://skyops-models/run1/model.tar.gz)",
         f"~ create endpoint config {config}: 1 x ml.m5.large, capture 25% to s3://skyops-capture/production",
         f"~ create endpoint {ENDPOINT} serving {GROUP} v1",
         f"~ put alarm {ERRORS}: Invocation5XXErrors Average > 0.01 for 2 x 60 s",
@@ -95,15 +96,17 @@ def test_plan_apply_again_and_status(project: Path, moto: MotoServer, capsys: py
     )
 
     code, shown, _ = cli(capsys, "deploy", "status")
-    assert code == 0 and shown.splitlines() == [
+    lines = shown.splitlines()
+    assert code == 0 and lines[:6] == [
         f"production: SageMaker endpoint {ENDPOINT}: InService",
-        f"  serving   {GROUP} v1 (arn:aws:sagemaker:eu-west-1:123456789012:model-package/{GROUP}/1); desired v1",
-        f"  config    {config}: ml.m5.large, 1 instance now",
-        "  capture   25% to s3://skyops-capture/production",
-        "  scaling   1..3 instances, target 90 invocations per instance per minute",
-        f"  alarms    {ERRORS} OK, {LATENCY} OK",
-        f"staging: local, nothing applied yet (desired {GROUP} no version @staging)",
+        f"  serving     {GROUP} v1 (arn:aws:sagemaker:eu-west-1:123456789012:model-package/{GROUP}/1); desired v1",
+        f"  config      {config}: ml.m5.large, 1 instance now",
+        "  capture     25% to s3://skyops-capture/production",
+        "  scaling     1..3 instances, target 90 invocations per instance per minute",
+        f"  alarms      {ERRORS} OK, {LATENCY} OK",
     ]
+    assert re.fullmatch(rf"  last apply  \S+ by alice: {GROUP}:1@production succeeded", lines[6])
+    assert lines[7:] == [f"staging: local, nothing applied yet (desired {GROUP} no version @staging)"]
     audited = [(r.actor, r.action, r.target, r.outcome) for r in AuditLog(project / "state" / "audit.log").outcomes()]
     assert audited[-1] == ("alice", "deploy", f"{GROUP}:1@production", "succeeded") and len(audited) == 2  # approve, one apply
 
@@ -140,3 +143,83 @@ def test_another_aws_profile_is_one_line_and_no_request(
         code, out, err = cli(capsys, "deploy", *command, "--env", "production")
         assert code == 2 and out == "" and err.startswith("error: 1 problem in the AWS guard for profile 'ab' (refused before any request)")
     assert len(moto.requests) == sent
+
+
+def test_a_claimed_identity_without_a_role_is_refused_before_any_request(
+    project: Path, moto: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sent = len(moto.requests)
+    code, out, err = cli(capsys, "deploy", "apply", "--env", "production", "--as", "mallory")
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        f"error: mallory (role none, default_role of skyops-roles.yaml) may not deploy {GROUP}:1@production: deploy needs the role"
+    )
+    assert len(moto.requests) == sent
+    last = list(AuditLog(project / "state" / "audit.log").outcomes())[-1]
+    assert (last.actor, last.role, last.action, last.outcome) == ("mallory", "none", "deploy", "denied")
+
+
+def test_a_version_without_model_data_is_named_by_plan_and_refused_by_apply(
+    project: Path, moto: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    packages = ModelPackages(AwsGuard())
+    arn = packages.sagemaker.create_model_package(ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval")[
+        "ModelPackageArn"
+    ]
+    GovernedRegistry(PackageGroupStore(packages, GROUP), Governance(project, project / "state" / "audit.log")).approve(
+        "alice", 2, reason="ok"
+    )
+    desire(project, 2)
+    refusal = (
+        f"  - {GROUP} v2 has nothing to serve: its package {arn} records no ModelDataUrl (its model.tar.gz) and no inference Image; "
+        "register the model with its model.tar.gz and image (the pipeline's RegisterModel step does), approve that version and name it here"
+    )
+    code, out, err = cli(capsys, "deploy", "plan", "--env", "production")
+    assert (code, out, err.splitlines()[1]) == (2, "", refusal)
+    code, out, err = cli(capsys, "deploy", "apply", "--env", "production", "--as", "alice")
+    assert (code, out, err.splitlines()[0]) == (2, "", f"error: {refusal[4:]}")
+    assert "CreateModel" not in moto.operations
+
+
+def test_a_failed_apply_is_shown_by_status_with_what_it_made_and_applying_again_finishes(
+    project: Path, moto: MotoServer, faults: Faults, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from moto.sagemaker.responses import SageMakerResponse
+
+    faults.fail(SageMakerResponse, "create_endpoint")
+    code, out, err = cli(capsys, "deploy", "apply", "--env", "production", "--as", "alice")
+    assert (code, out) == (1, "")
+    error, hint = err.splitlines()
+    assert error.startswith(
+        f"error: deploying {GROUP} v1 to SageMaker endpoint {ENDPOINT} stopped part-way: CreateEndpoint {ENDPOINT} failed"
+    )
+    assert hint.startswith("hint: what was made stays")
+    code, shown, _ = cli(capsys, "deploy", "status", "--env", "production")
+    lines = shown.splitlines()
+    assert code == 0 and lines[0] == f"production: SageMaker endpoint {ENDPOINT}: none (desired {GROUP} v1)"
+    assert re.fullmatch(
+        rf"  last apply  \S+ by alice: {GROUP}:1@production failed: EndpointIncomplete: deploying {GROUP} v1 .* stopped part-way: .*",
+        lines[2],
+    )
+    assert re.fullmatch(
+        rf"  made then    CreateModel {ENDPOINT}-v1-\w+, CreateEndpointConfig {ENDPOINT}-v1-\w+, PutMetricAlarm {ERRORS}, PutMetricAlarm {LATENCY}",
+        lines[3],
+    )
+    faults.heal()
+    code, applied, err = cli(capsys, "deploy", "apply", "--env", "production", "--as", "alice")
+    assert code == 0, err
+    assert applied.splitlines()[0] == f"applied: create endpoint {ENDPOINT} serving {GROUP} v1"
+    assert cli(capsys, "deploy", "status", "--env", "production")[1].splitlines()[0].endswith(": InService")
+
+
+def test_status_names_an_apply_that_began_and_has_no_outcome(project: Path, moto: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    from skyops.registry.roles import Action
+
+    governance = Governance(project, project / "state" / "audit.log")
+    governance.begin("alice", Action.DEPLOY, f"{GROUP}:1@production", intended={"target": "sagemaker", "changes": []})  # then killed
+    lines = cli(capsys, "deploy", "status", "--env", "production")[1].splitlines()
+    assert re.fullmatch(
+        rf"  last apply  \S+ by alice: {GROUP}:1@production has no outcome \(stopped part-way\?\): `skyops deploy plan` shows "
+        r"what is left, `skyops audit verify` the open intent",
+        lines[2],
+    )
