@@ -17,7 +17,7 @@ settings sit below both.
 `true` is not a number, `"3"` is not an integer) and in its range, and the few rules between
 fields (the canary fits in the deployment's time limit, the first instance count lies within the
 scaling range). Every problem is named with its key path, all at once. What only AWS can tell (an
-instance type SageMaker has, the package version's ARN) is checked by `skyops.aws.endpoint_deploy`.
+instance type SageMaker has, the package version's ARN and model data) is checked by `skyops.aws.endpoint_plan`.
 
 The ranges are SageMaker's, CloudWatch's and Application Auto Scaling's own where they have one
 (botocore's request shapes: a canary wait of 0-3600 s, a deployment of 600-28800 s, a sampling
