@@ -100,3 +100,35 @@ def test_scaling_refused_after_an_update_leaves_the_new_version_serving_and_says
     mark = len(world.moto.operations)
     world.governed.deploy_to("alice", desired(version, wider), world.deployment)
     assert writes(world, mark) == ["RegisterScalableTarget", "PutScalingPolicy"]
+
+
+def test_an_endpoint_that_does_not_come_into_service_is_named_and_removed_by_version_null(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SageMaker's CreateEndpoint succeeds, then the endpoint fails (e.g. the container never answers /ping)."""
+    create = SageMakerResponse.create_endpoint
+    reason = "The primary container for production variant AllTraffic did not pass the ping health check."
+
+    def create_then_fail(self: SageMakerResponse) -> object:
+        answer = create(self)
+        endpoint = self.sagemaker_backend.endpoints[ENDPOINT]
+        endpoint.endpoint_status, endpoint.failure_reason = "Failed", reason
+        return answer
+
+    monkeypatch.setattr(SageMakerResponse, "create_endpoint", create_then_fail)
+    version = world.version(1)
+    with pytest.raises(EndpointIncomplete) as stopped:
+        world.governed.deploy_to("alice", desired(version), world.deployment)
+    assert f"stopped part-way: SageMaker endpoint {ENDPOINT} did not come into service: Failed: {reason}; made before it: " in (
+        stopped.value.message
+    )
+    assert stopped.value.message.endswith(f", CreateEndpoint {ENDPOINT}")
+    assert stopped.value.hint.endswith("skyops deploy status shows where it stands")
+    assert world.last_record().details["done"][-1] == f"CreateEndpoint {ENDPOINT}"
+
+    with pytest.raises(ConfigError, match=rf"^SageMaker endpoint {ENDPOINT} is Failed: {reason}; it cannot take a deployment$"):
+        world.deployment.plan(desired(version))
+    mark = len(world.moto.operations)
+    world.governed.deploy_to("alice", desired(None), world.deployment)  # what the hint says: version null removes it
+    assert writes(world, mark) == ["DeleteEndpoint", "DeleteAlarms"]
+    assert world.deployment.status(desired(None)).status is None
