@@ -121,16 +121,21 @@ def aws_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AwsFiles:
 
 @dataclass
 class CountingApp:
-    """A WSGI middleware that keeps 'METHOD host/path' of every AWS request (not moto's own /moto-api/)."""
+    """A WSGI middleware that keeps 'METHOD host/path' of every AWS request (not moto's own /moto-api/), and its
+    operation: the JSON protocols' X-Amz-Target without the service prefix ('CreateEndpoint'), else 'METHOD path'."""
 
     app: Callable[..., Any]
     requests: list[str] = field(default_factory=list)
+    operations: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if not environ.get("PATH_INFO", "").startswith("/moto-api/"):
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/moto-api/"):
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
             with self.lock:
-                self.requests.append(f"{environ['REQUEST_METHOD']} {environ.get('HTTP_HOST', '')}{environ.get('PATH_INFO', '')}")
+                self.requests.append(f"{environ['REQUEST_METHOD']} {environ.get('HTTP_HOST', '')}{path}")
+                self.operations.append(target.rpartition(".")[2] if target else f"{environ['REQUEST_METHOD']} {path}")
         return self.app(environ, start_response)
 
 
@@ -143,11 +148,17 @@ class MotoServer:
     def requests(self) -> list[str]:
         return list(self.counter.requests)
 
+    @property
+    def operations(self) -> list[str]:
+        """The operation of every request so far, in order: ['ListModelPackages', 'DescribeEndpoint', ...]."""
+        return list(self.counter.operations)
+
     def reset(self) -> None:
         """Forget every resource (moto's reset endpoint) and every counted request."""
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=10).close()
         with self.counter.lock:
             self.counter.requests.clear()
+            self.counter.operations.clear()
 
 
 @pytest.fixture(scope="session")
@@ -237,3 +248,130 @@ def listener(aws_files: AwsFiles, monkeypatch: pytest.MonkeyPatch) -> Iterator[C
     monkeypatch.setenv("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "1")
     yield counter
     counter.close()
+
+
+# ---- SageMaker endpoints: every request checked against botocore, and the UpdateEndpoint moto lacks ----------
+
+
+@dataclass
+class CheckedRequests:
+    """Every request the guard's clients send, as botocore's `before-parameter-build` hands it over, and what
+    botocore's request shape of its operation finds wrong with it: types and required members (ParamValidator)
+    and each value's length, range, pattern and enum (tests/sagemaker/constraints.py). moto takes much that
+    AWS would refuse, so a request moto accepted is not yet a valid one."""
+
+    sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        import copy
+
+        from botocore.validate import ParamValidator
+
+        from tests.sagemaker.constraints import constraint_problems
+
+        self.sent.append((model.name, copy.deepcopy(params)))
+        report = ParamValidator().validate(params, model.input_shape)
+        if report.has_errors():
+            self.problems.append(f"{model.name}: {report.generate_report()}")
+        self.problems += [f"{model.name}: {problem}" for problem in constraint_problems(params, model.input_shape, "", {})]
+
+    def of(self, operation: str) -> list[dict[str, Any]]:
+        """The requests of `operation` sent so far, in order."""
+        return [params for name, params in self.sent if name == operation]
+
+
+@pytest.fixture
+def checked(moto: MotoServer) -> CheckedRequests:
+    """The checks every endpoint test's requests go through (the `guard` fixture registers them)."""
+    return CheckedRequests()
+
+
+@pytest.fixture
+def guard(moto: MotoServer, checked: CheckedRequests) -> Any:
+    """An AwsGuard of profile ab on the moto server whose clients report every request to `checked`."""
+    from skyops.aws.session import AwsGuard
+
+    guard = AwsGuard()
+    guard.session().events.register("before-parameter-build", checked)  # clients copy the session's handlers when made
+    return guard
+
+
+@dataclass
+class EndpointUpdates:
+    """UpdateEndpoint on the moto server, which moto 5.2.5 does not implement: the requests received, and what
+    SageMaker's guardrails decide. Without `roll_back` the endpoint moves to the new config, as after a blue/green
+    deployment that baked; with it the endpoint keeps its config and gets a FailureReason, as after an alarm."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+    roll_back: bool = False
+
+
+ROLLED_BACK = "Deployment rolled back: alarm drone-detector-production-invocation-5xx-errors went into ALARM during the canary"
+
+
+@pytest.fixture
+def updates(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> EndpointUpdates:
+    """UpdateEndpoint added to moto's SageMaker (served by the same in-process server), for this test only."""
+    import json
+
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.responses import SageMakerResponse
+
+    fake = EndpointUpdates()
+
+    def update_endpoint(self: Any) -> Any:
+        request = json.loads(self.body)
+        fake.received.append(request)
+        backend = self.sagemaker_backend
+        backend.describe_endpoint(request["EndpointName"])  # moto's ValidationError when there is none
+        config = backend.describe_endpoint_config(request["EndpointConfigName"])
+        endpoint = backend.endpoints[request["EndpointName"]]
+        if fake.roll_back:
+            endpoint.failure_reason = ROLLED_BACK
+        else:
+            endpoint.endpoint_config_name = request["EndpointConfigName"]
+            endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
+            endpoint.data_capture_config = config["DataCaptureConfig"]
+        return ActionResult({"EndpointArn": endpoint.arn})
+
+    monkeypatch.setattr(SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
+    return fake
+
+
+@pytest.fixture
+def world(moto: MotoServer, guard: Any, checked: CheckedRequests, updates: EndpointUpdates, tmp_path: Path) -> Any:
+    """Package group drone-detector behind the governed API (alice ml-engineer, bob data-scientist, audit log in tmp_path)
+    and its endpoint deployment, every request checked (`checked`), UpdateEndpoint on moto (`updates`): endpoint_world.World."""
+    from .endpoint_world import make_world
+
+    return make_world(moto, guard, checked, tmp_path)
+
+
+@dataclass
+class Faults:
+    """AWS failing on purpose: `fail(Response class, method)` makes that operation of the moto server answer with
+    an AWS error (400, JSON `__type`) for the rest of the test, or until `heal()`; `count` says how often it did."""
+
+    monkeypatch: pytest.MonkeyPatch
+    count: int = 0
+
+    def fail(self, responses: type, method: str, code: str = "ResourceLimitExceeded", message: str = "account limit reached") -> None:
+        from moto.core.exceptions import JsonRESTError
+
+        def refuse(_: Any) -> Any:
+            self.count += 1
+            raise JsonRESTError(code, message)
+
+        self.monkeypatch.setattr(responses, method, refuse)
+
+    def heal(self) -> None:
+        self.monkeypatch.undo()
+
+
+@pytest.fixture
+def faults(moto: MotoServer) -> Iterator[Faults]:
+    """Operations of the moto server made to fail (see Faults); every fault is removed after the test."""
+    patcher = pytest.MonkeyPatch()
+    yield Faults(patcher)
+    patcher.undo()

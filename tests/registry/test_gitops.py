@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from skyops.errors import ConfigError
-from skyops.registry.audit import AuditLog
+from skyops.registry.audit import AuditLog, Outcome
 from skyops.registry.gitops import load_desired
+from skyops.registry.ledger import deployments, replay
+from skyops.targets import Target
 
 from .conftest import cli, register_version
 
@@ -39,7 +41,7 @@ def test_every_type_problem_is_named_at_once(project: Path) -> None:
         "alias 'latest' is not one of staging, champion, previous",
         "environment 'prod' differs from the file name 'production'",
         "model '../../etc' is not a model name; expected e.g. drone-detector",
-        "unknown key 'verison'; expected environment, model, alias, version",
+        "unknown key 'verison'; expected environment, model, alias, version, target, sagemaker",
         "version '3' is not a positive integer or null",
     ]
     assert error.value.message.startswith(f"5 problems in the desired state {path}:")
@@ -99,3 +101,82 @@ def test_an_apply_of_a_pending_version_is_audited_whoever_tries(
         ("bob", "deploy", target, "denied"),
         ("alice", "deploy", target, "failed"),
     ]
+
+
+SAGEMAKER_ENV = """\
+environment: production
+model: drone-detector
+version: 3
+target: sagemaker
+sagemaker:
+  endpoint: drone-detector-production
+  instance_type: ml.c5.xlarge
+  capture: {s3_uri: s3://skyops-capture/production, percentage: 10}
+  canary: {size_percent: 20, wait_seconds: 900}
+"""
+
+
+def test_a_sagemaker_environment_names_its_endpoint_and_no_alias(project: Path) -> None:
+    path = write(project, SAGEMAKER_ENV)
+    desired = load_desired(project, "production")
+    assert (desired.target, desired.alias, desired.version, desired.source) == (Target.SAGEMAKER, None, 3, str(path))
+    assert desired.sagemaker is not None and desired.sagemaker.endpoint == "drone-detector-production"
+    assert (desired.sagemaker.instance_type, desired.sagemaker.capture.percentage, desired.sagemaker.canary.wait_seconds) == (
+        "ml.c5.xlarge",
+        10,
+        900,
+    )
+    assert desired.sagemaker.canary.termination_wait_seconds == 300  # the default
+    with pytest.raises(ConfigError, match=r"deploys to target sagemaker, which has no registry alias to move$"):
+        desired.local_alias()  # so the local deploy (alias moves, deployed record) refuses it
+
+
+def test_a_file_without_target_is_local_as_before(project: Path) -> None:
+    write(project, "environment: production\nmodel: drone-detector\nalias: champion\nversion: null\n")
+    desired = load_desired(project, "production")
+    assert (desired.target, desired.alias, desired.sagemaker) == (Target.LOCAL, "champion", None)
+
+
+def test_target_problems_are_named_with_the_others(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(
+        project, SAGEMAKER_ENV.replace("version: 3\n", "version: 3\nalias: champion\n").replace("wait_seconds: 900", "wait_seconds: -1")
+    )
+    code, out, err = cli(capsys, "deploy", "plan")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"error: 2 problems in the desired state {path}:",
+        "  - alias 'champion' does not apply to target sagemaker: a model package group has no aliases, the endpoint serves the "
+        "version named here; remove the alias",
+        "  - sagemaker.canary.wait_seconds: -1 is not an integer from 0 to 3600",
+        "hint: see deploy/environments/README.md for the format",
+    ]
+    write(project, "environment: production\nmodel: drone-detector\nalias: champion\nversion: 1\nsagemaker: {endpoint: e}\n")
+    with pytest.raises(ConfigError) as local:
+        load_desired(project, "production")
+    assert local.value.problems == ["sagemaker settings are given but the target is local; set `target: sagemaker`, or remove them"]
+    write(project, "environment: production\nmodel: drone-detector\nversion: 1\ntarget: kubernetes\n")
+    with pytest.raises(ConfigError) as unknown:
+        load_desired(project, "production")
+    assert unknown.value.problems == ["missing key 'alias'", "target 'kubernetes' is not one of local, sagemaker"]
+    write(project, "environment: production\nmodel: drone-detector\nversion: 1\ntarget: sagemaker\n")
+    with pytest.raises(ConfigError) as bare:
+        load_desired(project, "production")
+    assert bare.value.problems == [
+        "sagemaker: expected a mapping with keys endpoint, role_arn, instance_type, instance_count, capture, canary, alarms, "
+        "autoscaling, found nothing"
+    ]
+
+
+def test_an_apply_to_a_sagemaker_endpoint_moves_no_alias_and_is_not_a_local_deployment(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.log")
+    common = {"actor": "alice", "role": "ml-engineer", "action": "deploy", "outcome": Outcome.SUCCEEDED}
+    log.append(**common, target="drone-detector:1@production", details={"environment": "production", "alias": "champion", "version": 1})
+    log.append(
+        **common,
+        target="drone-detector:3@production",
+        details={"environment": "production", "version": 3, "target": "sagemaker", "endpoint": "e", "served_before": 1},
+    )
+    records = list(log.records())
+    found = deployments(records)["production"]
+    assert (found.model, found.version) == ("drone-detector", 1)  # the local record is checked against the local apply
+    assert replay(records, "drone-detector").alias("champion") == 1  # the SageMaker apply set no alias

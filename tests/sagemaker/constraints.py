@@ -9,7 +9,7 @@ compile time: a parameter's default, or a Std:Join of literals and parameters (w
 Patterns are Java regular expressions (SageMaker's services match a whole value with them);
 `python_pattern` turns the few Java constructs botocore's SageMaker shapes use into Python's `re`:
   1. Unicode categories `\\p{L}`, `\\p{Z}`, ... become explicit ranges (Python's re has no \\p);
-     `\\p{Alnum}` is Java's ASCII class [a-zA-Z0-9];
+     `\\p{Alnum}` is Java's ASCII class [a-zA-Z0-9], `\\p{Print}` its printable ASCII [\\x20-\\x7e];
   2. a UTF-16 surrogate pair `\\uD800\\uDC00` becomes the one code point it encodes (\\U00010000), so
      `\\uD800\\uDC00-\\uDBFF\\uDFFF` is the range of the supplementary planes;
   3. a quantifier on the end anchor (`${1,128}`, which Java accepts and ignores) is dropped.
@@ -32,7 +32,7 @@ _UNKNOWN = object()  # an expression whose value is known only when the pipeline
 _SURROGATE_PAIR = re.compile(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.IGNORECASE)
 _CATEGORY = re.compile(r"\\p\{(\w+)\}")
 _QUANTIFIED_END = re.compile(r"\$\{\d+(,\d*)?\}")
-_POSIX = {"Alnum": "a-zA-Z0-9", "Alpha": "a-zA-Z", "Digit": "0-9"}
+_POSIX = {"Alnum": "a-zA-Z0-9", "Alpha": "a-zA-Z", "Digit": "0-9", "Print": "\\x20-\\x7e"}
 _PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {
     "structure": dict,
     "map": dict,

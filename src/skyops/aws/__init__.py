@@ -1,5 +1,6 @@
-"""AWS: the one profile-guarded session factory every AWS call goes through (`session`), and the SageMaker
-model package group operations built on it (`model_packages`).
+"""AWS: the one profile-guarded session factory every AWS call goes through (`session`), the SageMaker
+model package group operations built on it (`model_packages`), and an environment's SageMaker endpoint
+(`endpoint_deploy`, with its requests in `endpoint_requests` and its reads in `endpoint_state`).
 
 boto3 and botocore load inside functions only, so importing this package costs nothing at CLI start-up.
 """

@@ -1,4 +1,9 @@
-"""`skyops deploy plan|apply`: reconcile the desired state in deploy/environments/ (GitOps)."""
+"""`skyops deploy plan|apply|status`: reconcile the desired state in deploy/environments/ (GitOps).
+
+An environment's `target` says where its version is served: `local` (the default: the registry's
+alias and the deployed record, here) or `sagemaker` (an endpoint, through the AWS profile guard:
+`deploy_sagemaker`). Each command dispatches on it first.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ if TYPE_CHECKING:
 
 app = SkyopsGroup(
     "deploy",
-    help="GitOps: deploy/environments/<env>.yaml holds the desired model version; plan shows the gap, apply closes it.",
+    help="GitOps: deploy/environments/<env>.yaml holds the desired model version; plan shows the gap, apply closes it, status shows what runs where.",
     no_args_is_help=True,
 )
 
@@ -30,9 +35,15 @@ def plan_(env: str) -> None:
     """Show what `apply` would change. Exits 2, one line per problem, on a desired state apply would refuse:
     a version that does not exist or is not Approved, or registry state the audit log does not explain."""
     from skyops.registry.gitops import load_desired, plan
+    from skyops.targets import Target
 
     s = settings()
     desired = load_desired(s.project_dir, env)
+    if desired.target is Target.SAGEMAKER:
+        from skyops.cli.deploy_sagemaker import plan_endpoint
+
+        plan_endpoint(desired)
+        return
     reg = registry(desired.model)
     records = list(governance().audit.records())
     refuse_problems(desired, reg, records)
@@ -47,12 +58,19 @@ def plan_(env: str) -> None:
 @env_option
 @click.option("--as", "as_", help="Act as this user.")
 def apply(env: str, as_: str | None) -> None:
-    """Reconcile: move the alias, record the deployed state, audit it (ML Engineers only; Approved versions only)."""
+    """Reconcile: move the alias and record the deployed state, or deploy the SageMaker endpoint; audited
+    (ML Engineers only; Approved versions only)."""
     from skyops.registry.gitops import load_desired, plan
     from skyops.registry.governed import GovernedRegistry
+    from skyops.targets import Target
 
     s = settings()
     desired = load_desired(s.project_dir, env)
+    if desired.target is Target.SAGEMAKER:
+        from skyops.cli.deploy_sagemaker import apply_endpoint
+
+        apply_endpoint(desired, actor(as_))
+        return
     reg = registry(desired.model)
     governed = GovernedRegistry(reg, governance())
     records = list(governed.governance.audit.records())
@@ -64,6 +82,31 @@ def apply(env: str, as_: str | None) -> None:
     governed.deploy(actor(as_), desired, s.state_dir, changes=before.changes)
     for change in before.changes:
         print(f"applied: {change}")
+
+
+@app.command()
+@click.option("--env", "-e", default=None, help="Environment: a file in deploy/environments/. [default: every one]")
+def status(env: str | None) -> None:
+    """Show what runs where: the version each environment serves (for SageMaker: the endpoint, its config, capture,
+    scaling, alarms, and how the last apply ended)."""
+    from skyops.registry.gitops import ENVIRONMENTS, load_desired, read_deployed
+    from skyops.targets import Target
+
+    s = settings()
+    for name in [env] if env is not None else sorted(p.stem for p in (s.project_dir / ENVIRONMENTS).glob("*.yaml")):
+        desired = load_desired(s.project_dir, name)
+        if desired.target is Target.SAGEMAKER:
+            from skyops.cli.deploy_sagemaker import show_endpoint
+
+            show_endpoint(desired)
+            continue
+        record, wanted = read_deployed(s.state_dir, name), f"desired {desired.model} {_v(desired.version)} @{desired.alias}"
+        if record is None:
+            print(f"{name}: local, nothing applied yet ({wanted})")
+        else:
+            print(
+                f"{name}: local, {record['model']} {_v(record['version'])} @{record['alias']} applied by {record.get('applied_by', '?')} ({wanted})"
+            )
 
 
 def refuse_problems(desired: DesiredState, reg: ModelRegistry, records: Sequence[AuditRecord]) -> None:

@@ -1,9 +1,10 @@
 """GitOps: the desired model version per environment lives in git; `apply` makes it so.
 
-    deploy/environments/production.yaml      environment, model, alias, version (desired)
-    <state>/deployments/production.json      what was last applied (actual)
+    deploy/environments/production.yaml      environment, model, alias, version (desired); target and its settings
+    <state>/deployments/production.json      what was last applied (actual), for the local target
 
-`load_desired` checks the file's types (a model name, a known alias, a positive version or null);
+`load_desired` checks the file's types (a model name, a known alias, a positive version or null, a
+target: `local` by default, or `sagemaker` with its endpoint's settings, `skyops.targets`);
 `desired_problems` checks it against the registry and the audit log: the version exists and is
 Approved, and the model's registry holds nothing the audit log does not explain (drift.py). `plan`
 compares desired and deployed (and the registry's alias); `skyops deploy plan` refuses, one line per
@@ -12,6 +13,10 @@ role and the same problems, moves the alias (for @champion the old one becomes @
 deployed record (atomically) and audits it. Applying twice changes nothing. A rollback is
 `git revert` of the file, then `apply`. Serving reads the deployed state; until a server runs, apply
 is bookkeeping plus aliases.
+
+With `target: sagemaker` the environment is a SageMaker endpoint, applied through
+`GovernedRegistry.deploy_to` (`skyops.aws.endpoint_deploy`): the endpoint itself says what it serves,
+so no deployed record is written, and the model's package group has no aliases to move.
 
 The deployed record is a copy of what the last apply did, so it is checked on read against the
 registry (the version exists) and the audit log (the last succeeded apply to that environment named
@@ -22,8 +27,8 @@ naming both sides; `apply` treats it as unknown and rewrites it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +41,12 @@ from skyops.registry.lookup import RegistryLookup
 from skyops.registry.models import ALIASES, ModelRegistry
 from skyops.registry.rules import not_approved
 from skyops.statefile import is_text, is_version, read_json_state, shape_problems
+from skyops.targets import SageMakerTarget, Target, parse_sagemaker
 
 ENVIRONMENTS = Path("deploy") / "environments"
 RECORD = 'a JSON object {"environment", "model", "alias", "version": positive integer or null, ...}, as `skyops deploy apply` writes it'
 KEYS = ("environment", "model", "alias", "version")
+TARGET_KEYS = ("target", "sagemaker")  # optional: where the version is served (default local)
 FORMAT_HINT = "see deploy/environments/README.md for the format"
 
 
@@ -47,9 +54,20 @@ FORMAT_HINT = "see deploy/environments/README.md for the format"
 class DesiredState:
     environment: str
     model: str
-    alias: str
+    alias: str | None  # the registry alias a local environment follows; None for a SageMaker endpoint (no aliases there)
     version: int | None  # None: nothing deployed
     source: str
+    target: Target = Target.LOCAL
+    sagemaker: SageMakerTarget | None = None  # the endpoint's settings when target is sagemaker
+
+    def local_alias(self) -> str:
+        """The alias a local environment follows (load_desired guarantees one); ConfigError for a SageMaker one."""
+        if self.target is not Target.LOCAL or self.alias is None:
+            raise ConfigError(
+                f"{self.source} deploys to target {self.target}, which has no registry alias to move",
+                hint="apply it with `skyops deploy apply`, which deploys a SageMaker target through GovernedRegistry.deploy_to",
+            )
+        return self.alias
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +89,9 @@ def load_desired(project_dir: Path, environment: str) -> DesiredState:
     Raises:
         ConfigError: an environment name that is not a plain name, no such file, not YAML, a missing or
             unknown key, a model that is not a name, an unknown alias, a version that is not a positive
-            integer or null (`true` is not a version), or an `environment` that is not the file's name.
+            integer or null (`true` is not a version), an `environment` that is not the file's name, an
+            unknown target, or target settings of the wrong type or range (skyops.targets); an
+            alias is required for the local target and refused for sagemaker (no aliases there).
     """
     folder = project_dir / ENVIRONMENTS
     known = sorted(p.stem for p in folder.glob("*.yaml"))
@@ -91,35 +111,65 @@ def load_desired(project_dir: Path, environment: str) -> DesiredState:
         raise ConfigError(f"{path}: not valid YAML ({type(exc).__name__})", hint=FORMAT_HINT) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with keys {', '.join(KEYS)}, found {type(data).__name__}", hint=FORMAT_HINT)
-    problems = [f"missing key {k!r}" for k in KEYS if k not in data]
-    problems += [f"unknown key {k!r}; expected {', '.join(KEYS)}" for k in data if k not in KEYS]
+    target = _target(data.get("target", Target.LOCAL.value))
+    required = [k for k in KEYS if k != "alias" or target is not Target.SAGEMAKER]
+    problems = [f"missing key {k!r}" for k in required if k not in data]
+    problems += [f"unknown key {k!r}; expected {', '.join(KEYS + TARGET_KEYS)}" for k in data if k not in KEYS + TARGET_KEYS]
     model, alias, version = data.get("model"), data.get("alias"), data.get("version")
     if "model" in data and not (isinstance(model, str) and MODEL_NAME.fullmatch(model)):
         problems.append(f"model {model!r} is not a model name; expected e.g. drone-detector")
-    if "alias" in data and alias not in ALIASES:
-        problems.append(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
+    sagemaker = None
+    if target is None:
+        problems.append(f"target {data['target']!r} is not one of {', '.join(Target)}")
+    elif target is Target.SAGEMAKER:
+        if "alias" in data:
+            problems.append(
+                f"alias {alias!r} does not apply to target sagemaker: a model package group has no aliases, "
+                f"the endpoint serves the version named here; remove the alias"
+            )
+        sagemaker = parse_sagemaker(data.get("sagemaker"), problems)
+    else:
+        if "alias" in data and alias not in ALIASES:
+            problems.append(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
+        if "sagemaker" in data:
+            problems.append("sagemaker settings are given but the target is local; set `target: sagemaker`, or remove them")
     if "version" in data and version is not None and not (isinstance(version, int) and not isinstance(version, bool) and version >= 1):
         problems.append(f"version {version!r} is not a positive integer or null")
     if "environment" in data and data["environment"] != environment:
         problems.append(f"environment {data['environment']!r} differs from the file name {environment!r}")
     if problems:
         raise problems_error(ConfigError, f"the desired state {path}", problems, hint=FORMAT_HINT)
-    return DesiredState(environment=environment, model=str(model), alias=str(alias), version=version, source=str(path))
+    return DesiredState(
+        environment=environment,
+        model=str(model),
+        alias=None if target is Target.SAGEMAKER else str(alias),
+        version=version,
+        source=str(path),
+        target=target or Target.LOCAL,
+        sagemaker=sagemaker,
+    )
 
 
 def desired_problems(desired: DesiredState, registry: RegistryState, records: Sequence[AuditRecord]) -> list[str]:
     """What makes `apply` refuse `desired`, one line each: a version the registry lacks or that is not Approved,
     and registry state of the model the audit log does not explain. Empty: apply may proceed."""
-    problems = registry_drift(registry, records)
-    if desired.version is not None:
-        statuses = registry.statuses()
-        status = statuses.get(desired.version)
-        if status is None:
-            known = ", ".join(f"v{v}" for v in sorted(statuses)) or "none"
-            problems.append(f"{desired.model} has no version {desired.version} (versions: {known})")
-        else:
-            problems.append(not_approved(desired.model, desired.version, status, "deployed"))
+    problems = registry_drift(registry, records) + version_problems(desired, registry.statuses())
     return [p for p in problems if p]
+
+
+def version_problems(desired: DesiredState, statuses: Mapping[int, str]) -> list[str]:
+    """Why `desired.version` cannot be deployed, one line (empty when it exists and is Approved, or is null).
+
+    Args:
+        statuses: version -> stored status of the model (`RegistryStore.statuses()`).
+    """
+    if desired.version is None:
+        return []
+    status = statuses.get(desired.version)
+    if status is None:
+        known = ", ".join(f"v{v}" for v in sorted(statuses)) or "none"
+        return [f"{desired.model} has no version {desired.version} (versions: {known})"]
+    return [p for p in [not_approved(desired.model, desired.version, status, "deployed")] if p]
 
 
 def deployed_path(state_dir: Path, environment: str) -> Path:
@@ -160,7 +210,7 @@ def plan(
         if not rewrite_damaged:
             raise
         deployed, damaged = None, e.message
-    current = registry.by_alias(desired.alias)
+    current = registry.by_alias(desired.local_alias())
     same_model = deployed is not None and deployed["model"] == desired.model
     deployed_version = deployed["version"] if deployed is not None and same_model else None
     alias_version = current.version if current else None
@@ -171,13 +221,21 @@ def plan(
         now = _v(deployed_version) if deployed is None or same_model else f"{deployed['model']} {_v(deployed['version'])}"
         changes.append(f"{desired.environment}: deploy {desired.model} {_v(desired.version)} (now {now})")
     if desired.version != alias_version:
-        changes.append(f"@{desired.alias}: {_v(alias_version)} -> {_v(desired.version)}")
+        changes.append(f"@{desired.local_alias()}: {_v(alias_version)} -> {_v(desired.version)}")
     return Plan(desired=desired, deployed=deployed_version, alias_points_to=alias_version, changes=changes, damaged=damaged)
 
 
 def write_deployed(state_dir: Path, desired: DesiredState, actor: str) -> None:
-    """Record (atomically) that `desired` was applied by `actor`; called by the governed deploy."""
-    record = {**asdict(desired), "applied_by": actor, "applied_at": time.time()}
+    """Record (atomically) that `desired` was applied by `actor`; called by the governed deploy (local target)."""
+    record = {
+        "environment": desired.environment,
+        "model": desired.model,
+        "alias": desired.local_alias(),
+        "version": desired.version,
+        "source": desired.source,
+        "applied_by": actor,
+        "applied_at": time.time(),
+    }
     write_json_atomic(deployed_path(state_dir, desired.environment), record)
 
 
@@ -201,6 +259,10 @@ def _checked_record(environment: str, registry: ModelRegistry, state_dir: Path, 
             hint=hint,
         )
     return deployed
+
+
+def _target(value: Any) -> Target | None:
+    return Target(value) if isinstance(value, str) and value in tuple(Target) else None
 
 
 def _record_problems(value: Any) -> list[str]:

@@ -15,26 +15,31 @@ nothing outside the registry package calls them.
 
 A store is anything with the `RegistryStore` shape: `skyops.registry.models.ModelRegistry` (MLflow,
 with aliases) and `skyops.aws.model_packages.PackageGroupStore` (a SageMaker model package group: no
-aliases, so promote, rollback and deploy are refused there; its champion is the newest Approved
+aliases, so promote, rollback and `deploy` are refused there; its champion is the newest Approved
 version). The SageMaker store is given by the caller, since the registry package never imports the
 AWS one (the layers contract).
+
+A desired state can also be served by a `DeployTarget` (`deploy_to`): a SageMaker endpoint
+(`skyops.aws.endpoint_deploy.EndpointDeployment`) serves an Approved version of the package group,
+planned with reads only and then applied, under the same role check, status rule and audit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from skyops.errors import ConfigError
-from skyops.registry.gitops import DesiredState, desired_problems, write_deployed
+from skyops.errors import ConfigError, problems_error
+from skyops.registry.gitops import DesiredState, desired_problems, version_problems, write_deployed
 from skyops.registry.ledger import CHAMPION, PREVIOUS
 from skyops.registry.roles import Action, Governance
 from skyops.registry.rules import APPROVED, champion_rejected, no_aliases, no_rollback, not_approved, not_registrable, refuse
 
 C = TypeVar("C", contravariant=True)  # what registering a version takes: models.Candidate, model_packages.PackageCandidate
 REJECTED = "Rejected"
+DEPLOY_HINT = "`skyops deploy plan` lists every problem; approve the version first, or put the registry back through skyops"
 
 
 class RegistryStore(Protocol[C]):
@@ -64,6 +69,37 @@ class RegistryStore(Protocol[C]):
     def _set_alias(self, alias: str, version: int | None) -> None: ...
 
     def _delete(self, version: int) -> None: ...
+
+
+class TargetPlan(Protocol):
+    """What a deploy target would change: one line per change, none when it already serves the desired state;
+    or, found while planning, why it cannot serve the version at all (`refusals`, e.g. a package without model data)."""
+
+    @property
+    def changes(self) -> Sequence[str]: ...
+
+    @property
+    def refusals(self) -> Sequence[str]: ...
+
+
+P = TypeVar("P", bound=TargetPlan)
+
+
+class DeployTarget(Protocol[P]):
+    """Where a desired state is served (a SageMaker endpoint): `plan` only reads, `apply` makes the plan so.
+
+    `apply` notes what it does in `record`, the audit record's details (JSON values), as it goes: when it
+    raises part-way (an endpoint that SageMaker rolled back), the failed action is audited with what it did.
+    """
+
+    @property
+    def kind(self) -> str: ...  # the details' `target`, e.g. "sagemaker"
+
+    def problems(self, desired: DesiredState) -> list[str]: ...  # what keeps `desired` from being planned, found without a request
+
+    def plan(self, desired: DesiredState) -> P: ...
+
+    def apply(self, plan: P, record: MutableMapping[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -182,25 +218,61 @@ class GovernedRegistry(Generic[C]):
             raise ConfigError(
                 f"{desired.source} is about model {desired.model!r}, not {self.name!r}", hint="deploy it with its own registry"
             )
-        shown = "none" if desired.version is None else desired.version
-        target = f"{desired.model}:{shown}@{desired.environment}"
-        with self.governance.action(actor, Action.DEPLOY, target, reason=f"apply {desired.source}") as act:
-            act.details.update({"environment": desired.environment, "alias": desired.alias, "version": desired.version})
+        alias = desired.local_alias()
+        with self.governance.action(actor, Action.DEPLOY, _deploy_target(desired), reason=f"apply {desired.source}") as act:
+            act.details.update({"environment": desired.environment, "alias": alias, "version": desired.version})
             self._require_aliases("deployed")
             problems = desired_problems(desired, self.store, list(self.governance.audit.records()))
-            refuse(
-                f"the desired state {desired.source}",
-                problems,
-                hint="`skyops deploy plan` lists every problem; approve the version first, or put the registry back through skyops",
-            )
+            refuse(f"the desired state {desired.source}", problems, hint=DEPLOY_HINT)
             if desired.version is None:
-                self.store._set_alias(desired.alias, None)
-            elif desired.alias == CHAMPION:
+                self.store._set_alias(alias, None)
+            elif alias == CHAMPION:
                 act.details["previous"] = self._move_champion(desired.version)
             else:
-                self.store._set_alias(desired.alias, desired.version)
+                self.store._set_alias(alias, desired.version)
             write_deployed(state_dir, desired, actor)
             act.details["changes"] = list(changes)
+
+    def deploy_to(self, actor: str, desired: DesiredState, target: DeployTarget[P]) -> P:
+        """Make `target` (a SageMaker endpoint) serve the desired version; returns the plan it followed.
+
+        In this order, nothing written to AWS before step 4:
+        1. the role, then the target's own checks of the settings, before any request: a denial is audited
+           and raised (PermissionDenied); settings the target cannot take are a ConfigError, like a
+           malformed environment file (nothing was attempted, so nothing is audited);
+        2. the version exists in the store and is Approved (the store's reads), then the target's plan
+           (reads only), whose `refusals` say what else keeps the target from serving the version (a
+           package that records no model data); a refusal is audited as the action's failure
+           (ConfigError). The audit log is not asked to explain the store (drift): a package group's
+           versions are registered by the SageMaker pipeline and may be approved in SageMaker by whoever
+           IAM allows, so CloudTrail is their record, not this machine's log;
+        3. a plan with nothing to change is returned with nothing audited (as a local apply already in sync);
+        4. the action: its intent (the target kind and the planned changes) audited, `target.apply`, then
+           its outcome with what was done, or the error (a rollback, an AWS refusal part-way).
+        """
+        if desired.model != self.name:
+            raise ConfigError(
+                f"{desired.source} is about model {desired.model!r}, not {self.name!r}", hint="deploy it with its own registry"
+            )
+        subject = _deploy_target(desired)
+        reason = f"apply {desired.source}"
+        self.governance.authorize(actor, Action.DEPLOY, subject, reason=reason)  # no request is sent for a refused actor
+        if found := target.problems(desired):
+            raise problems_error(ConfigError, f"the desired state {desired.source}", found, hint="see deploy/environments/README.md")
+        problems = version_problems(desired, self.store.statuses())
+        plan = None if problems else target.plan(desired)
+        if plan is not None:
+            problems += plan.refusals
+            if not problems and not plan.changes:
+                return plan
+        intended = {"target": target.kind, "changes": list(plan.changes) if plan is not None else []}
+        with self.governance.action(actor, Action.DEPLOY, subject, reason=reason, intended=intended) as act:
+            act.details.update({"environment": desired.environment, "version": desired.version, "target": target.kind})
+            refuse(f"the desired state {desired.source}", problems, hint=DEPLOY_HINT)
+            assert plan is not None  # planned whenever there was no problem
+            act.details["changes"] = list(plan.changes)
+            target.apply(plan, act.details)
+        return plan
 
     def _change_status(self, actor: str, action: Action, version: int | str, status: str, reason: str) -> StatusChange:
         number = self.store.resolve(version)
@@ -228,3 +300,9 @@ class GovernedRegistry(Generic[C]):
 
     def _approve_hint(self, version: int) -> str:
         return f"an ML Engineer approves it first: skyops models approve {version} --model {self.name}"
+
+
+def _deploy_target(desired: DesiredState) -> str:
+    """The audit target of an apply: '<model>:<version or none>@<environment>' (ledger.py reads it back)."""
+    shown = "none" if desired.version is None else desired.version
+    return f"{desired.model}:{shown}@{desired.environment}"

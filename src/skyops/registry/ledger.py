@@ -17,6 +17,7 @@ The targets skyops writes (parsed by `parse_target`):
     promote                     <model>:<version>  details: previous (the champion it replaced, or null)
     rollback                    <model>@champion   details: from, to
     deploy                      <model>:<version or none>@<environment>  details: alias, version, previous
+                                (to a SageMaker endpoint: target, endpoint, version, served_before: no alias)
 
 MLflow-free and cheap: `skyops run` replays the log when it checks the champion pointer.
 """
@@ -166,11 +167,15 @@ def _promote(state: AuditedModel, version: int, details: dict[str, Any], seq: in
 
 
 def deployments(records: Iterable[AuditRecord]) -> dict[str, AuditedDeployment]:
-    """Environment -> the last succeeded apply to it."""
+    """Environment -> the last succeeded apply to it through the registry's alias (the local target).
+
+    An apply to a SageMaker endpoint (details `target: sagemaker`) moves no alias and writes no deployed
+    record: the endpoint says what it serves, so it is not what a deployed record is checked against.
+    """
     found: dict[str, AuditedDeployment] = {}
     for record in succeeded(records):
         target = parse_target(record.target)
-        if record.action != "deploy" or target is None:
+        if record.action != "deploy" or target is None or record.details.get("target", "local") != "local":
             continue
         environment = str(record.details.get("environment") or target.at)
         alias = str(record.details.get("alias") or CHAMPION)
