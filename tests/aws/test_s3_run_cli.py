@@ -78,3 +78,48 @@ def test_a_wrong_profile_makes_zero_requests_and_one_error_line(tmp_path: Path, 
     assert done.stderr.startswith("error: ") and "profile 'prod' is not defined" in done.stderr and "Traceback" not in done.stderr
     assert bucket.moto.requests == []
     assert not (tmp_path / "state" / "s3").exists()
+
+
+PREP = """\
+name: prep
+catalog: skyops.steps
+parameters:
+  dataset: {type: string, default: ""}
+steps:
+  - step: ingest
+    inputs:
+      source: ${dataset}
+  - step: validate
+  - step: profile
+  - step: split
+"""
+
+
+@pytest.mark.slow
+def test_the_real_data_steps_read_the_mirror_and_a_local_folder_of_the_same_files_hits_their_cache(tmp_path: Path, bucket: Bucket) -> None:
+    """ingest, validate, profile and split on synthetic scenes from S3: the mirror's read-only hard links are a dataset
+    like any other, and its digest is the local folder's (so the same files given as a path are served from the cache)."""
+    import json
+
+    local = tmp_path / "scenes"
+    made = subprocess.run(
+        [sys.executable, "-m", "skyops", "data", "synth", str(local), "--count", "24", "--size", "128"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert made.returncode == 0, made.stderr
+    names = json.loads((local / "manifest.json").read_text())["names"]
+    (local / "data.yaml").write_text(f"names: {json.dumps(names)}\n")
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        bucket.put(f"scenes/{path.relative_to(local).as_posix()}", path.read_bytes())
+    pipeline = tmp_path / "prep.yaml"
+    pipeline.write_text(PREP)
+    state = tmp_path / "state"
+
+    first = skyops("run", str(pipeline), "-p", f"dataset={bucket.uri('scenes')}", state=state)
+    assert first.returncode == 0, first.stdout + first.stderr
+    by_path = skyops("run", str(pipeline), "-p", f"dataset={local}", state=state)
+    assert by_path.returncode == 0, by_path.stderr
+    table = by_path.stdout[by_path.stdout.index("step ") :].splitlines()[1:5]
+    assert [row.split()[:2] for row in table] == [["ingest", "cached"], ["validate", "cached"], ["profile", "cached"], ["split", "cached"]]
