@@ -94,6 +94,7 @@ HOSTILE = {
     "visdrone/images/a.jpg/b": "'images/a.jpg' is an object and also a folder of 'images/a.jpg/b'",
     "visdrone/a\\b.txt": "key 'visdrone/a\\\\b.txt' holds a backslash or a control character",
     "visdrone/folder/": "key 'visdrone/folder/' ends with '/' but holds 4 bytes (a file named like a folder)",
+    "visdrone/images/A.jpg": "'images/A.jpg' and 'images/a.jpg' differ only in case (one file on a case-insensitive file system)",
 }
 
 
@@ -101,7 +102,7 @@ def test_hostile_keys_refuse_the_listing_before_any_download(mirror: S3Mirror, b
     for key in HOSTILE:
         bucket.put(key, b"evil")
     bucket.forget_requests()
-    with pytest.raises(MirrorError, match=r"^6 problems in the keys under s3://drone-data/visdrone/ \(nothing was downloaded\)") as info:
+    with pytest.raises(MirrorError, match=r"^7 problems in the keys under s3://drone-data/visdrone/ \(nothing was downloaded\)") as info:
         mirror.fetch(bucket.uri())
     assert info.value.problems == sorted(HOSTILE.values())  # every one at once
     assert info.value.hint.startswith("rename or remove those objects")

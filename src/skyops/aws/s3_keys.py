@@ -4,8 +4,8 @@ safe relative path or a named problem.
 An S3 key is any UTF-8 string: `data/../../etc/passwd`, `data//x`, `data/a\\b` and `data/` (a console
 "folder") are all valid keys. Mirrored naively, some of them would write outside the copy's folder or
 overwrite each other, so each key's part below the prefix is checked before anything is downloaded
-(`relative_path`, rules numbered there) and one bad key refuses the whole listing: a dataset with a
-hostile key is not one to train on.
+(`relative_path`, rules numbered there; `clashes` for keys that collide with each other) and one bad
+key refuses the whole listing: a dataset with a hostile key is not one to train on.
 """
 
 from __future__ import annotations
@@ -83,9 +83,11 @@ def relative_path(key: str, prefix: str, size: int) -> tuple[str | None, str | N
 
 
 def clashes(paths: Iterable[str]) -> list[str]:
-    """Problems of paths that are both a file and a folder of other paths ('a' and 'a/b'): one local copy cannot hold both."""
+    """Problems of paths one local copy cannot hold apart: a path that is also a folder of others ('a' and 'a/b'),
+    and paths that differ only in case ('A.jpg' and 'a.jpg': one file on macOS' and Windows' default file systems)."""
     files = set(paths)
     problems = []
+    by_case: dict[str, str] = {}
     for path in sorted(files):
         parts = path.split("/")
         for depth in range(1, len(parts)):
@@ -93,4 +95,7 @@ def clashes(paths: Iterable[str]) -> list[str]:
             if folder in files:
                 problems.append(f"{folder!r} is an object and also a folder of {path!r}")
                 break
+        twin = by_case.setdefault(path.casefold(), path)
+        if twin != path:
+            problems.append(f"{twin!r} and {path!r} differ only in case (one file on a case-insensitive file system)")
     return problems
