@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml requirements-lock.txt 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST  := $(BIN)/python -m pytest
 
-.PHONY: install demo test test-slow bench lint format lock clean
+.PHONY: install demo test test-slow bench lint format lock prices clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,9 @@ format: install
 
 lock: install  ## requirements-runtime.lock (the image's pins) from pyproject's dependencies and the dev lock
 	$(BIN)/python tools/runtime_lock.py
+
+prices: install  ## refresh every shipped SageMaker price table from the AWS Price List API (profile ab; docs/cost.md)
+	$(BIN)/python tools/refresh_prices.py --all
 
 clean:
 	rm -rf .skyops .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -51,6 +52,12 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
         code = int(e.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def started(out: str) -> str:
+    """The execution ARN `skyops sagemaker start` printed."""
+    (line,) = [line for line in out.splitlines() if line.startswith("started ")]
+    return line.split()[1]
 
 
 def test_upsert_creates_then_updates_after_uploading_the_code(bucket: str, moto: MotoServer, drone: Pipeline) -> None:
@@ -117,8 +124,17 @@ def test_cli_upsert_start_status_executions(bucket: str, project: None, capsys: 
     assert cli(capsys, "sagemaker", "upsert", "drone-detection", "-p", "epochs=5")[1].startswith("updated ")
     code, out, err = cli(capsys, "sagemaker", "start", "drone-detection", "-p", "epochs=3", "--display-name", "cli")
     assert code == 0, err
-    assert out.splitlines()[0] == "source  EvaluateChampion: registry:drone-detector@champion names nothing; the input stays unbound"
-    arn = out.splitlines()[1].split()[1]
+    source, cost, prices, _ = out.splitlines()[:4]
+    assert source == "source  EvaluateChampion: registry:drone-detector@champion names nothing; the input stays unbound"
+    # the estimate before the start (tests/aws/test_estimate.py checks its sums; here: that start prints it)
+    assert re.fullmatch(
+        r"cost    at most \$[0-9,]+\.[0-9]{2} for one execution of drone-detection in eu-west-1; "
+        r"closer: skyops cost estimate drone-detection --hours STEP=H",
+        cost,
+    ), cost
+    assert prices.startswith("        prices: ")
+    assert out.splitlines()[3].startswith("started arn:aws:sagemaker:eu-west-1:")
+    arn = started(out)
     code, out, _ = cli(capsys, "sagemaker", "status", "latest")
     assert code == 0 and out.splitlines()[:2] == [f"execution {arn}", "status    Succeeded"]
     assert "steps     not available: ListPipelineExecutionSteps is not implemented by this endpoint" in out
@@ -138,7 +154,7 @@ def test_cli_start_compares_with_the_newest_approved_version(bucket: str, projec
     code, out, err = cli(capsys, "sagemaker", "start", "drone-detection")
     assert code == 0, err
     assert out.splitlines()[0] == "source  EvaluateChampion: registry:drone-detector@champion is s3://models/run7/model.tar.gz"
-    arn = out.splitlines()[1].split()[1]
+    arn = started(out)
     listed = AwsGuard().client("sagemaker").list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
     assert {"Name": "EvaluateChampion", "Value": "s3://models/run7/model.tar.gz"} in listed
 

@@ -35,16 +35,35 @@ def code_roots(pipeline: Pipeline) -> dict[str, Path]:
 
 
 def engine(pipeline: Pipeline, *, workers: int = 2, use_cache: bool = True, announce: Callable[[str], None] | None = None) -> LocalEngine:
-    """The local engine, with the resolvers of the sources pipelines declare (`registry:<model>@champion`).
+    """The local engine, with the resolvers of the sources pipelines declare (`registry:<model>@champion`) and the
+    fetcher of `s3://` inputs (the S3 mirror under the state folder, through the profile guard).
 
-    `announce` is told what a source resolved to ("comparing with the champion: ...").
+    `announce` is told what a source resolved to ("comparing with the champion: ...") and what a fetch downloaded.
     """
     from skyops.pipeline.engine import LocalEngine, StateDir
     from skyops.registry.sources import REGISTRY_SCHEME, registry_resolver
 
     s = settings()
     resolvers = {REGISTRY_SCHEME: registry_resolver(s.state_dir, s.tracking_uri, announce)}
-    return LocalEngine(StateDir(s.state_dir), code_roots=code_roots(pipeline), workers=workers, use_cache=use_cache, resolvers=resolvers)
+    fetchers = {"s3": s3_fetcher(s, announce)}
+    return LocalEngine(
+        StateDir(s.state_dir), code_roots=code_roots(pipeline), workers=workers, use_cache=use_cache, resolvers=resolvers, fetchers=fetchers
+    )
+
+
+def s3_fetcher(s: Settings, announce: Callable[[str], None] | None) -> Callable[[str], tuple[Path, str]]:
+    """The engine's fetcher of `s3://` inputs: the S3 mirror, made (and AWS imported) only when a run reads one."""
+    made: list[Callable[[str], tuple[Path, str]]] = []
+
+    def fetch(uri: str) -> tuple[Path, str]:
+        if not made:
+            from skyops.aws.s3_mirror import S3Mirror
+            from skyops.aws.session import AwsGuard
+
+            made.append(S3Mirror(s.state_dir / "s3", AwsGuard.from_settings(s), announce))
+        return made[0](uri)
+
+    return fetch
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, str]:

@@ -156,8 +156,10 @@ def start(name: str, param: Sequence[str], display_name: str) -> None:
     """Start an execution of a pipeline that `upsert` sent, checking the parameters against its stored definition.
 
     Each source the pipeline declares (e.g. registry:MODEL@champion) is resolved now, on SageMaker's side.
+    Before it starts, the cost of the execution is estimated offline (`skyops cost estimate` says more).
     """
     from skyops.aws.model_packages import ModelPackages, registry_resolver
+    from skyops.cli.cost_cmd import estimate_before_start
     from skyops.pipeline.sagemaker.parameters import check_start_parameters
     from skyops.pipeline.sagemaker.sources import fill_sources
     from skyops.registry.sources import REGISTRY_SCHEME
@@ -170,6 +172,7 @@ def start(name: str, param: Sequence[str], display_name: str) -> None:
     values.update(found)
     for note in notes:
         print(f"source  {note}")
+    estimate_before_start(pipeline_name, definition, values, pipelines.guard.check().region)
     arn = pipelines.start(pipeline_name, values, display_name)
     print(f"started {arn}")
     print("next    skyops sagemaker status latest" + ("" if pipeline_name == DEFAULT_PIPELINE else f" --pipeline {pipeline_name}"))

@@ -45,7 +45,7 @@ from skyops.pipeline.definition import Pipeline, StepNode
 from skyops.pipeline.faults import check_writable, writing
 from skyops.pipeline.gates import GateResult, evaluate_gate
 from skyops.pipeline.hashing import StatMemo, hash_tree, write_json_atomic
-from skyops.pipeline.inputs import Resolved, Resolver, resolve_inputs, resolve_sources
+from skyops.pipeline.inputs import Fetched, Fetcher, Resolved, Resolver, fetch_external, resolve_inputs, resolve_sources
 from skyops.pipeline.launch import Launcher, default_launcher
 from skyops.pipeline.lineage import RunRecord, RunStatus, StepRecord, StepStatus, end_unfinished, new_record, new_run_id, save_record
 from skyops.pipeline.locks import key_lock
@@ -92,6 +92,7 @@ class _Run:
     launcher: Launcher
     notify: Listener
     sources: Resolved  # what each scheme:reference input named when the run started
+    fetched: Fetched  # the local copy of each external URL input (s3://...), made when the run started
     stop: threading.Event = field(default_factory=threading.Event)  # set when the run is stopping
 
 
@@ -107,6 +108,8 @@ class LocalEngine:
         resolvers: scheme -> resolver of `scheme:reference` inputs (e.g. `registry`): the local
             folder a reference names, or None when nothing is there. Given by the caller: the core
             knows no scheme.
+        fetchers: URL scheme -> fetcher of external inputs given as URLs (e.g. `s3`): a local copy of
+            what the URL names and its content digest (inputs.py). Given by the caller, like resolvers.
     """
 
     def __init__(
@@ -118,9 +121,11 @@ class LocalEngine:
         launcher: Launcher | None = None,
         use_cache: bool = True,
         resolvers: Mapping[str, Resolver] | None = None,
+        fetchers: Mapping[str, Fetcher] | None = None,
     ) -> None:
         self.state = state
         self.resolvers = dict(resolvers or {})
+        self.fetchers = dict(fetchers or {})
         self.code_roots = dict(code_roots)
         self.workers = max(1, workers)
         self._launcher = launcher
@@ -141,6 +146,7 @@ class LocalEngine:
         sources = resolve_sources(pipeline, params, self.resolvers)  # once, before anything runs: one answer per run
         configs = pipeline.resolve_configs(params)
         check_writable(self.state.root)
+        fetched = fetch_external(pipeline, params, self.fetchers)  # once, before anything runs: the copies may be large
         # The step host boots beside the run's preparation when steps will likely run (a first run here, or
         # --no-cache); a re-run, likely served from the cache, starts it only if a step has to run after all.
         likely_cold = not self.use_cache or not all(self.state.last_parts(pipeline.name, n.name).is_file() for n in pipeline.steps)
@@ -158,7 +164,7 @@ class LocalEngine:
             + shlex.quote(pipeline.name if named else pipeline.source)
             + "".join(f" --param {shlex.quote(f'{k}={v}')}" for k, v in sorted(overrides.items()))
         )
-        run = _Run(pipeline, params, configs, record, self.state.cache, memo, launcher, listener or (lambda _step: None), sources)
+        run = _Run(pipeline, params, configs, record, self.state.cache, memo, launcher, listener or (lambda _step: None), sources, fetched)
         try:
             with signals_interrupt():
                 try:
@@ -278,7 +284,7 @@ class LocalEngine:
         definition = node.definition
         step.started = time.time()
         step.config = config_to_dict(config)
-        inputs = resolve_inputs(pipeline, node, params, record, memo, run.sources)
+        inputs = resolve_inputs(pipeline, node, params, record, memo, run.sources, run.fetched)
         step.inputs = {port: {"source": src, "path": str(path), "digest": digest} for port, (src, path, digest) in inputs.items()}
         env = {**pipeline.env, **node.env}
         progress = record_dir(self.state, record) / "logs" / f"{node.name}.progress.jsonl"  # runtime.report_progress appends to it

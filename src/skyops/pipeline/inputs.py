@@ -1,7 +1,15 @@
-"""What a step reads: upstream outputs recorded in the run, external paths, or what a resolver found, hashed by content."""
+"""What a step reads: upstream outputs recorded in the run, external paths, or what a resolver found, hashed by content.
+
+An external location with a URL scheme (`s3://bucket/prefix`) is read through the fetcher of its
+scheme, given by the caller like the resolvers (`LocalEngine(fetchers={"s3": fn})`): the fetcher
+makes a local copy and returns it with its content digest, which must be `hash_tree`'s digest of
+that copy (so the cache key of a step reading the copy is the one it would have read from a local
+folder of the same files). The core knows no scheme.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +24,54 @@ from skyops.pipeline.wiring import ExternalRef, OutputRef, ParamRef, SchemeRef
 Resolver = Callable[[str], Path | None]
 # (step, input port) -> (the resolved reference, the folder it names or None)
 Resolved = dict[tuple[str, str], tuple[str, Path | None]]
+# URL scheme -> fetcher: a local copy of what `scheme://...` names and its content digest (hash_tree's).
+Fetcher = Callable[[str], tuple[Path, str]]
+# (step, input port) -> (the location, its local copy, the copy's content digest)
+Fetched = dict[tuple[str, str], tuple[str, Path, str]]
+_URL = re.compile(r"^([a-z][a-z0-9+.-]*)://")
+
+
+def external_location(source: ExternalRef, params: Mapping[str, Any]) -> str:
+    """Where an external input points, its `${param}` replaced by the parameter's value."""
+    return str(params[source.location.name]) if isinstance(source.location, ParamRef) else source.location
+
+
+def fetch_external(pipeline: Pipeline, params: Mapping[str, Any], fetchers: Mapping[str, Fetcher]) -> Fetched:
+    """Every external input given as a URL (`s3://...`), fetched once, before any step runs.
+
+    Each distinct location is fetched once, however many inputs name it.
+
+    Raises:
+        ConfigError: every URL whose scheme has no fetcher, at once (nothing is fetched then).
+        SkyopsError: what a fetcher raises (a refused AWS profile, a key that would escape the copy, ...).
+    """
+    wanted: dict[tuple[str, str], str] = {}
+    problems = []
+    for edge in pipeline.edges:
+        if not isinstance(edge.source, ExternalRef):
+            continue
+        location = external_location(edge.source, params)
+        scheme = _URL.match(location)
+        if scheme is None:
+            continue
+        if scheme.group(1) not in fetchers:
+            problems.append(
+                f"step {edge.consumer!r} input {edge.port!r} is {location}; this engine has no fetcher for {scheme.group(1)}:// locations "
+                f"(it fetches: {', '.join(f'{s}://' for s in sorted(fetchers)) or 'none'})"
+            )
+            continue
+        wanted[(edge.consumer, edge.port)] = location
+    if problems:
+        raise problems_error(
+            ConfigError,
+            f"the external inputs of pipeline {pipeline.name!r}",
+            problems,
+            hint="give a local path, or run on SageMaker with `skyops sagemaker start`",
+        )
+    copies: dict[str, tuple[Path, str]] = {}
+    for location in sorted(set(wanted.values())):
+        copies[location] = fetchers[location.split("://", 1)[0]](location)
+    return {port: (location, *copies[location]) for port, location in wanted.items()}
 
 
 def resolve_sources(pipeline: Pipeline, params: Mapping[str, Any], resolvers: Mapping[str, Resolver]) -> Resolved:
@@ -51,9 +107,18 @@ def resolve_sources(pipeline: Pipeline, params: Mapping[str, Any], resolvers: Ma
 
 
 def resolve_inputs(
-    pipeline: Pipeline, node: StepNode, params: dict[str, Any], record: RunRecord, memo: StatMemo, sources: Resolved | None = None
+    pipeline: Pipeline,
+    node: StepNode,
+    params: dict[str, Any],
+    record: RunRecord,
+    memo: StatMemo,
+    sources: Resolved | None = None,
+    fetched: Fetched | None = None,
 ) -> dict[str, tuple[str, Path, str]]:
-    """Input port -> (source description, local path, content digest)."""
+    """Input port -> (source description, local path, content digest).
+
+    `sources` and `fetched` are what `resolve_sources` and `fetch_external` found when the run started.
+    """
     resolved = {}
     for edge in pipeline.inputs_of(node.name):
         source = edge.source
@@ -67,17 +132,21 @@ def resolve_inputs(
                 resolved[edge.port] = (f"{reference} ({found})", found, hash_tree(found, memo).digest)
             continue
         assert isinstance(source, ExternalRef)
-        location = str(params[source.location.name]) if isinstance(source.location, ParamRef) else source.location
+        location = external_location(source, params)
         if not location:
             if node.definition.spec.input(edge.port).optional:
                 continue
             raise ConfigError(
                 f"step {node.name!r} input {edge.port!r} is bound to {source}, which is empty", hint="give it a value with --param"
             )
-        if location.startswith("s3://"):
+        if (node.name, edge.port) in (fetched or {}):
+            _, copy, digest = (fetched or {})[(node.name, edge.port)]
+            resolved[edge.port] = (f"external {location} (local copy {copy})", copy, digest)
+            continue
+        if _URL.match(location):  # fetch_external fetched every URL it had a fetcher for
             raise ConfigError(
-                f"step {node.name!r} input {edge.port!r} is {location}; the local engine reads local paths",
-                hint="download it first, or run on SageMaker with `skyops sagemaker start`",
+                f"step {node.name!r} input {edge.port!r} is {location}; the local engine was given no fetcher for it",
+                hint="give a local path, or run on SageMaker with `skyops sagemaker start`",
             )
         path = Path(location).expanduser().resolve()
         if not path.exists():
