@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -149,3 +150,15 @@ def test_seal_refuses_an_artifact_that_is_not_there(tmp_path: Path) -> None:
     with pytest.raises(StateFileError, match=r"model package .*: model.onnx is missing"):
         package.seal(root, draft())
     assert not (root / package.ARCHIVE).exists()
+
+
+def test_the_archive_is_a_model_folder_as_sagemaker_and_a_champion_input_unpack_it(tmp_path: Path) -> None:
+    from skyops.training.model_folder import model_folder
+
+    root = make_package(tmp_path / "pkg", openvino=True)
+    received = tmp_path / "champion"  # what a job gets for a ModelDataUrl: the archive alone
+    received.mkdir()
+    shutil.copyfile(root / package.ARCHIVE, received / package.ARCHIVE)
+    unpacked = model_folder(received)
+    assert (unpacked / "best.pt").read_bytes() == WEIGHTS  # the evaluate step reads a champion's best.pt at the root
+    assert package.read_metadata(unpacked).artifact_names == ("onnx", "openvino", "torch")  # every digest holds

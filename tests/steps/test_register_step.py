@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
+from skyops.cli import main as cli_main
 from skyops.errors import ConfigError, PermissionDenied, StateFileError
 from skyops.registry.acting import governance_for
 from skyops.registry.audit import AuditLog
@@ -252,7 +253,7 @@ def test_a_user_without_the_register_permission_registers_nothing_and_the_refusa
 
 
 def test_the_exported_package_goes_on_record_with_its_files(
-    trained: Trained, step_state: Path, model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained: Trained, step_state: Path, model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     weights = b"weights exported with an int8 model"
     model_dir, evaluation = trained(weights)
@@ -272,6 +273,18 @@ def test_the_exported_package_goes_on_record_with_its_files(
 
     again = register(model_dir, evaluation, tmp_path / "again", step_state, model, package=exported)
     assert (again["created"], again["artifacts"], again["package_sha256"]) == (False, ["onnx", "int8", "torch"], archive_sha256)
+
+    monkeypatch.setenv("SKYOPS_STATE_DIR", str(step_state))
+    capsys.readouterr()
+    try:
+        cli_main(["models", "show", str(done["version"]), "--model", model])
+    except SystemExit as exited:  # the CLI may end with sys.exit(0)
+        assert exited.code in (0, None)
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[-2:] == [
+        f"artifacts: onnx, int8, torch  (package model.tar.gz sha256 {archive_sha256})",
+        f"package: {version.package_uri}",
+    ]
 
 
 def test_a_version_without_a_package_records_no_artifacts(trained: Trained, step_state: Path, model: str, tmp_path: Path) -> None:
