@@ -195,3 +195,16 @@ def test_damaged_weights_are_one_clear_error(
     )
     assert "secret" not in err  # the file's bytes are never echoed
     assert not (tmp_path / "package" / package.ARCHIVE).exists()
+
+
+def test_a_damaged_label_of_the_split_is_one_clear_error(tiny_trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    splits = tmp_path / "splits"
+    shutil.copytree(tiny_trained.splits, splits)
+    first = (splits / "test.txt").read_text().splitlines()[0]  # images/sceneNNN.png
+    label = splits / "labels" / f"{Path(first).stem}.txt"
+    label.write_text("0 0.5 half 0.1 0.1\n")
+    assert run_export(tiny_trained, tmp_path / "package", *NO_VARIANTS, inputs={"splits": splits}) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: label file {label} is not YOLO text (class cx cy w h per line)",
+        "hint: the split is damaged: run the pipeline again with --no-cache",
+    ]

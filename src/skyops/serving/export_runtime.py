@@ -77,8 +77,14 @@ def split_images(splits: Path, split: str) -> list[LabelledImage]:
     for image in listed:
         record = records[image]
         label = splits / record.label
-        rows = np.loadtxt(label, ndmin=2, dtype=np.float64) if record.label and label.is_file() else np.zeros((0, 5))
-        rows = rows.reshape(-1, 5)  # an empty label file reads as (0,) on some numpy versions
+        text = label.read_text() if record.label and label.is_file() else ""  # no label file: an image without objects
+        try:  # (M, 5): class, centre x, centre y, width, height; the last four relative to the image
+            rows = np.array([line.split()[:5] for line in text.splitlines() if line.strip()], dtype=np.float64).reshape(-1, 5)
+        except ValueError:
+            raise DataValidationError(
+                f"label file {label} is not YOLO text (class cx cy w h per line)",
+                hint="the split is damaged: run the pipeline again with --no-cache",
+            ) from None
         cx, cy, w, h = rows[:, 1] * record.width, rows[:, 2] * record.height, rows[:, 3] * record.width, rows[:, 4] * record.height
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
         found.append(LabelledImage(path=splits / image, gt_boxes=boxes, gt_classes=rows[:, 0].astype(int)))

@@ -32,12 +32,15 @@ import time
 from dataclasses import dataclass
 from importlib import metadata as distributions
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from skyops.errors import DataValidationError
 from skyops.pipeline import JobKind, NodeType, Port, Range, ScriptContract, StepConfig, StepSpec, processing_input, processing_output
 from skyops.settings import DEFAULT_MODEL
 from skyops.steps import CATALOG
+
+if TYPE_CHECKING:  # numpy, cv2 and Ultralytics load only when the step runs
+    from skyops.serving.export_runtime import LabelledImage
 
 PACKAGE_FILES = ("model.tar.gz", "model/metadata.json", "model/model.onnx", "model/best.pt")
 ONNX_FILE, INT8_FILE, OPENVINO_DIR, TORCH_FILE = "model.onnx", "model-int8.onnx", "openvino", "best.pt"
@@ -140,7 +143,7 @@ def check_and_choose(
     onnx_file: Path,
     scratch: Path,
     splits: Path,
-    images: list[Any],
+    images: list[LabelledImage],
     *,
     imgsz: int,
     args: ExportConfig,
