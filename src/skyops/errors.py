@@ -54,6 +54,12 @@ class DataValidationError(SkyopsError):
     """Input data failed validation (unreadable images, bad labels, unknown format)."""
 
 
+class ExportCheckError(SkyopsError):
+    """An exported model does not predict what the model it was made from predicts (the export step's check)."""
+
+    exit_code = 1
+
+
 class StateFileError(SkyopsError):
     """A file skyops keeps for itself (a pointer, a record, a step's result) is unreadable, of the wrong
     shape, or names something that no longer exists. The message names the file; the hint, the way back."""

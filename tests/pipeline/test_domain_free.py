@@ -19,6 +19,7 @@ CORE_WORDS = {
     ("spec.py", "source"): "NodeType.SOURCE, the core's name of a step with no inputs",
     ("engine.py", "source"): "the run record's key saying where an input came from",
     ("sagemaker/sources.py", "source"): "the key of a source parameter's Metadata entry",
+    ("cache.py", "package"): "code-memo.json's key of the Python package a step's code closure starts from",
 }
 
 

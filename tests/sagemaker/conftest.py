@@ -99,15 +99,24 @@ def main(inputs, outputs, env, args):
 """
 
 
-def step_source(package: str, name: str, kind: str, inputs: dict[str, str], outputs: dict[str, str], required_env: tuple[str, ...]) -> str:
+def step_source(
+    package: str,
+    name: str,
+    kind: str,
+    inputs: dict[str, str],
+    outputs: dict[str, str],
+    required_env: tuple[str, ...],
+    model_file: str = "",
+) -> str:
     """A scratch step's script.py. A training step puts its one output at /opt/ml/model; a registration step
-    registers its first input (the model), reading its second (metrics.json) and writing decision.json to its output."""
+    registers its first input (the model; with `model_file`, that file in it), reading its second (metrics.json)
+    and writing decision.json to its output."""
     registers, config, optional_env = "None", "EmptyConfig", {}
     if kind == "REGISTRATION":
         model, metrics = list(inputs)[:2]
         registers = (
             f"Registers(model={model!r}, metrics={metrics!r}, metrics_file='metrics.json', decision={next(iter(outputs))!r}, "
-            "decision_file='decision.json', card_file='card.json', model_name_config='model_name')"
+            f"decision_file='decision.json', card_file='card.json', model_name_config='model_name', model_file={model_file!r})"
         )
         config, optional_env = "RegistrationConfig", {"SKYOPS_REGISTRY": "local"}
     if kind == "TRAINING":
@@ -131,7 +140,8 @@ def step_source(package: str, name: str, kind: str, inputs: dict[str, str], outp
 
 @pytest.fixture
 def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., str]]:
-    """A throw-away step catalog; `add(name, kind, inputs, outputs, required_env)` adds a step (see `step_source`) and returns the package."""
+    """A throw-away step catalog; `add(name, kind, inputs, outputs, required_env, model_file)` adds a step (see `step_source`) and
+    returns the package."""
     package = f"smscratch_{tmp_path.name.replace('-', '_')}"
     root = tmp_path / "pkgs"
     (root / package).mkdir(parents=True)
@@ -144,11 +154,14 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
         inputs: dict[str, str] | None = None,
         outputs: dict[str, str] | None = None,
         required_env: tuple[str, ...] = (),
+        model_file: str = "",
     ) -> str:
         step = root / package / name
         step.mkdir()
         (step / "__init__.py").write_text("")
-        (step / "script.py").write_text(textwrap.dedent(step_source(package, name, kind, inputs or {}, outputs or {}, required_env)))
+        (step / "script.py").write_text(
+            textwrap.dedent(step_source(package, name, kind, inputs or {}, outputs or {}, required_env, model_file))
+        )
         return package
 
     yield add

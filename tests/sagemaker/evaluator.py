@@ -2,7 +2,8 @@
 
     execution = Execution(definition, {"min_map50": "0.3"})
     execution.outputs[("register", "registration")] = folder     # where a job's output was written
-    execution.value({"Std:Join": {...}})                          # Get (Parameters, Execution), Std:Join, Std:JsonGet
+    execution.value({"Std:Join": {...}})                          # Get (Parameters, Execution, a processing output's S3Uri
+                                                                   # given in `outputs`), Std:Join, Std:JsonGet
     execution.branch(condition_step)                               # the steps a Condition runs
 
 It knows the constructs the compiler emits and refuses any other, so a new construct cannot pass
@@ -12,6 +13,7 @@ a test unevaluated.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from skyops.pipeline.sagemaker.parameters import _PYTHON_TYPE
 
 from .checks import all_steps
 
+_PROCESSING_OUTPUT = re.compile(r"Steps\.(?P<step>[^.]+)\.ProcessingOutputConfig\.Outputs\['(?P<name>[^']+)'\]\.S3Output\.S3Uri")
 _COMPARE = {
     "Equals": lambda a, b: a == b,
     "NotEquals": lambda a, b: a != b,
@@ -73,6 +76,9 @@ class Execution:
             return self.parameter(path.removeprefix("Parameters."))
         if path == "Execution.PipelineExecutionId":
             return self.execution_id
+        output = _PROCESSING_OUTPUT.fullmatch(path)
+        if output and (output["step"], output["name"]) in self.outputs:
+            return str(self.outputs[(output["step"], output["name"])])  # where that job's output was written
         raise AssertionError(f"the evaluator cannot resolve {{'Get': {path!r}}}")
 
     def holds(self, condition: dict[str, Any]) -> bool:

@@ -106,7 +106,7 @@ def test_gate_holds_the_guarded_step_and_fails_with_the_message(definition: dict
             "RightValue": {"Get": "Parameters.min_map50"},
         }
     ]
-    assert [s["Name"] for s in gate["IfSteps"]] == ["register"]
+    assert [s["Name"] for s in gate["IfSteps"]] == ["export", "register"]  # a model below the bar is neither exported nor registered
     (fail,) = gate["ElseSteps"]
     assert fail["Type"] == "Fail" and "below min_map50" in fail["Arguments"]["ErrorMessage"]["Std:Join"]["Values"][0]
     assert step(definition, "evaluate")["PropertyFiles"] == [
@@ -132,12 +132,16 @@ def test_registration_decides_in_a_processing_job_then_registers_with_that_statu
     assert (rejected["Name"], rejected["Arguments"]["ModelApprovalStatus"]) == ("register-rejected", "Rejected")
     decision = {"Get": "Steps.register.ProcessingOutputConfig.Outputs['registration'].S3Output.S3Uri"}
     evaluation = {"Get": "Steps.evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"}
+    package = {"Get": "Steps.export.ProcessingOutputConfig.Outputs['package'].S3Output.S3Uri"}
+    assert {"InputName": "package", "S3Uri": package} in [
+        {"InputName": i["InputName"], "S3Uri": i["S3Input"]["S3Uri"]} for i in decide["Arguments"]["ProcessingInputs"]
+    ]  # the decision job checks the package it registers
     for version in (pending, rejected):
         arguments = version["Arguments"]
         assert arguments["ModelPackageGroupName"] == {"Get": "Parameters.model_name"}  # the pipeline's one model name
         assert arguments["InferenceSpecification"]["Containers"] == [
-            {"Image": SETTINGS.image_uri, "ModelDataUrl": {"Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}}
-        ]
+            {"Image": SETTINGS.image_uri, "ModelDataUrl": {"Std:Join": {"On": "/", "Values": [package, "model.tar.gz"]}}}
+        ]  # the exported package, which the server image serves from /opt/ml/model
         statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
         assert statistics["S3Uri"] == {"Std:Join": {"On": "/", "Values": [evaluation, "evaluation.json"]}}
         metadata = arguments["CustomerMetadataProperties"]
@@ -205,6 +209,7 @@ def test_gate_problems_are_reported_together() -> None:
         compile_pipeline(pipeline_from_dict(drone_dict(gates=[*data["gates"], second, on_training])), SETTINGS)
     assert info.value.problems == [
         "gate 'fit' reads step 'train', but only processing steps can declare the PropertyFile it needs",
+        "step 'export' is guarded by gates quality, speed; SageMaker cannot nest condition steps, so merge them into one gate with all the conditions",
         "step 'register' is guarded by gates fit, quality, speed; SageMaker cannot nest condition steps, so merge them into one gate with all the conditions",
     ]
 
@@ -222,6 +227,30 @@ def test_registration_needs_a_training_model(scratch) -> None:
         PipelineError, match=r"step 'enroll': registration step 'enroll': its 'model' input is a folder written by a processing step"
     ):
         compile_pipeline(pipeline, SETTINGS)
+
+
+def test_registration_of_a_file_in_a_folder_needs_that_folder(scratch) -> None:
+    scratch("fit", kind="TRAINING", inputs={"data": "yolo-dataset"}, outputs={"model": "model-weights"})
+    scratch("pack", inputs={"model": "model-weights"}, outputs={"package": "model-package", "evaluation": "evaluation"})
+    for name, model in (("enroll", {"package": "model-package"}), ("misbound", {"model": "model-weights"})):
+        inputs = {**model, "evaluation": "evaluation"}
+        package = scratch(name, kind="REGISTRATION", inputs=inputs, outputs={"record": "decision"}, model_file="model.tar.gz")
+
+    def pipeline(registration: str) -> Pipeline:
+        steps = [{"step": "fit", "inputs": {"data": "s3://bucket/data"}}, {"step": "pack"}, {"step": registration}]
+        return pipeline_from_dict({"name": "reg", "catalog": package, "steps": steps})
+
+    (container,) = step(compile_pipeline(pipeline("enroll"), SETTINGS), "enroll-pending")["Arguments"]["InferenceSpecification"][
+        "Containers"
+    ]
+    folder = {"Get": "Steps.pack.ProcessingOutputConfig.Outputs['package'].S3Output.S3Uri"}
+    assert container["ModelDataUrl"] == {"Std:Join": {"On": "/", "Values": [folder, "model.tar.gz"]}}
+    with pytest.raises(
+        PipelineError,
+        match=r"registration step 'misbound': its 'model' input is a training job's model.tar.gz, but the contract registers "
+        r"the file 'model.tar.gz' inside a folder \(bind the input to the output folder that holds model.tar.gz \(an export step's package\)\)$",
+    ):
+        compile_pipeline(pipeline("misbound"), SETTINGS)
 
 
 def test_required_env_var_needs_a_value_in_the_pipeline(scratch) -> None:

@@ -1,6 +1,6 @@
 """The same registration decision on both engines: the register script run as the local engine runs it
 (a real MLflow store) and as the compiled definition runs it (its arguments and environment, then the
-decision Condition), for the same evaluation.json and champion comparison."""
+decision Condition), for the same evaluation.json, champion comparison and exported package."""
 
 from __future__ import annotations
 
@@ -21,7 +21,12 @@ from skyops.pipeline.sagemaker import compile_pipeline
 from skyops.registry.models import ModelRegistry
 from skyops.training.evaluate import write_evaluation
 from skyops.training.tracking import TrackingStore
-from tests.steps.conftest import evaluation_document, step_state, trained  # noqa: F401 - fixtures: a real store, a trained-model folder
+from tests.steps.conftest import (  # noqa: F401 - fixtures: a real store, a trained-model folder
+    evaluation_document,
+    step_state,
+    trained,
+    write_package,
+)
 
 from .conftest import SETTINGS
 from .evaluator import Execution
@@ -82,6 +87,7 @@ def test_both_engines_decide_the_same_status_for_the_same_model_name(
     model_dir, evaluation = trained(case.encode())
     digest = hashlib.sha256(case.encode()).hexdigest()
     write_evaluation(evaluation_document(digest, map50=map50, comparison=compared), evaluation / "evaluation.json")
+    exported = write_package(tmp_path / "package", case.encode())
     params = {**given, "model_name": model_name}
     register = drone.step("register").definition
     contract = register.contract
@@ -90,7 +96,7 @@ def test_both_engines_decide_the_same_status_for_the_same_model_name(
     config = drone.resolve_configs(drone.resolve_parameters(params))["register"]
     local_out = tmp_path / "local"
     task = builder_for(contract).local_task(
-        register, config, {"model": model_dir, "evaluation": evaluation}, {"registration": local_out}, None
+        register, config, {"model": model_dir, "evaluation": evaluation, "package": exported}, {"registration": local_out}, None
     )
     local_env = {"SKYOPS_STATE_DIR": str(step_state), "SKYOPS_TRACKING_URI": "", "SKYOPS_RUN_ID": "run-1", "SKYOPS_USER": "pipeline"}
     run_job(register, task.argv, {**local_env, **task.env})
@@ -103,7 +109,7 @@ def test_both_engines_decide_the_same_status_for_the_same_model_name(
     execution = Execution(definition)
     job = execution.step("register")["Arguments"]
     sagemaker_out = tmp_path / "sagemaker"
-    inputs = {"model": as_sagemaker_model(model_dir, tmp_path / "model-archive"), "evaluation": evaluation}
+    inputs = {"model": as_sagemaker_model(model_dir, tmp_path / "model-archive"), "evaluation": evaluation, "package": exported}
     paths = {i["S3Input"]["LocalPath"]: inputs[i["InputName"]] for i in job["ProcessingInputs"] if i["InputName"] in inputs}
     paths.update({o["S3Output"]["LocalPath"]: sagemaker_out / o["OutputName"] for o in job["ProcessingOutputConfig"]["Outputs"]})
     environ = {**execution.value(job["Environment"]), PATHS_ENV: json.dumps({k: str(v) for k, v in paths.items()})}
@@ -119,3 +125,10 @@ def test_both_engines_decide_the_same_status_for_the_same_model_name(
     sagemaker_decision = json.loads((sagemaker_out / "registration" / "decision.json").read_text())
     assert sagemaker_decision["reasons"] == local_decision["reasons"] == registry.get(registration["version"]).gate["reasons"]
     assert sagemaker_decision["registry"] == "sagemaker" and local_decision["registry"] == "local"
+    # The package on record: in both decisions; on the local version as tags; on SageMaker as the version's model data.
+    archive_sha256 = hashlib.sha256((exported / "model.tar.gz").read_bytes()).hexdigest()
+    assert sagemaker_decision["package"] == local_decision["package"] == {"artifacts": ["onnx", "torch"], "sha256": archive_sha256}
+    assert registry.get(registration["version"]).artifacts == ("onnx", "torch")
+    execution.outputs[("export", "package")] = exported
+    (container,) = version["Arguments"]["InferenceSpecification"]["Containers"]
+    assert Path(execution.value(container["ModelDataUrl"])) == exported / "model.tar.gz"

@@ -48,7 +48,7 @@ def test_definition_uses_every_kind_of_step_and_expression(definition: dict[str,
 def test_every_job_step_is_a_valid_request_of_its_api_call(definition: dict[str, Any]) -> None:
     steps = [s for s in all_steps(definition["Steps"]) if s["Type"] in OPERATIONS]
     assert [s["Name"] for s in steps] == [
-        "ingest", "validate", "profile", "split", "train", "evaluate", "register", "register-pending", "register-rejected",
+        "ingest", "validate", "profile", "split", "train", "evaluate", "export", "register", "register-pending", "register-rejected",
     ]  # fmt: skip
     defaults = parameter_defaults(definition)
     assert {s["Name"]: request_errors(s, defaults) for s in steps} == {s["Name"]: "" for s in steps}

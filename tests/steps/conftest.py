@@ -77,3 +77,24 @@ def trained(tmp_path: Path, step_state: Path) -> Callable[[bytes], tuple[Path, P
         return model, evaluation
 
     return make
+
+
+def write_package(folder: Path, weights: bytes, *, int8: bool = False) -> Path:
+    """An export step's package of those weights (skyops.serving.package), with a stand-in ONNX file: the
+    register step checks files against their digests and their source, never runs them."""
+    from skyops.serving import package
+
+    model = package.model_dir(folder)
+    model.mkdir(parents=True)
+    (model / "best.pt").write_bytes(weights)
+    (model / "model.onnx").write_bytes(b"stand-in onnx graph")
+    artifacts = {"onnx": package.Artifact(file="model.onnx", details={"opset": 17}), "torch": package.Artifact(file="best.pt")}
+    if int8:
+        (model / "model-int8.onnx").write_bytes(b"stand-in int8 graph")
+        artifacts["int8"] = package.Artifact(file="model-int8.onnx")
+    source = package.Source(model="drone-detector", version=None, weights_sha256=hashlib.sha256(weights).hexdigest())
+    package.seal(
+        folder,
+        package.PackageMetadata(names=["car"], imgsz=64, thresholds=package.Thresholds(), source=source, artifacts=artifacts),
+    )
+    return folder

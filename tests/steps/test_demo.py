@@ -30,3 +30,4 @@ def test_default_pipeline_reaches_map50_half_and_registers_the_model(tmp_path: P
     registration = json.loads(Path(record.steps["register"].outputs["registration"]["path"], "registration.json").read_text())
     assert (registration["model"], registration["version"], registration["status"]) == ("drone-detector", 1, "PendingManualApproval")
     assert registration["gate"]["passed"] is True
+    assert registration["artifacts"][0] == "onnx" and len(registration["package_sha256"]) == 64  # registered with its export

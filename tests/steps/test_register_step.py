@@ -4,26 +4,31 @@ before it is reported again."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
 
 import pytest
 
-from skyops.errors import ConfigError, PermissionDenied
+from skyops.cli import main as cli_main
+from skyops.errors import ConfigError, PermissionDenied, StateFileError
 from skyops.registry.acting import governance_for
 from skyops.registry.audit import AuditLog
 from skyops.registry.governed import GovernedRegistry
 from skyops.registry.ledger import model_of
 from skyops.registry.models import ModelRegistry
 from skyops.registry.roles import ROLES_FILE
+from skyops.serving import package
 from skyops.steps.register.script import RegisterConfig, main, recheck
 from skyops.training.evaluate import write_evaluation
 from skyops.training.tracking import TrackingStore, local_tracking_uri
 
-from .conftest import evaluation_document
+from .conftest import evaluation_document, write_package
 
 Trained = Callable[[bytes], tuple[Path, Path]]
 
@@ -57,10 +62,11 @@ def env_of(state: Path, registry: str = "local", user: str = "bob") -> dict[str,
     }
 
 
-def register(model_dir: Path, evaluation: Path, out: Path, state: Path, model: str) -> dict[str, object]:
+def register(model_dir: Path, evaluation: Path, out: Path, state: Path, model: str, package: Path | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    main({"model": model_dir, "evaluation": evaluation}, {"registration": out}, env_of(state), RegisterConfig(model_name=model))
-    result: dict[str, object] = json.loads((out / "registration.json").read_text())
+    inputs = {"model": model_dir, "evaluation": evaluation} | ({"package": package} if package else {})
+    main(inputs, {"registration": out}, env_of(state), RegisterConfig(model_name=model))
+    result: dict[str, Any] = json.loads((out / "registration.json").read_text())
     return result
 
 
@@ -244,3 +250,66 @@ def test_a_user_without_the_register_permission_registers_nothing_and_the_refusa
     assert ModelRegistry(TrackingStore.local(step_state), model).versions() == []
     (record,) = [r for r in AuditLog(step_state / "audit.log").outcomes() if model_of(r.target) == model]
     assert (record.actor, record.role, record.action, record.outcome) == ("mallory", "none", "register", "denied")
+
+
+def test_the_exported_package_goes_on_record_with_its_files(
+    trained: Trained, step_state: Path, model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights = b"weights exported with an int8 model"
+    model_dir, evaluation = trained(weights)
+    exported = write_package(tmp_path / "package", weights, int8=True)
+    archive_sha256 = hashlib.sha256((exported / "model.tar.gz").read_bytes()).hexdigest()
+    done = register(model_dir, evaluation, tmp_path / "out", step_state, model, package=exported)
+    assert f"package: onnx, int8, torch (model.tar.gz sha256 {archive_sha256[:12]})" in capsys.readouterr().out
+    decision = json.loads((tmp_path / "out" / "decision.json").read_text())
+    assert decision["package"] == {"artifacts": ["onnx", "int8", "torch"], "sha256": archive_sha256}
+    assert (done["artifacts"], done["package_sha256"]) == (["onnx", "int8", "torch"], archive_sha256)
+
+    version = ModelRegistry(TrackingStore.local(step_state), model).get(done["version"])
+    assert (version.artifacts, version.package_sha256) == (("onnx", "int8", "torch"), archive_sha256)
+    logged = Path(unquote(urlparse(version.package_uri).path))  # the embedded store's artifacts are files
+    assert package.read_metadata(logged).artifact_names == ("onnx", "int8", "torch")  # every file there, digests checked
+    assert sorted(p.name for p in logged.iterdir()) == sorted(p.name for p in package.model_dir(exported).iterdir())
+
+    again = register(model_dir, evaluation, tmp_path / "again", step_state, model, package=exported)
+    assert (again["created"], again["artifacts"], again["package_sha256"]) == (False, ["onnx", "int8", "torch"], archive_sha256)
+
+    monkeypatch.setenv("SKYOPS_STATE_DIR", str(step_state))
+    capsys.readouterr()
+    try:
+        cli_main(["models", "show", str(done["version"]), "--model", model])
+    except SystemExit as exited:  # the CLI may end with sys.exit(0)
+        assert exited.code in (0, None)
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[-2:] == [
+        f"artifacts: onnx, int8, torch  (package model.tar.gz sha256 {archive_sha256})",
+        f"package: {version.package_uri}",
+    ]
+
+
+def test_a_version_without_a_package_records_no_artifacts(trained: Trained, step_state: Path, model: str, tmp_path: Path) -> None:
+    model_dir, evaluation = trained(b"weights never exported")
+    done = register(model_dir, evaluation, tmp_path / "out", step_state, model)
+    version = ModelRegistry(TrackingStore.local(step_state), model).get(done["version"])
+    assert (version.artifacts, version.package_sha256, version.package_uri) == ((), "", "")
+    assert json.loads((tmp_path / "out" / "decision.json").read_text())["package"] is None
+
+
+def test_a_package_of_other_weights_is_refused(trained: Trained, step_state: Path, model: str, tmp_path: Path) -> None:
+    model_dir, evaluation = trained(b"weights A")
+    other = write_package(tmp_path / "package", b"weights B")
+    with pytest.raises(
+        ConfigError, match=r"^the package .* was exported from weights [0-9a-f]{12}, but the model to register is [0-9a-f]{12}$"
+    ):
+        register(model_dir, evaluation, tmp_path / "out", step_state, model, package=other)
+    assert ModelRegistry(TrackingStore.local(step_state), model).versions() == []
+
+
+def test_a_damaged_package_is_refused_and_nothing_is_registered(trained: Trained, step_state: Path, model: str, tmp_path: Path) -> None:
+    weights = b"weights with a damaged package"
+    model_dir, evaluation = trained(weights)
+    exported = write_package(tmp_path / "package", weights)
+    (package.model_dir(exported) / "model.onnx").write_bytes(b"changed after export")
+    with pytest.raises(StateFileError, match=r"^model package .*/model: model.onnx has sha256 [0-9a-f]{12}…, metadata.json records "):
+        register(model_dir, evaluation, tmp_path / "out", step_state, model, package=exported)
+    assert ModelRegistry(TrackingStore.local(step_state), model).versions() == []

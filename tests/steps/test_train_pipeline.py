@@ -1,5 +1,6 @@
 """Training and evaluation through the pipeline: real Ultralytics, tiny data, the engine's checkpoints."""
 
+import hashlib
 import json
 import os
 import signal
@@ -48,6 +49,10 @@ def test_pipeline_trains_evaluates_registers_and_summarises(tmp_path: Path) -> N
     registration = json.loads(Path(record.steps["register"].outputs["registration"]["path"], "registration.json").read_text())
     assert registration["version"] == 1 and registration["status"] == "PendingManualApproval" and registration["gate"]["passed"]
     assert "registered drone-detector v1: PendingManualApproval" in done.stdout
+    # the export step's package is on record with the version: its backends and the sha256 of its model.tar.gz
+    package = Path(record.steps["export"].outputs["package"]["path"])
+    assert registration["artifacts"][0] == "onnx" and registration["artifacts"][-1] == "torch"
+    assert registration["package_sha256"] == hashlib.sha256((package / "model.tar.gz").read_bytes()).hexdigest()
     listing = subprocess.run(
         [sys.executable, "-m", "skyops", "models", "list"],
         env={**os.environ, "SKYOPS_STATE_DIR": str(tmp_path), "COLUMNS": "200"},
@@ -72,6 +77,7 @@ def test_pipeline_trains_evaluates_registers_and_summarises(tmp_path: Path) -> N
     assert again.returncode == 0 and "comparing with the champion: drone-detector v1" in again.stdout
     record = load_record(tmp_path / "runs", "latest")
     assert record.steps["train"].status == "cached" and record.steps["evaluate"].status == "done"
+    assert record.steps["export"].status == "cached"  # it reads the model and the split only, not the champion comparison
     evaluation = json.loads(Path(record.steps["evaluate"].outputs["evaluation"]["path"], "evaluation.json").read_text())
     assert evaluation["comparison"]["delta"]["map50_95"] == 0.0  # the same weights on the same split
     # evaluate re-ran, so register missed its cache: but these weights are v1 already, and stay v1 only
@@ -86,10 +92,10 @@ def test_pipeline_trains_evaluates_registers_and_summarises(tmp_path: Path) -> N
 def test_quality_gate_stops_registration(tmp_path: Path) -> None:
     done = skyops_run(tmp_path, *TINY, "-p", "epochs=1", "-p", "min_map50=0.99")
     assert done.returncode == 1
-    assert "gate quality stopped register: the model's test mAP50 is below min_map50" in done.stdout
+    assert "gate quality stopped export, register: the model's test mAP50 is below min_map50" in done.stdout
     assert "stopped at gate 'quality'" in done.stderr
     record = load_record(tmp_path / "runs", "latest")
-    assert record.status == "gated" and record.steps["register"].status == "gated"
+    assert record.status == "gated" and record.steps["export"].status == record.steps["register"].status == "gated"
 
 
 def test_killed_training_resumes_at_the_next_epoch(tmp_path: Path) -> None:

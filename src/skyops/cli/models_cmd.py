@@ -71,6 +71,11 @@ def show(version: str, model: str) -> None:
     print("model card:")
     print(json.dumps(v.card, indent=2))
     print(f"weights: {v.source}  (MLflow run {v.run_id})")
+    if v.artifacts:
+        print(f"artifacts: {', '.join(v.artifacts)}  (package model.tar.gz sha256 {v.package_sha256})")
+        print(f"package: {v.package_uri}")
+    else:
+        print("artifacts: none recorded (registered without an export package)")
 
 
 def governed(model: str) -> GovernedRegistry[Candidate]:

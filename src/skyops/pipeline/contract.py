@@ -83,7 +83,10 @@ class Registers:
     play which part, and each engine reads them from here.
 
     Args:
-        model: input port of the trained model (a training job's model artifact).
+        model: input port of the model to register: a training job's model artifact (one
+            model.tar.gz), or, with `model_file`, a folder a processing step wrote.
+        model_file: the file inside the `model` folder that is the model data (e.g. the model.tar.gz
+            an export step packaged); "" when the port is itself a training job's model artifact.
         metrics: input port of the folder holding the model's metrics file.
         metrics_file: that file, recorded as the version's model quality metrics.
         decision: output port the job writes its decision and model card into.
@@ -99,6 +102,7 @@ class Registers:
     decision_file: str
     card_file: str
     model_name_config: str
+    model_file: str = ""
 
     def problems(self, contract: ScriptContract) -> list[str]:
         """What of this does not fit the contract it belongs to."""
@@ -113,6 +117,8 @@ class Registers:
         problems += [
             f"registers.{part} {name!r} must be a file name without '/'" for part, name in files.items() if not name or "/" in name
         ]
+        if "/" in self.model_file:
+            problems.append(f"registers.model_file {self.model_file!r} must be a file name without '/'")
         if self.decision_file == self.card_file:
             problems.append(f"registers.decision_file and card_file are both {self.card_file!r}")
         if REGISTRY_ENV not in contract.env_names:

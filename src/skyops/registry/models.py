@@ -32,6 +32,11 @@ from skyops.training.tracking import TrackingStore, sqlite_path
 TAG = "skyops."
 APPROVAL = TAG + "approval"
 WEIGHTS_SHA256 = TAG + "weights_sha256"
+# The exported package a version was registered with (skyops.serving.package): its backends, the sha256
+# of its model.tar.gz, and where its model folder's files were logged.
+ARTIFACTS = TAG + "artifacts"  # comma-separated backend names: "onnx,int8,torch"
+PACKAGE_SHA256 = TAG + "package_sha256"
+PACKAGE_URI = TAG + "package_uri"
 _SHA256_HEX = frozenset("0123456789abcdef")
 ALIASES = ("staging", "champion", "previous")
 
@@ -80,6 +85,21 @@ class ModelVersion:
         """sha256 of the registered weights file ('' for versions registered before skyops recorded it)."""
         return self.tags.get(WEIGHTS_SHA256, "")
 
+    @property
+    def artifacts(self) -> tuple[str, ...]:
+        """The backends of the package the version was registered with (empty: registered without one)."""
+        return tuple(name for name in self.tags.get(ARTIFACTS, "").split(",") if name)
+
+    @property
+    def package_sha256(self) -> str:
+        """sha256 of that package's model.tar.gz ('' without one)."""
+        return self.tags.get(PACKAGE_SHA256, "")
+
+    @property
+    def package_uri(self) -> str:
+        """Where that package's model folder (metadata.json, model.onnx, ...) was logged ('' without one)."""
+        return self.tags.get(PACKAGE_URI, "")
+
     def _json_tag(self, name: str) -> dict[str, Any]:
         """A JSON-object tag skyops wrote at registration; {} when absent, StateFileError when damaged."""
         text = self.tags.get(TAG + name)
@@ -109,6 +129,9 @@ class Candidate:
     metrics: dict[str, float]
     card: dict[str, Any]
     gate: dict[str, Any]
+    artifacts: tuple[str, ...] = ()  # the exported package's backends (skyops.serving.package.ARTIFACTS)
+    package_sha256: str = ""  # sha256 of its model.tar.gz
+    package_uri: str = ""  # where its model folder was logged
 
 
 class ModelRegistry:
@@ -223,6 +246,12 @@ class ModelRegistry:
                 TAG + "gate": json.dumps(candidate.gate, sort_keys=True),
                 TAG + "card": json.dumps(candidate.card, sort_keys=True),
             }
+            if candidate.artifacts:
+                tags |= {
+                    ARTIFACTS: ",".join(candidate.artifacts),
+                    PACKAGE_SHA256: candidate.package_sha256,
+                    PACKAGE_URI: candidate.package_uri,
+                }
             created = self.client.create_model_version(
                 self.name, source=candidate.source, run_id=candidate.run_id, tags=tags, description=candidate.card.get("summary", "")
             )

@@ -99,23 +99,15 @@ class RegistrationRenderer:
        `<step>-rejected` (Rejected). Two steps because ModelApprovalStatus takes no JsonGet; top
        level because a Condition cannot hold a Condition. Neither is ever Approved.
     Both register into the group named by the config field `registers.model_name_config`, with the
-    model artifact, its metrics file, and the S3 URIs of the decision and the card as metadata.
+    model data (a training job's model.tar.gz, or `registers.model_file` in the folder of the
+    `registers.model` input: the exported package's model.tar.gz, which the server image serves),
+    its metrics file, and the S3 URIs of the decision and the card as metadata.
     """
 
     def steps(self, job: SageMakerJob) -> Rendered:
         registers = job.contract.registers
         assert registers is not None, "ScriptContract refuses a registration job without registers"
-        model = job.inputs.get(registers.model)
-        if model is None:
-            raise PipelineError(
-                f"registration step {job.name!r} has no bound {registers.model!r} input; bind it to the training step's model"
-            )
-        if registers.model not in job.archives and not _is_external(model):
-            raise PipelineError(
-                f"registration step {job.name!r}: its {registers.model!r} input is a folder written by a processing step; "
-                "a model version needs the model.tar.gz of a training job",
-                hint="bind the input to the training step's model output",
-            )
+        model_data = _model_data(job, registers)
         group = job.hyperparameters[registers.model_name_config]  # the literal, or the parameter it binds
         name = str(job.config.get(registers.model_name_config, group))
         if not _GROUP_NAME.match(name):
@@ -142,7 +134,7 @@ class RegistrationRenderer:
                 job.settings,
                 group=group,
                 status=status.value,
-                model_data=model,
+                model_data=model_data,
                 metrics=metrics,
                 metadata=metadata,
                 description=f"{status.value}: decided by step {job.name}, reasons in its decision (skyops:decision). {job.description}"[
@@ -158,6 +150,31 @@ class RegistrationRenderer:
 
     def output(self, step: str, port: str, contract: ScriptContract) -> Output:
         return Output(jobs.processing_output(step, port))  # the decision job writes files like any processing job
+
+
+def _model_data(job: SageMakerJob, registers: Registers) -> Value:
+    """The ModelDataUrl: the `model` input itself (a training job's model.tar.gz), or `model_file` inside that folder."""
+    model = job.inputs.get(registers.model)
+    if model is None:
+        wanted = f"the folder holding {registers.model_file}" if registers.model_file else "a training step's model"
+        raise PipelineError(
+            f"registration step {job.name!r} has no bound {registers.model!r} input; a model version needs it: bind it to {wanted}"
+        )
+    if registers.model_file:
+        if registers.model in job.archives:
+            raise PipelineError(
+                f"registration step {job.name!r}: its {registers.model!r} input is a training job's model.tar.gz, "
+                f"but the contract registers the file {registers.model_file!r} inside a folder",
+                hint=f"bind the input to the output folder that holds {registers.model_file} (an export step's package)",
+            )
+        return join([model, registers.model_file], "/")
+    if registers.model not in job.archives and not _is_external(model):
+        raise PipelineError(
+            f"registration step {job.name!r}: its {registers.model!r} input is a folder written by a processing step; "
+            "a model version needs the model.tar.gz of a training job",
+            hint="bind the input to the training step's model output",
+        )
+    return model
 
 
 def _decision_file(registers: Registers) -> dict[str, str]:

@@ -20,6 +20,13 @@ and so misses this step's cache, but if the registry already has a version with 
 sha256 of best.pt) that version is returned untouched: its status, card and gate decision stay those
 a reviewer saw; this run's decision is recorded in registration.json (`created: false`).
 
+With the export step's package bound (`package`), the package is checked (every file against its
+metadata.json, made from these very weights) and its artifacts go on record: in decision.json on both
+engines; locally also on the version (tags skyops.artifacts, e.g. "onnx,int8,torch", and
+skyops.package_sha256, the sha256 of its model.tar.gz), with the package's files logged to the
+training run (tag skyops.package_uri), where `skyops serve` finds them. On SageMaker the version's
+model data (ModelDataUrl) is that model.tar.gz, which the server image serves.
+
 A cached result is re-checked before it is reused (`recheck`): a registration whose version was
 deleted, or that was made in another store, is not reported as true; the step runs again.
 """
@@ -58,6 +65,12 @@ SPEC = StepSpec(
         Port(name="model", kind="model-weights"),
         Port(name="evaluation", kind="evaluation"),
         Port(name="profile", kind="data-profile", optional=True),
+        Port(
+            name="package",
+            kind="model-package",
+            optional=True,
+            description="the export step's package: the version records its artifacts; on SageMaker its model.tar.gz is the model data",
+        ),
     ),
     outputs=(
         Port(
@@ -72,7 +85,12 @@ SPEC = StepSpec(
 CONTRACT = ScriptContract(
     entry_point="skyops.steps.register",
     job_kind=JobKind.REGISTRATION,
-    inputs={"model": processing_input("model"), "evaluation": processing_input("evaluation"), "profile": processing_input("profile")},
+    inputs={
+        "model": processing_input("model"),
+        "evaluation": processing_input("evaluation"),
+        "profile": processing_input("profile"),
+        "package": processing_input("package"),
+    },
     outputs={"registration": processing_output("registration")},
     optional_env={
         "SKYOPS_STATE_DIR": "/tmp/skyops",
@@ -82,7 +100,8 @@ CONTRACT = ScriptContract(
         "SKYOPS_REGISTRY": "local",
     },
     registers=Registers(
-        model="model",
+        model="package",  # the server image serves the exported model.tar.gz, not the training job's archive
+        model_file="model.tar.gz",
         metrics="evaluation",
         metrics_file="evaluation.json",
         decision="registration",
@@ -171,6 +190,7 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
             f"evaluation.json scored weights {evaluation['model']['weights_sha256'][:12]}, but the model to register is {digest[:12]} ({weights})",
             hint="wire register's evaluation input to the evaluate step that scored this model",
         )
+    package = exported_package(inputs["package"], digest) if "package" in inputs else None
     policy = GatePolicy(min_map50=args.min_map50, min_map50_95=args.min_map50_95, max_regression=args.max_regression)
     gate = decide(evaluation, champion_comparison(evaluation), policy)
     status = Decision.PENDING if gate["passed"] else Decision.REJECTED
@@ -184,16 +204,38 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
         "actor": {"user": env["SKYOPS_USER"], "run": env["SKYOPS_RUN_ID"]},
         "registry": registry,
         "card": card,
+        "package": package,  # the exported artifacts and the sha256 of their model.tar.gz; None without an export
     }
     write_json_atomic(outputs["registration"] / "card.json", card)
     write_json_atomic(outputs["registration"] / "decision.json", decision)
     print(f"decision on {args.model_name} ({digest[:12]}): {status.value}; gate {'passed' if gate['passed'] else 'failed'}:")
     for reason in gate["reasons"]:
         print(f"  - {reason}")
+    if package is not None:
+        print(f"package: {', '.join(package['artifacts'])} (model.tar.gz sha256 {package['sha256'][:12]})")
     if registry == "local":
         register_locally(inputs, outputs, env, args, training=training, digest=digest, decision=decision)
     else:
         print(f"{registry} registers the version from decision.json (status {status.value})")
+
+
+def exported_package(folder: Path, digest: str) -> dict[str, Any]:
+    """The export step's package, checked: every file as its metadata.json records it, made from these weights.
+
+    Returns:
+        {"artifacts": backend names in the package, "sha256": of its model.tar.gz}.
+    """
+    from skyops.errors import ConfigError
+    from skyops.serving.package import archive_sha256, model_dir, read_metadata
+
+    metadata = read_metadata(model_dir(folder))  # StateFileError for a damaged package: one line, never registered
+    made_from = metadata.source.weights_sha256
+    if made_from != digest:
+        raise ConfigError(
+            f"the package {folder} was exported from weights {made_from[:12]}, but the model to register is {digest[:12]}",
+            hint="wire register's package input to the export step of this model",
+        )
+    return {"artifacts": list(metadata.artifact_names), "sha256": archive_sha256(folder)}
 
 
 def register_locally(
@@ -215,6 +257,7 @@ def register_locally(
     from skyops.registry.acting import run_governance
     from skyops.registry.governed import GovernedRegistry
     from skyops.registry.models import Candidate, ModelRegistry
+    from skyops.serving.package import model_dir
     from skyops.training.tracking import TrackingStore
 
     state_dir = Path(env["SKYOPS_STATE_DIR"])
@@ -224,6 +267,13 @@ def register_locally(
     run_id = training["mlflow_run_id"]
     client = registry.client
     artifacts = client.get_run(run_id).info.artifact_uri
+    package, package_uri = decision["package"], ""
+    if package is not None and registry.by_weights(digest) is None:
+        # Logged before the version exists, under the package's own digest: a version never names files not yet
+        # there, and a concurrent registration of the same weights cannot overwrite the files this one names.
+        where = f"package/{package['sha256'][:16]}"
+        client.log_artifacts(run_id, str(model_dir(inputs["package"])), where)
+        package_uri = f"{artifacts}/{where}"
     candidate = Candidate(
         run_id=run_id,
         source=f"{artifacts}/weights",
@@ -231,6 +281,9 @@ def register_locally(
         metrics=decision["card"]["metrics"],
         card=decision["card"],
         gate=gate,
+        artifacts=tuple(package["artifacts"]) if package else (),
+        package_sha256=package["sha256"] if package else "",
+        package_uri=package_uri,
     )
     done = GovernedRegistry(registry, governance).register(
         env["SKYOPS_USER"],
@@ -256,6 +309,8 @@ def register_locally(
         "source": version.source,
         "tracking_uri": registry.store.uri,
         "weights_sha256": digest,
+        "artifacts": list(version.artifacts),  # what the version records (an existing version keeps its own)
+        "package_sha256": version.package_sha256,
         "registered_by": {"user": env["SKYOPS_USER"], "role": str(governance.role_of(env["SKYOPS_USER"]))},
     }
     write_json_atomic(outputs["registration"] / "registration.json", result)
