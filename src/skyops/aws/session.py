@@ -31,7 +31,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,11 +151,15 @@ class AssumedRole:
 
     role_arn: str
     session: Session
+    _clients: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def client(self, service: str) -> Any:
+        """The role's client of `service`, made on first use (one per service)."""
         from botocore.config import Config  # heavy: loaded only when AWS is used
 
-        return self.session.client(service, config=Config(user_agent_extra=f"skyops/{skyops.__version__}"))
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, config=Config(user_agent_extra=f"skyops/{skyops.__version__}"))
+        return self._clients[service]
 
 
 def guarded_session(profile: str = DEFAULT_AWS_PROFILE, region: str | None = None) -> Session:

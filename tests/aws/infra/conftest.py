@@ -12,6 +12,10 @@ What moto 5.2.5 does not do, and what stands in for it here (docs/infrastructure
   botocore's request shapes of the calls CloudFormation makes for them.
 - Inline policies of a role made by its CloudFormation are stored in a form its IAM authorizer cannot read (Python's
   repr, not JSON): `iam_enforced` puts the template's own policy documents on the stack's roles with the IAM API.
+- Its IAM authorizer names a CloudWatch request's action after the signing name (`monitoring:DeleteAlarms`);
+  IAM's is `cloudwatch:DeleteAlarms`, the name policies use: `iam_enforced` renames it. It also fails a trust
+  policy with a statement for a service principal beside one for an IAM principal (a TypeError, then a denial
+  for the other statement's principal), which is why the persona roles trust both in one statement.
 """
 
 from __future__ import annotations
@@ -95,7 +99,10 @@ def admin(moto: MotoServer, service: str, keys: tuple[str, str] = ("setup", "set
 
 
 def _reset_auth(moto: MotoServer, count: str) -> None:
-    request = urllib.request.Request(f"{moto.url}/moto-api/reset-auth", data=count.encode(), method="POST")
+    """From the next request on, moto checks every request after the first `count` ("0": all; "inf": none)."""
+    request = urllib.request.Request(
+        f"{moto.url}/moto-api/reset-auth", data=count.encode(), method="POST", headers={"Content-Type": "text/plain"}
+    )
     urllib.request.urlopen(request, timeout=10).close()
 
 
@@ -110,8 +117,18 @@ class Enforced:
 
 
 @pytest.fixture
-def iam_enforced(moto: MotoServer, aws_files: AwsFiles) -> Iterator[Enforced]:
+def iam_enforced(moto: MotoServer, aws_files: AwsFiles, monkeypatch: pytest.MonkeyPatch) -> Iterator[Enforced]:
     """moto's IAM authorizer on for this test (every request signed by a known key and allowed by its policies)."""
+    from moto.iam.access_control import IAMRequestBase
+
+    authorize = IAMRequestBase.__init__
+
+    def named_as_iam_names_it(self: Any, *args: Any, **kwargs: Any) -> None:
+        authorize(self, *args, **kwargs)
+        if self._action.startswith("monitoring:"):
+            self._action = "cloudwatch:" + self._action.removeprefix("monitoring:")
+
+    monkeypatch.setattr(IAMRequestBase, "__init__", named_as_iam_names_it)
     iam = admin(moto, "iam")
     iam.create_user(UserName="deployer")
     allow_all = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
