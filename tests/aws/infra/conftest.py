@@ -171,3 +171,14 @@ def put_template_policies(iam: Any, outputs: dict[str, str], topic_arn: str, rep
 
 
 DEPLOY = ("infra", "deploy", "--owner", OWNER, "--cost-center", COST_CENTER)
+
+
+@pytest.fixture
+def separated(cli: Cli, moto: MotoServer, project: Path, iam_enforced: Enforced) -> dict[str, Any]:
+    """The core stack deployed with IAM enforced; its roles hold the template's policies."""
+    code, _, err = cli(*DEPLOY, "--trusted-principal", DEPLOYER)
+    assert code == 0, err
+    outputs = json.loads((project / "infra" / "dev.json").read_text())["core"]
+    repository = iam_enforced.client(moto, "ecr").describe_repositories(repositoryNames=["skyops-dev"])["repositories"][0]
+    put_template_policies(iam_enforced.client(moto, "iam"), outputs, outputs["AlertsTopicArn"], repository["repositoryArn"])
+    return {**outputs, "RepositoryArn": repository["repositoryArn"]}

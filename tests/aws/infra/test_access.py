@@ -9,14 +9,13 @@ template's SageMaker, CloudWatch and application-autoscaling statements name Res
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.aws.conftest import MotoServer
 
-from .conftest import DEPLOY, DEPLOYER, Cli, Enforced, put_template_policies
+from .conftest import Cli, Enforced
 from .template import CORE, load_template, policies
 
 pytestmark = pytest.mark.usefixtures("project", "cfn_outputs")
@@ -32,17 +31,6 @@ PRIVILEGED = [
     "read production data capture",
 ]
 UNPRIVILEGED = ["read the data", "list model versions", "start a pipeline execution"]
-
-
-@pytest.fixture
-def separated(cli: Cli, moto: MotoServer, project: Path, iam_enforced: Enforced) -> dict[str, Any]:
-    """The core stack deployed with IAM enforced; its roles hold the template's policies."""
-    code, _, err = cli(*DEPLOY, "--trusted-principal", DEPLOYER)
-    assert code == 0, err
-    outputs = json.loads((project / "infra" / "dev.json").read_text())["core"]
-    repository = iam_enforced.client(moto, "ecr").describe_repositories(repositoryNames=["skyops-dev"])["repositories"][0]
-    put_template_policies(iam_enforced.client(moto, "iam"), outputs, outputs["AlertsTopicArn"], repository["repositoryArn"])
-    return {**outputs, "RepositoryArn": repository["repositoryArn"]}
 
 
 def _matrix(out: str) -> dict[str, tuple[str, str]]:
