@@ -90,10 +90,15 @@ def kept_outputs(state_dir: Path, env: InfraEnvironment) -> InfraOutputs | None:
     if not path.exists():
         return None
 
+    def text(value: Any) -> bool:
+        return isinstance(value, str)
+
+    def table(value: Any) -> bool:
+        return isinstance(value, dict)
+
     def problems(value: Any) -> list[str]:
-        text, table = (lambda v: isinstance(v, str), "a string"), (lambda v: isinstance(v, dict), "an object")
-        fields = [("environment", *text), ("profile", *text), ("region", *text), ("core", *table), ("studio", *table), ("read_at", *text)]
-        return shape_problems(value, fields)
+        fields = [(key, text, "a string") for key in ("environment", "profile", "region", "read_at")]
+        return shape_problems(value, [*fields, ("core", table, "an object"), ("studio", table, "an object")])
 
     data = read_json_state(
         path,

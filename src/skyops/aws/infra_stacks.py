@@ -270,11 +270,7 @@ def recovery(name: str, status: str, profile: str) -> str:
 
 def _refuse_unsettled(stack: Stack, profile: str) -> None:
     """InfraError for a stack a change set cannot update now: busy, or left failed by an earlier operation."""
-    if (
-        stack.status.endswith("_IN_PROGRESS")
-        or stack.status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED")
-        or (stack.status.endswith("_FAILED"))
-    ):
+    if stack.status.endswith(("_IN_PROGRESS", "_FAILED")) or stack.status == "ROLLBACK_COMPLETE":
         raise InfraError(
             f"stack {stack.name} is {stack.status} and cannot be changed now", hint=recovery(stack.name, stack.status, profile)
         )

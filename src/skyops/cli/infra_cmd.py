@@ -207,13 +207,19 @@ def outputs(env_name: str | None, as_json: bool) -> None:
     print(f"kept in {outputs_path(settings().state_dir, env)}")
 
 
-def _require_outputs(found: InfraOutputs | None, env: InfraEnvironment) -> InfraOutputs:
+def _require_outputs(found: InfraOutputs | None, env: InfraEnvironment, *keys: str) -> InfraOutputs:
+    """The outputs, holding `keys`; ConfigError saying how to get them otherwise."""
     from skyops.errors import ConfigError
 
     if found is None:
         raise ConfigError(
             f"environment {env.name} has no stack {env.core_stack} (or it has no outputs yet) in this account and region",
             hint=f"deploy it first: skyops infra deploy --env {env.name} --owner TEAM --cost-center CC",
+        )
+    if missing := [key for key in keys if not found.core.get(key)]:
+        raise ConfigError(
+            f"stack {env.core_stack} has no output {', '.join(missing)}: it was not made from infra/cloudformation/skyops-core.yaml",
+            hint=f"deploy it again from the template: skyops infra deploy --env {env.name}",
         )
     return found
 
@@ -264,7 +270,8 @@ def check_access_cmd(ctx: click.Context, env_name: str | None) -> None:
 
     env = _environment(env_name)
     guard, report = _guard()
-    found = _require_outputs(fetch_outputs(Stacks(guard), env, report), env)
+    keys = ("DataScientistRoleArn", "MLEngineerRoleArn", "BucketName", "ModelPackageGroupName")
+    found = _require_outputs(fetch_outputs(Stacks(guard), env, report), env, *keys)
     roles = {DATA_SCIENTIST: found.core["DataScientistRoleArn"], ML_ENGINEER: found.core["MLEngineerRoleArn"]}
     arn = roles[DATA_SCIENTIST].split(":")
     target = ProbeTarget(
@@ -303,7 +310,7 @@ def upload_notebooks_cmd(env_name: str | None, source: Path | None) -> None:
     env = _environment(env_name)
     found = find_notebooks(source or settings().project_dir / "notebooks")  # exit 2 before any request when there are none
     guard, report = _guard()
-    outputs = _require_outputs(fetch_outputs(Stacks(guard), env, report), env)
+    outputs = _require_outputs(fetch_outputs(Stacks(guard), env, report), env, "BucketName")
     save_outputs(settings().state_dir, outputs)
     bucket = outputs.core["BucketName"]
     for path, uri in upload_notebooks(guard.client("s3"), bucket, found):

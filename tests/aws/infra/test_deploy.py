@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,39 @@ def test_status_and_outputs(cli: Cli, moto: MotoServer, project: Path) -> None:
     assert (project / "infra" / "dev.json").exists()
     code, out, err = cli("infra", "status")
     assert code == 0 and out.splitlines()[1] == "skyops-dev               CREATE_COMPLETE", err
+
+
+def test_an_update_that_rolls_back_names_the_failed_resource_and_the_way_out(
+    cli: Cli, moto: MotoServer, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto never fails a change set's execution: here it ends as CloudFormation ends a failed update."""
+    from moto.cloudformation.models import CloudFormationBackend, Event
+
+    assert cli(*DEPLOY)[0] == 0
+
+    def execute_and_roll_back(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
+        stack = next(iter(self.stacks.values()))
+        reason = "Resource handler returned message: Budget limit must be at least 10 USD"
+        stack.events.append(Event(stack.stack_id, stack.name, "MonthlyBudget", "b", "AWS::Budgets::Budget", "UPDATE_FAILED", reason, None))
+        stack.status = "UPDATE_ROLLBACK_COMPLETE"
+
+    monkeypatch.setattr(CloudFormationBackend, "execute_change_set", execute_and_roll_back)
+    code, out, err = cli("infra", "deploy", "--budget-usd", "5")
+    assert code == 1, out
+    assert err.splitlines() == [
+        "error: stack skyops-dev ended UPDATE_ROLLBACK_COMPLETE: MonthlyBudget (AWS::Budgets::Budget): "
+        "Resource handler returned message: Budget limit must be at least 10 USD",
+        "hint: the stack is back as it was before this deploy: fix the cause above, then deploy again",
+    ]
+    last = json.loads((project / "infra" / "actions.jsonl").read_text().splitlines()[-1])
+    assert (last["action"], last["outcome"]) == ("deploy-stack", "failed") and "MonthlyBudget" in last["reason"]
+
+
+def test_check_access_and_outputs_without_a_stack_say_to_deploy(cli: Cli, moto: MotoServer, project: Path) -> None:
+    for command in ("check-access", "outputs"):
+        code, _, err = cli("infra", command)
+        assert code == 2
+        assert err.splitlines() == [
+            "error: environment dev has no stack skyops-dev (or it has no outputs yet) in this account and region",
+            "hint: deploy it first: skyops infra deploy --env dev --owner TEAM --cost-center CC",
+        ]
