@@ -5,7 +5,12 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml requirements-lock.txt 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST  := $(BIN)/python -m pytest
 
-.PHONY: install demo test test-slow bench lint format lock prices clean
+# checkov (CloudFormation security checks) lives in its own venv: its pins conflict with the project's.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV    := .skyops/tools/checkov-venv
+CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+
+.PHONY: install demo test test-slow bench lint lint-infra checkov format lock prices clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,11 +34,23 @@ test-slow: install  ## long checks: real training runs
 bench: install  ## comparative benchmarks, each prints its ratio against its anchor
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-lint: install  ## style, types and the layering contract of DESIGN.md
+lint: install lint-infra  ## style, types, the layering contract of DESIGN.md, and the CloudFormation templates
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	rm -f $(CHECKOV_VENV)/.installed-* && touch $@
+
+checkov: $(CHECKOV_STAMP)  ## install checkov into its own venv (.skyops/tools/checkov-venv)
+
+lint-infra: install checkov  ## cfn-lint and checkov on infra/cloudformation (docs/infrastructure.md)
+	$(BIN)/cfn-lint infra/cloudformation/*.yaml
+	$(CHECKOV_VENV)/bin/checkov -d infra/cloudformation --framework cloudformation --compact --quiet --skip-download
 
 format: install
 	$(BIN)/ruff format src tests benchmarks tools

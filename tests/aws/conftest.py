@@ -122,7 +122,8 @@ def aws_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AwsFiles:
 @dataclass
 class CountingApp:
     """A WSGI middleware that keeps 'METHOD host/path' of every AWS request (not moto's own /moto-api/), and its
-    operation: the JSON protocols' X-Amz-Target without the service prefix ('CreateEndpoint'), else 'METHOD path'."""
+    operation: the JSON protocols' X-Amz-Target without the service prefix ('CreateEndpoint'), the query protocol's
+    Action ('CreateChangeSet', read from the form body, which is handed on unchanged), else 'METHOD path'."""
 
     app: Callable[..., Any]
     requests: list[str] = field(default_factory=list)
@@ -133,10 +134,23 @@ class CountingApp:
         path = environ.get("PATH_INFO", "")
         if not path.startswith("/moto-api/"):
             target = environ.get("HTTP_X_AMZ_TARGET", "")
+            operation = target.rpartition(".")[2] if target else _query_action(environ) or f"{environ['REQUEST_METHOD']} {path}"
             with self.lock:
                 self.requests.append(f"{environ['REQUEST_METHOD']} {environ.get('HTTP_HOST', '')}{path}")
-                self.operations.append(target.rpartition(".")[2] if target else f"{environ['REQUEST_METHOD']} {path}")
+                self.operations.append(operation)
         return self.app(environ, start_response)
+
+
+def _query_action(environ: dict[str, Any]) -> str:
+    """The Action of a query-protocol request (a form body); the body is put back for the app to read."""
+    import io
+    from urllib.parse import parse_qs
+
+    if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return ""
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    environ["wsgi.input"] = io.BytesIO(body)
+    return parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
 
 
 @dataclass

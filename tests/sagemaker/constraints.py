@@ -12,7 +12,10 @@ Patterns are Java regular expressions (SageMaker's services match a whole value 
      `\\p{Alnum}` is Java's ASCII class [a-zA-Z0-9], `\\p{Print}` its printable ASCII [\\x20-\\x7e];
   2. a UTF-16 surrogate pair `\\uD800\\uDC00` becomes the one code point it encodes (\\U00010000), so
      `\\uD800\\uDC00-\\uDBFF\\uDFFF` is the range of the supplementary planes;
-  3. a quantifier on the end anchor (`${1,128}`, which Java accepts and ignores) is dropped.
+  3. a quantifier on the end anchor (`${1,128}`, which Java accepts and ignores) is dropped;
+  4. an inline flag group that does not start the pattern (`a|(?i)b`, Budgets' BudgetName), which Java applies to
+     the rest of its enclosing group, becomes a scoped group over that rest (`a|(?i:b)`): Python takes such flags
+     only at the start.
 Java's `.` also excludes \\r and \\u2028/\\u2029; no value here holds them, so that difference stays.
 """
 
@@ -89,7 +92,34 @@ def python_pattern(java: str) -> str:
             depth -= 1
         out.append(text[i])
         i += 1
-    return "".join(out)
+    return _scoped_flags("".join(out))
+
+
+_INLINE_FLAGS = re.compile(r"\(\?([a-zA-Z]+)\)")
+
+
+def _scoped_flags(text: str) -> str:
+    """Rule 4: each `(?flags)` after the start, as `(?flags:...)` up to the end of its enclosing group."""
+    while (m := _INLINE_FLAGS.search(text, 1)) is not None:
+        depth, i, in_class = 0, m.end(), False
+        while i < len(text):
+            char = text[i]
+            if char == "\\":
+                i += 2
+                continue
+            if in_class:
+                in_class = char != "]"
+            elif char == "[":
+                in_class = True
+            elif char == "(":
+                depth += 1
+            elif char == ")":
+                if depth == 0:
+                    break
+                depth -= 1
+            i += 1
+        text = f"{text[: m.start()]}(?{m[1]}:{text[m.end() : i]}){text[i:]}"
+    return text
 
 
 @cache

@@ -127,6 +127,11 @@ def test_every_pattern_of_the_request_shapes_compiles() -> None:
         ),
         (r"[\u0020-\uD7FF\uE000-\uFFFD\uD800\uDC00-\uDBFF\uDFFF\t]*", ["plain text\t", "emoji \U0001f600"], ["\x01", "\ufffe"]),
         (r"\p{Print}+", ["drone-detector-invocations-per-instance", "a b~"], ["tab\there", "é"]),  # PutScalingPolicy's PolicyName
+        (  # Budgets' BudgetName: an inline flag in the middle of a lookahead
+            "^(?![^:\\\\]*/action/|(?i).*<script>.*</script>.*)[^:\\\\]+$",
+            ["skyops-dev-monthly", "a <b>"],
+            ["x<SCRIPT>y</Script>z", "a:b", "p/action/q"],
+        ),
     ],
 )
 def test_java_patterns_mean_the_same_in_python(java: str, matches: list[str], refuses: list[str]) -> None:

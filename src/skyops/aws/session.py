@@ -31,7 +31,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,11 +119,47 @@ class AwsGuard:
             config = config.merge(kwargs.pop("config"))
         return session.client(service, config=config, **kwargs)
 
+    def assume_role(self, role_arn: str, session_name: str) -> AssumedRole:
+        """Clients acting as `role_arn`: its temporary credentials come from this guard's STS client (the profile
+        is checked first), and its clients keep the guard's endpoint rule. Used to try a persona's permissions.
+
+        Raises:
+            AwsRequestError: STS refused (the role's trust policy does not name this profile's principal, ...).
+        """
+        import boto3  # heavy: loaded only when AWS is used
+        import botocore.session
+
+        _, report = self._open()
+        with aws_request(f"assume role {role_arn}", hint="the role's trust policy must allow this profile's principal to assume it"):
+            credentials = self.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=session_name, DurationSeconds=900)
+        core = botocore.session.Session(profile=self.profile)  # the profile's settings; the credentials are set below
+        given = credentials["Credentials"]
+        core.set_credentials(given["AccessKeyId"], given["SecretAccessKey"], given["SessionToken"])
+        core.register("before-endpoint-resolution", refuse_other_endpoints(self.profile, report.allowed_endpoint))
+        return AssumedRole(role_arn, boto3.Session(botocore_session=core, region_name=report.region))
+
     def _open(self) -> tuple[Session, GuardReport]:
         with self._lock:
             if self._opened is None:
                 self._opened = _open_session(self.profile, self.region)
             return self._opened
+
+
+@dataclass(frozen=True)
+class AssumedRole:
+    """A role assumed through an AwsGuard (`AwsGuard.assume_role`): clients with its temporary credentials."""
+
+    role_arn: str
+    session: Session
+    _clients: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def client(self, service: str) -> Any:
+        """The role's client of `service`, made on first use (one per service)."""
+        from botocore.config import Config  # heavy: loaded only when AWS is used
+
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, config=Config(user_agent_extra=f"skyops/{skyops.__version__}"))
+        return self._clients[service]
 
 
 def guarded_session(profile: str = DEFAULT_AWS_PROFILE, region: str | None = None) -> Session:

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("skyops.cli.audit_cmd", "app"),
     "roles": ("skyops.cli.roles_cmd", "app"),
     "sagemaker": ("skyops.cli.sagemaker_cmd", "app"),
+    "infra": ("skyops.cli.infra_cmd", "app"),
     "cost": ("skyops.cli.cost_cmd", "app"),
 }
 

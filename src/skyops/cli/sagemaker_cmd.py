@@ -3,6 +3,10 @@
 `compile` needs no AWS at all. The other commands send requests through the profile guard
 (`skyops.aws.session`), which refuses before the first request unless the configured profile
 (SKYOPS_AWS_PROFILE, default `ab`) is the one in use.
+
+Settings come from the options, then `SKYOPS_SAGEMAKER_*`, then the outputs of the environment's stacks
+(`skyops infra deploy`, environment $SKYOPS_INFRA_ENV or dev): `compile` reads the copy `skyops infra` kept in
+the state folder; `upsert` reads it when it is of the same profile and region, else looks the stack up.
 """
 
 from __future__ import annotations
@@ -67,12 +71,39 @@ def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _sagemaker_settings(**given: Any) -> SageMakerSettings:
+def _sagemaker_settings(stack_defaults: dict[str, str], **given: Any) -> SageMakerSettings:
+    """Settings from the options, over `SKYOPS_SAGEMAKER_*`, over the environment's stack outputs (`skyops infra`)."""
+    from skyops.errors import ConfigError
     from skyops.pipeline.sagemaker.settings import ENV_PREFIX, settings_from_env
 
     if not os.environ.get(ENV_PREFIX + "METRIC_DEFINITIONS"):
         given.setdefault("metric_definitions", TRAIN_METRICS)
-    return settings_from_env(os.environ, given)
+    try:
+        return settings_from_env({**stack_defaults, **os.environ}, given)
+    except ConfigError as e:
+        if not stack_defaults:
+            e.hint += "; or deploy the environment's stacks once (skyops infra deploy): their outputs become these settings"
+        raise
+
+
+def _needs_stack(**given: Any) -> bool:
+    """Whether a setting the stack provides is given neither as an option nor as a variable (then the stack is asked)."""
+    from skyops.pipeline.sagemaker.settings import ENV_PREFIX
+
+    provided = {
+        "bucket": ("BUCKET",),
+        "role_arn": ("ROLE_ARN",),
+        "image_uri": ("IMAGE_URI", "IMAGE_URIS"),
+    }
+    return any(given.get(name) is None and not any(os.environ.get(ENV_PREFIX + v) for v in names) for name, names in provided.items())
+
+
+def _kept_stack_settings() -> dict[str, str]:
+    """What the last `skyops infra deploy|outputs` kept in the state folder (no request: compile is offline)."""
+    from skyops.aws.infra import infra_environment
+    from skyops.aws.infra_outputs import kept_outputs, sagemaker_defaults
+
+    return sagemaker_defaults(kept_outputs(settings().state_dir, infra_environment()))
 
 
 def _compile(pipeline: Pipeline, options: SageMakerSettings, param: Sequence[str]) -> tuple[dict[str, Any], SageMakerSettings, CodeArchive]:
@@ -108,7 +139,8 @@ def compile_(
 ) -> None:
     """Print the SageMaker pipeline definition (JSON) of a pipeline. Offline: sends nothing to AWS."""
     pipeline = load(name)
-    options = _sagemaker_settings(bucket=bucket, role_arn=role_arn, region=region, prefix=prefix, image_uri=image_uri, spot=spot)
+    given = {"bucket": bucket, "role_arn": role_arn, "region": region, "prefix": prefix, "image_uri": image_uri, "spot": spot}
+    options = _sagemaker_settings(_kept_stack_settings() if _needs_stack(**given) else {}, **given)
     definition, compiled, archive = _compile(pipeline, options, param)
     text = json.dumps(definition, indent=2, sort_keys=True) + "\n"
     if out is None:
@@ -138,7 +170,8 @@ def upsert(
     pipelines = _pipelines(region or os.environ.get(ENV_PREFIX + "REGION"))
     checked = pipelines.guard.check()  # refuses here, before any request, unless the profile is right
     pipeline = load(name)
-    options = _sagemaker_settings(bucket=bucket, role_arn=role_arn, region=checked.region, prefix=prefix, image_uri=image_uri, spot=spot)
+    given = {"bucket": bucket, "role_arn": role_arn, "region": checked.region, "prefix": prefix, "image_uri": image_uri, "spot": spot}
+    options = _sagemaker_settings(_stack_settings(pipelines) if _needs_stack(**given) else {}, **given)
     definition, compiled, archive = _compile(pipeline, options, param)
     pipelines.upload_code(compiled.bucket, compiled.code_key, archive.data)
     pipelines.upload_unbound_marker(compiled.bucket, compiled.unbound_key)  # what a source's input reads when nothing is found
@@ -209,6 +242,14 @@ def executions(name: str, limit: int) -> None:
         print(f"no executions of {pipeline_name} yet; start one: skyops sagemaker start {pipeline_name}")
     for e in found:
         print(f"{_time(e.started)}  {e.status:10}  {e.arn}" + (f"  {e.display_name}" if e.display_name else ""))
+
+
+def _stack_settings(pipelines: SageMakerPipelines) -> dict[str, str]:
+    """The environment's stack outputs for the guard's profile and region: the kept copy, else DescribeStacks."""
+    from skyops.aws.infra import infra_environment
+    from skyops.aws.infra_outputs import stack_settings
+
+    return stack_settings(pipelines.guard, settings().state_dir, infra_environment())
 
 
 def _pipelines(region: str | None) -> SageMakerPipelines:
