@@ -5,6 +5,7 @@ keeping nothing they should not."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ from skyops.aws.run_store import RunStore
 from skyops.aws.session import AwsGuard
 from skyops.errors import AwsGuardError, ConfigError
 from skyops.pipeline.hashing import hash_tree
-from skyops.pipeline.lineage import RunRecord
+from skyops.pipeline.lineage import RunRecord, load_record
 
 from .conftest import CountingListener, MotoServer
 from .run_world import FILES, OBJECTS, make_run, manifest_json, output_files, pulled_files
@@ -30,9 +31,16 @@ PREFIX = "team/published/"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> RunRecord:
-    """One finished toy run for the module (push and pull only read its state)."""
-    return make_run(tmp_path_factory.mktemp("run") / "state")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The state folder of one finished toy run, for the module (push and pull only read it)."""
+    folder = tmp_path_factory.mktemp("run") / "state"
+    make_run(folder)
+    return folder
+
+
+@pytest.fixture
+def run(state: Path) -> RunRecord:
+    return load_record(state / "runs", "latest")
 
 
 @pytest.fixture
@@ -66,8 +74,9 @@ def test_push_uploads_each_content_once_and_the_manifest_last(store: RunStore, b
     assert sorted(operations[1:-1]) == sorted([f"HEAD objects/{sha}" for sha in shas] + [f"PUT objects/{sha}" for sha in shas])
     assert operations[-1] == f"PUT {manifest}"  # last: a reader that sees it sees every object
     for sha in shas:
-        head = bucket.client.head_object(Bucket=bucket.name, Key=f"{PREFIX}objects/{sha}")
+        head = bucket.client.head_object(Bucket=bucket.name, Key=f"{PREFIX}objects/{sha}", ChecksumMode="ENABLED")
         assert head["Metadata"] == {"sha256": sha}
+        assert head["ChecksumSHA256"] == base64.b64encode(bytes.fromhex(sha)).decode()  # sent for S3 to verify (moto only keeps it)
         body = bucket.client.get_object(Bucket=bucket.name, Key=f"{PREFIX}objects/{sha}")["Body"].read()
         assert hashlib.sha256(body).hexdigest() == sha
     published = manifest_json(manifest_of(bucket, run.run_id))
@@ -81,10 +90,13 @@ def test_push_uploads_each_content_once_and_the_manifest_last(store: RunStore, b
     assert published["steps"]["writer"]["model"]["digest"] == run.steps["writer"].outputs["model"]["digest"]
 
 
-def test_a_second_push_uploads_nothing(store: RunStore, bucket: Bucket, run: RunRecord) -> None:
-    store.push(run, bucket.uri(PREFIX))
-    before = manifest_of(bucket, run.run_id)
+def test_a_second_push_uploads_nothing(store: RunStore, bucket: Bucket, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    record = make_run(state)  # the record in memory, as the engine returns it
+    store.push(record, bucket.uri(PREFIX))
+    before = manifest_of(bucket, record.run_id)
     bucket.forget_requests()
+    run = load_record(state / "runs", record.run_id)  # the record read back from run.json, as `skyops runs push` reads it
     again = RunStore(AwsGuard()).push(run, bucket.uri(PREFIX))
     assert (again.uploaded, again.manifest_written) == (0, False)
     assert [op.split()[0] for op in s3_operations(bucket)] == ["HEAD"] * (1 + OBJECTS)  # looked up, nothing sent

@@ -163,7 +163,8 @@ class RunStore:
                 Body=body,
                 ContentLength=obj.size,
                 Metadata={SHA256_METADATA: obj.sha256},
-                ChecksumSHA256=_base64(obj.sha256),  # S3 refuses the upload if the bytes it got are not these
+                ChecksumAlgorithm="SHA256",  # S3 refuses the upload if the bytes it got are not these, and keeps the checksum
+                ChecksumSHA256=_base64(obj.sha256),
             )
 
     def _put_manifest(self, location: S3Location, key: str, local: LocalRun) -> bool:
@@ -179,6 +180,7 @@ class RunStore:
                     Body=local.manifest,
                     ContentType="application/json",
                     Metadata={SHA256_METADATA: local.manifest_sha256},
+                    ChecksumAlgorithm="SHA256",
                     ChecksumSHA256=_base64(local.manifest_sha256),
                     IfNoneMatch="*",  # never over another push's manifest
                 )
@@ -197,8 +199,8 @@ class RunStore:
         if sha != local.manifest_sha256:
             raise RunStoreError(
                 f"{uri} already holds another manifest of run {local.run_id} (sha256 {sha[:12] or 'not given'}, "
-                f"this run's is {local.manifest_sha256[:12]}); nothing was uploaded or replaced",
-                hint="a published run is never overwritten: push to another prefix (--to), or delete that manifest if you know it is wrong",
+                f"this run's is {local.manifest_sha256[:12]}): a published run is never replaced",
+                hint="push to another prefix (--to), or delete that manifest if you know it is wrong",
             )
 
     # ---- pull -------------------------------------------------------------------------------------------
