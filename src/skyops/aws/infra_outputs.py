@@ -131,13 +131,19 @@ def sagemaker_defaults(outputs: InfraOutputs | None) -> dict[str, str]:
 def stack_settings(guard: AwsGuard, state_dir: Path, env: InfraEnvironment) -> dict[str, str]:
     """The defaults of `sagemaker_defaults` for the guard's profile and region: the kept copy when it is theirs, else
     the core stack looked up (and kept). {} when the environment has no core stack there."""
+    return sagemaker_defaults(stack_outputs(guard, state_dir, env))
+
+
+def stack_outputs(guard: AwsGuard, state_dir: Path, env: InfraEnvironment) -> InfraOutputs | None:
+    """The environment's outputs for the guard's profile and region: the kept copy when it is theirs, else the core
+    stack looked up (DescribeStacks) and kept. None when the environment has no core stack there."""
     from skyops.aws.infra_stacks import Stacks
 
     report = guard.check()
     kept = kept_outputs(state_dir, env)
     if kept is not None and (kept.profile, kept.region) == (report.profile, report.region):
-        return sagemaker_defaults(kept)
+        return kept
     found = fetch_outputs(Stacks(guard), env, report)
     if found is not None:
         save_outputs(state_dir, found)
-    return sagemaker_defaults(found)
+    return found

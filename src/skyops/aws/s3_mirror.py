@@ -159,8 +159,8 @@ class S3Mirror:
             downloaded_bytes=sum(downloaded),
         )
         self.announce(
-            f"{location}: {mirrored.objects} objects ({_size(mirrored.total_bytes)}), {mirrored.downloaded} downloaded "
-            f"({_size(mirrored.downloaded_bytes)}), {mirrored.objects - mirrored.downloaded} unchanged -> {tree}"
+            f"{location}: {mirrored.objects} objects ({human_size(mirrored.total_bytes)}), {mirrored.downloaded} downloaded "
+            f"({human_size(mirrored.downloaded_bytes)}), {mirrored.objects - mirrored.downloaded} unchanged -> {tree}"
         )
         return mirrored
 
@@ -242,7 +242,7 @@ class S3Mirror:
         staging = self.root / "staging"
         if staging.is_dir():
             for leftover in staging.iterdir():
-                _remove(leftover)
+                remove_path(leftover)
 
     def _read_seen(self) -> dict[tuple[str, str, str, int], str]:
         """(bucket, key, etag, size) -> sha256 of every verified download; a torn last line (a kill) is cut off."""
@@ -273,11 +273,11 @@ class S3Mirror:
                     if not target.is_relative_to(staged.resolve()):  # relative_path refused these already: never trust one check
                         raise MirrorError(f"key {v.key!r} would be written outside {staged}", hint="report this: it is a bug")
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    _link(self._blob(v.sha256), target)
+                    link_readonly(self._blob(v.sha256), target)
                 tree.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(staged, tree)
             finally:
-                _remove(staged)
+                remove_path(staged)
         listing = {"uri": str(location), "digest": digest, "objects": [asdict(v) for v in verified]}
         write_json_atomic(self.root / "listings" / f"{digest}.json", listing, sort_keys=False)
         return digest, tree
@@ -317,7 +317,7 @@ def _check(uri: str, item: Listed, response: dict[str, Any], sha: str, md5: str,
     return "+".join(checked) or "none"
 
 
-def _link(blob: Path, target: Path) -> None:
+def link_readonly(blob: Path, target: Path) -> None:
     """Hard-link the object (same bytes, no copy); copy it where the file system has no hard links."""
     try:
         os.link(blob, target)
@@ -326,16 +326,17 @@ def _link(blob: Path, target: Path) -> None:
         os.chmod(target, 0o444)
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
+    """Remove a file or a folder tree (a symlink is removed, never followed); nothing if it is not there."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
 
 
-def _size(count: float) -> str:
+def human_size(count: float) -> str:
     """Bytes for people: 512 B, 3.4 MB."""
-    units = ["B", "KB", "MB", "GB"]
+    units = ["B", "KB", "MB", "GB", "TB"]
     while count >= 1000 and len(units) > 1:
         count, units = count / 1000, units[1:]
     return f"{count:.0f} B" if units[0] == "B" else f"{count:.1f} {units[0]}"
