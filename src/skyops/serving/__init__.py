@@ -1,0 +1,1 @@
+"""Serving: the exported model package, the inference server with SageMaker's container contract, data capture."""
