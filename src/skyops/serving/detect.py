@@ -112,7 +112,8 @@ def _nms_numpy(xyxy: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: f
 def _nms_opencv(xyxy: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float, max_det: int) -> np.ndarray:
     """The same with OpenCV's batched NMS (C++; boxes as x, y, w, h)."""
     xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1).astype(np.float64)
-    found: Any = cv2.dnn.NMSBoxesBatched(xywh, scores.astype(np.float32), classes.astype(np.int32), 0.0, float(iou), top_k=max_det)  # type: ignore[arg-type]
+    # top_k would cut the candidates before suppression, not the boxes kept: all go in, the best max_det come out.
+    found: Any = cv2.dnn.NMSBoxesBatched(xywh, scores.astype(np.float32), classes.astype(np.int32), 0.0, float(iou))  # type: ignore[arg-type]
     kept = np.asarray(found, dtype=np.int64).reshape(-1)
     return kept[np.argsort(-scores[kept], kind="stable")][:max_det]
 
