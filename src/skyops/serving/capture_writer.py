@@ -99,8 +99,12 @@ class CaptureWriter:
         self.thread.start()
 
     def sampled(self) -> bool:
-        """Whether this request is captured (`percent` of them, drawn independently)."""
-        return not self.stopped and self.config.percent > 0 and random.random() * 100 < self.config.percent
+        """Whether this request is captured (`percent` of them, drawn independently); after a failure none is (counted as dropped)."""
+        drawn = self.config.percent > 0 and random.random() * 100 < self.config.percent
+        if drawn and self.stopped:
+            self.metrics.dropped.labels("stopped").inc()
+            return False
+        return drawn
 
     def submit(self, event: CaptureEvent) -> None:
         """Queue an event without waiting; a full queue drops it (counted)."""
