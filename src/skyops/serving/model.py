@@ -6,7 +6,7 @@ given one of:
 
     a model folder            holds metadata.json
     a package folder          the export step's output: model/ (the model folder) and model.tar.gz
-    a model.tar.gz            or a folder holding only that: unpacked into a private temp folder first
+    a model.tar.gz            or a folder holding only that: unpacked into a private temp folder first (removed at exit)
 
 Every path in metadata.json is relative to the model folder and must stay inside it; the file of the
 backend the server uses is checked against its sha256 before it is loaded (a torn copy or a swapped
@@ -15,9 +15,11 @@ file is one clear error, never a model that answers wrongly). Every problem is r
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import math
+import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -224,8 +226,12 @@ def _sha256(path: Path) -> str:
 
 
 def _unpack(archive: Path) -> Path:
-    """Unpack a model.tar.gz into a private temp folder (tarfile's 'data' filter: no absolute paths, no '..', no devices)."""
+    """Unpack a model.tar.gz into a private temp folder (tarfile's 'data' filter: no absolute paths, no '..', no devices).
+
+    The folder lives as long as the process (removed at exit; a SIGKILL leaves it to the system's temp cleaning).
+    """
     target = Path(tempfile.mkdtemp(prefix="skyops-serve-model-"))
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
     try:
         with tarfile.open(archive) as tar:
             tar.extractall(target, filter="data")

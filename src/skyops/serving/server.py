@@ -67,7 +67,6 @@ def serve(config: ServeConfig) -> None:
 
     from skyops.serving.app import AppState, create_app
 
-    configure_logging()
     info = read_model_info(config.model_dir)
     info.artifact(config.backend)  # missing or damaged: refused before anything listens
     workers = config.workers or (1 if config.backend is BackendName.TORCH else cpu_count())
@@ -77,6 +76,7 @@ def serve(config: ServeConfig) -> None:
     ).set(1)
     capture = CaptureWriter(_checked_capture(config.capture), metrics.capture()) if config.capture else None
     sock = _bind(config.host, config.port)
+    configure_logging()  # only now: a refusal above is one `error:` line from the CLI, and in-process callers keep their logging
 
     def load() -> Predictor:
         import cv2
