@@ -81,6 +81,23 @@ def test_ping_says_503_while_the_model_loads_then_200(start_server: Callable[...
         assert (near & (expected.classes == d["class_id"]) & (np.abs(expected.scores - d["score"]) < 2e-4)).any(), d
 
 
+def test_the_openvino_backend_answers_what_onnx_answers(start_server: Callable[..., Server], model_dir: Path, jpeg: bytes) -> None:
+    """Eight workers, each with its own infer request, made at once after the first run (Predictor.warm_up says why)."""
+    server = start_server(model_dir, "--backend", "openvino", "--workers", "8")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: post(server, jpeg, JPEG, params="?conf=0.001&iou=0.7&max_det=30").json(), range(16)))
+    assert {a["model"]["backend"] for a in answers} == {"openvino"}
+    assert all(a["detections"] == answers[0]["detections"] for a in answers)
+    info = read_model_info(model_dir)
+    blob, box = letterbox(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), info.imgsz)
+    onnx = OnnxBackend(info.artifact(BackendName.ONNX), BackendName.ONNX, 1).infer(blob)
+    expected = postprocess(onnx, box, conf=0.001, iou=0.7, max_det=30)
+    assert len(answers[0]["detections"]) == len(expected.scores) == 30
+    for d in answers[0]["detections"]:  # OpenVINO runs fp32 here: the same boxes to float noise (the order of near ties may differ)
+        near = np.abs(expected.boxes - np.array(d["box"])).max(1) < 0.05
+        assert (near & (expected.classes == d["class_id"]) & (np.abs(expected.scores - d["score"]) < 2e-4)).any(), d
+
+
 def test_a_model_that_cannot_load_stops_the_server_with_one_clear_line(
     start_server: Callable[..., Server], model_dir: Path, tmp_path: Path
 ) -> None:

@@ -49,8 +49,14 @@ class Predictor:
         self._names = info.names
 
     def warm_up(self) -> None:
-        """Run the network a few times on a grey image, in every worker thread (per-thread state is made here, not in a request)."""
+        """Run the network a few times on a grey image, in every worker thread (per-thread state is made here, not in a request).
+
+        The first run is alone, in the loading thread: a runtime's first call initialises its lazy statics,
+        and OpenVINO's Python binding deadlocks (GIL against a C++ static-init guard) when two threads make
+        that first call at once; afterwards concurrent calls are safe.
+        """
         blob, _ = letterbox(np.full((self.info.imgsz, self.info.imgsz, 3), 114, np.uint8), self.info.imgsz)
+        self.backend.infer(blob)
         for _ in range(WARMUP_RUNS):
             list(self.pool.map(lambda _: self.backend.infer(blob), range(self.workers)))
 
