@@ -21,7 +21,7 @@ from PIL import Image
 
 from skyops.data.layout import IMAGES, LABELS, write_data_yaml
 from skyops.errors import ConfigError, DataValidationError
-from skyops.training.detmetrics import slice_metrics
+from skyops.evaluation.detmetrics import slice_metrics
 from skyops.training.evaluate import compare, evaluate, load_schema, run_validation, validate_evaluation, write_evaluation
 
 NAMES = ["red", "green", "blue"]  # "blue" never occurs: its per-class entry must be null

@@ -6,7 +6,7 @@ condition step reads it as a PropertyFile (`Std:JsonGet` on `metrics.map50`).
 
 Overall and per-class numbers come from Ultralytics' own validator, so they equal what
 `YOLO(weights).val(...)` prints. The object-size slices, which Ultralytics does not report, are
-computed by `skyops.training.detmetrics` from the very predictions that validator scored.
+computed by `skyops.evaluation.detmetrics` from the very predictions that validator scored.
 
 `evaluate` writes nothing of its own (Ultralytics' scratch output goes to a temporary folder that is
 removed); `write_evaluation` publishes a document atomically.
@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from skyops.errors import ConfigError, DataValidationError, problems_error
-from skyops.training.detmetrics import SIZE_SLICES, ImageBoxes, box_area, slice_metrics
+from skyops.evaluation.detmetrics import SIZE_SLICES, ImageBoxes, box_area, slice_metrics
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_RESOURCE = "evaluation_schema.json"
