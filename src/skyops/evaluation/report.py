@@ -1,0 +1,128 @@
+"""The HTML evaluation report written beside evaluation.json: one self-contained page.
+
+What a reviewer reads before approving a version: the headline numbers (Ultralytics' and COCO's), the
+comparison with the champion, mAP per slice with the weakest slice singled out, precision/recall
+curves, the confusion matrix and the worst images with their boxes drawn. Plots (matplotlib, Agg,
+no pyplot) and drawings are embedded as base64 data URIs and the CSS is inline: the page loads
+nothing from anywhere, so it opens offline and from an S3 console download alike.
+
+matplotlib and jinja2 are imported here only; the evaluation imports this module when it writes a report.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from skyops.evaluation import drawing
+from skyops.evaluation.coco import CocoResult
+from skyops.evaluation.mistakes import ImageErrors
+from skyops.evaluation.scored import write_text_atomic
+
+REPORT = "report.html"
+
+
+def _png(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, metadata={"Software": None})  # the default names matplotlib's URL
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def pr_curves(coco: CocoResult, names: Sequence[str]) -> str | None:
+    """COCO's precision/recall curve per class at IoU 0.50 (100 detections per image); None without ground truth."""
+    shown = [k for k in range(coco.precision.shape[1]) if (coco.precision[:, k] >= 0).any()]
+    if not shown:
+        return None
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for k in shown:
+        curve = coco.precision[:, k]
+        ax.plot(coco.recall_points, curve, linewidth=1.5, label=f"{names[k]} (AP50 {curve.mean():.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("precision / recall at IoU 0.50 (COCO)")
+    ax.legend(loc="lower left", fontsize="small")
+    return _png(fig)
+
+
+def confusion_plot(matrix: np.ndarray, labels: Sequence[str]) -> str:
+    """The confusion matrix, each true-class row normalised to 1 (counts written in the cells)."""
+    size = 3 + 0.45 * len(labels)
+    fig = Figure(figsize=(size + 1, size), layout="constrained")
+    ax = fig.subplots()
+    totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    shown = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(shown, ax=ax, label="share of the true class's boxes")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(labels) <= 16:
+        for (i, j), count in np.ndenumerate(matrix):
+            if count:
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color="white" if shares[i, j] > 0.5 else "black")
+    return _png(fig)
+
+
+def slices_plot(slices: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """mAP50-95 per slice, one panel per family."""
+    fig = Figure(figsize=(12, 2.6 * ((len(slices) + 2) // 3)), layout="constrained")
+    panels = fig.subplots((len(slices) + 2) // 3, 3, squeeze=False).ravel()
+    for ax, (family, entries) in zip(panels, slices.items(), strict=False):
+        names = list(entries)
+        values = [entries[n]["map50_95"] or 0.0 for n in names]
+        ax.barh(names[::-1], values[::-1], color=["#bbbbbb" if entries[n]["map50_95"] is None else "#1f77b4" for n in names[::-1]])
+        ax.set_xlim(0, 1)
+        ax.set_title(family)
+        ax.set_xlabel("mAP50-95")
+    for ax in panels[len(slices) :]:
+        ax.set_visible(False)
+    return _png(fig)
+
+
+def _drawings(worst: Sequence[ImageErrors], names: Sequence[str]) -> list[dict[str, Any]]:
+    shown = []
+    for errors in worst:
+        try:
+            picture = "data:image/jpeg;base64," + base64.b64encode(drawing.draw_errors(errors, names)).decode("ascii")
+        except OSError as e:  # the image is gone or unreadable: the row stays, without its picture
+            picture, why = "", f"cannot draw {errors.image.name}: {e.strerror or e}"
+        else:
+            why = ""
+        shown.append({**errors.to_json(), "picture": picture, "why": why})
+    return shown
+
+
+def render(doc: Mapping[str, Any], *, coco: CocoResult, worst: Sequence[ImageErrors], names: Sequence[str]) -> str:
+    """The report page for an evaluation document (already valid) and what it was made from."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("skyops.evaluation", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    confusion = doc["confusion"]
+    plots = {
+        "pr": pr_curves(coco, names),
+        "confusion": confusion_plot(np.asarray(confusion["matrix"]), confusion["labels"]),
+        "slices": slices_plot(doc["slices"]),
+    }
+    comparison = doc["comparison"] or {}
+    slice_deltas = (comparison.get("slices") or {}).get("delta", {})
+    colours = {"found": drawing.FOUND, "missed": drawing.MISSED, "tp": drawing.TRUE_POSITIVE, "fp": drawing.FALSE_POSITIVE}
+    return env.get_template("evaluation.html.j2").render(
+        doc=doc, plots=plots, worst=_drawings(worst, names), slice_deltas=slice_deltas, colours=colours
+    )
+
+
+def write_report(doc: Mapping[str, Any], path: Path, *, coco: CocoResult, worst: Sequence[ImageErrors], names: Sequence[str]) -> Path:
+    """Render the report and publish it at `path` atomically (temp file beside it, then rename)."""
+    return write_text_atomic(path, render(doc, coco=coco, worst=worst, names=names))
