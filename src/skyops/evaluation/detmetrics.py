@@ -99,9 +99,10 @@ def box_area(boxes: np.ndarray) -> np.ndarray:
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of (M, 4) and (N, 4) xyxy boxes -> (M, N) in [0, 1]."""
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
+    # width and height of the intersection as two (M, N) arrays: a third (M, N, 2) axis costs twice the time
+    width = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    height = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = width * height
     return inter / (box_area(a)[:, None] + box_area(b)[None, :] - inter + IOU_EPS)
 
 
@@ -194,8 +195,9 @@ def ap_per_class(
     tp, ignored, pred_classes = tp[order], ignored[order], pred_classes[order]
     for k, (cls, n_gt) in enumerate(zip(classes, counts, strict=True)):
         of_class = pred_classes == cls
+        class_tp, class_ignored = tp[of_class], ignored[of_class]  # (N_k, T): the class's predictions only
         for t in range(tp.shape[1]):
-            hits = tp[of_class & ~ignored[:, t], t]
+            hits = class_tp[~class_ignored[:, t], t]
             if not len(hits):
                 continue
             tpc = np.cumsum(hits)

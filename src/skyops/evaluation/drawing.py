@@ -29,6 +29,9 @@ def draw_errors(errors: ImageErrors, names: Sequence[str], *, max_side: int = MA
 
     image = errors.image
     with Image.open(image.path) as source:
+        target = max_side / max(source.size)
+        if target < 1:  # a JPEG decodes at 1/2, 1/4 or 1/8 scale directly: far less work for a large frame
+            source.draft("RGB", (round(source.width * target), round(source.height * target)))
         picture = source.convert("RGB")
     scale = min(MAX_ENLARGE, max_side / max(picture.size))
     if scale != 1.0:

@@ -2,9 +2,11 @@
 
 What a reviewer reads before approving a version: the headline numbers (Ultralytics' and COCO's), the
 comparison with the champion, mAP per slice with the weakest slice singled out, precision/recall
-curves, the confusion matrix and the worst images with their boxes drawn. Plots (matplotlib, Agg,
-no pyplot) and drawings are embedded as base64 data URIs and the CSS is inline: the page loads
-nothing from anywhere, so it opens offline and from an S3 console download alike.
+curves, the confusion matrix and the worst images with their boxes drawn. The PR curves (matplotlib,
+Agg, no pyplot) and the drawings are embedded as base64 data URIs; slice bars and the confusion
+matrix's shading are plain HTML and inline CSS (a matplotlib figure each cost seconds, for what a
+table shows as well): the page loads nothing from anywhere, so it opens offline and from an S3
+console download alike.
 
 matplotlib and jinja2 are imported here only; the evaluation imports this module when it writes a report.
 """
@@ -53,40 +55,14 @@ def pr_curves(coco: CocoResult, names: Sequence[str]) -> str | None:
     return _png(fig)
 
 
-def confusion_plot(matrix: np.ndarray, labels: Sequence[str]) -> str:
-    """The confusion matrix, each true-class row normalised to 1 (counts written in the cells)."""
-    size = 3 + 0.45 * len(labels)
-    fig = Figure(figsize=(size + 1, size), layout="constrained")
-    ax = fig.subplots()
+def confusion_rows(matrix: np.ndarray, labels: Sequence[str]) -> list[dict[str, Any]]:
+    """The confusion matrix as table rows: per true class, each cell's count and its share of the row (the cell's shade)."""
     totals = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
-    shown = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(shown, ax=ax, label="share of the true class's boxes")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if len(labels) <= 16:
-        for (i, j), count in np.ndenumerate(matrix):
-            if count:
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color="white" if shares[i, j] > 0.5 else "black")
-    return _png(fig)
-
-
-def slices_plot(slices: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
-    """mAP50-95 per slice, one panel per family."""
-    fig = Figure(figsize=(12, 2.6 * ((len(slices) + 2) // 3)), layout="constrained")
-    panels = fig.subplots((len(slices) + 2) // 3, 3, squeeze=False).ravel()
-    for ax, (family, entries) in zip(panels, slices.items(), strict=False):
-        names = list(entries)
-        values = [entries[n]["map50_95"] or 0.0 for n in names]
-        ax.barh(names[::-1], values[::-1], color=["#bbbbbb" if entries[n]["map50_95"] is None else "#1f77b4" for n in names[::-1]])
-        ax.set_xlim(0, 1)
-        ax.set_title(family)
-        ax.set_xlabel("mAP50-95")
-    for ax in panels[len(slices) :]:
-        ax.set_visible(False)
-    return _png(fig)
+    return [
+        {"label": label, "cells": [{"count": int(c), "share": float(f)} for c, f in zip(row, share, strict=True)]}
+        for label, row, share in zip(labels, matrix, shares, strict=True)
+    ]
 
 
 def _drawings(worst: Sequence[ImageErrors], names: Sequence[str]) -> list[dict[str, Any]]:
@@ -110,16 +86,17 @@ def render(doc: Mapping[str, Any], *, coco: CocoResult, worst: Sequence[ImageErr
         loader=jinja2.PackageLoader("skyops.evaluation", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
     )
     confusion = doc["confusion"]
-    plots = {
-        "pr": pr_curves(coco, names),
-        "confusion": confusion_plot(np.asarray(confusion["matrix"]), confusion["labels"]),
-        "slices": slices_plot(doc["slices"]),
-    }
+    plots = {"pr": pr_curves(coco, names)}
     comparison = doc["comparison"] or {}
     slice_deltas = (comparison.get("slices") or {}).get("delta", {})
     colours = {"found": drawing.FOUND, "missed": drawing.MISSED, "tp": drawing.TRUE_POSITIVE, "fp": drawing.FALSE_POSITIVE}
     return env.get_template("evaluation.html.j2").render(
-        doc=doc, plots=plots, worst=_drawings(worst, names), slice_deltas=slice_deltas, colours=colours
+        doc=doc,
+        plots=plots,
+        confusion_rows=confusion_rows(np.asarray(confusion["matrix"]), confusion["labels"]),
+        worst=_drawings(worst, names),
+        slice_deltas=slice_deltas,
+        colours=colours,
     )
 
 
