@@ -41,7 +41,8 @@ def pr_curves(coco: CocoResult, names: Sequence[str]) -> str | None:
     shown = [k for k in range(coco.precision.shape[1]) if (coco.precision[:, k] >= 0).any()]
     if not shown:
         return None
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    fig = Figure(figsize=(7, 4.5))
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.93, bottom=0.11)  # fixed margins: a layout engine costs a third of the time
     ax = fig.subplots()
     for k in shown:
         curve = coco.precision[:, k]
