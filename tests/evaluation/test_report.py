@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 
 from skyops.evaluation import report as report_module
-from skyops.evaluation import scored as scored_module
 from skyops.evaluation.analysis import Analysis, analyse
 from skyops.evaluation.drawing import MISSED, draw_errors
 from skyops.evaluation.mistakes import image_errors
@@ -149,7 +148,7 @@ def test_a_failed_write_keeps_the_old_report(analysis: Analysis, tmp_path: Path,
     def full_disk(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(scored_module.os, "replace", full_disk)
+    monkeypatch.setattr(report_module.os, "replace", full_disk)
     with pytest.raises(OSError, match="No space left on device"):
         report_module.write_report(document(analysis.sections), target, coco=analysis.coco, worst=analysis.worst, names=NAMES)
     assert target.read_text() == "the previous report"

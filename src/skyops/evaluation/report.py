@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,6 @@ from matplotlib.figure import Figure
 from skyops.evaluation import drawing
 from skyops.evaluation.coco import CocoResult
 from skyops.evaluation.mistakes import ImageErrors
-from skyops.evaluation.scored import write_text_atomic
 
 REPORT = "report.html"
 
@@ -104,3 +105,19 @@ def render(doc: Mapping[str, Any], *, coco: CocoResult, worst: Sequence[ImageErr
 def write_report(doc: Mapping[str, Any], path: Path, *, coco: CocoResult, worst: Sequence[ImageErrors], names: Sequence[str]) -> Path:
     """Render the report and publish it at `path` atomically (temp file beside it, then rename)."""
     return write_text_atomic(path, render(doc, coco=coco, worst=worst, names=names))
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write `text` to a temp file beside `path`, fsync it, then rename it over `path` (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

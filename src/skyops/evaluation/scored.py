@@ -8,10 +8,7 @@ the worst images are defined.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -55,19 +52,3 @@ class ScoredImage:
             bad.append(f"attributes has shape {self.attributes.shape}, expected ({m}, columns)")
         if bad:
             raise ValueError(f"ScoredImage {self.name}: " + "; ".join(bad))
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write `text` to a temp file beside `path`, fsync it, then rename it over `path` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
