@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 from packaging.requirements import Requirement
 from tools.runtime_lock import DEV_LOCK, ROOT, RUNTIME_LOCK, closure, read_pins
@@ -83,3 +87,17 @@ def test_no_train_bootstrap_or_entrypoint_is_baked_in() -> None:
 
 def test_skyops_itself_is_installed_without_dependencies() -> None:
     assert "pip install --no-deps . && rm -rf /opt/skyops/src" in runs()
+
+
+def test_serve_on_path_runs_the_inference_server_on_every_interface(tmp_path: Path) -> None:
+    # SageMaker runs an endpoint as `docker run IMAGE serve`: `serve` must be an executable on PATH.
+    assert ("COPY", "docker/serve /usr/local/bin/serve") in instructions()
+    assert "chmod 755 /usr/local/bin/serve" in runs()
+    script = ROOT / "docker" / "serve"
+    assert script.stat().st_mode & 0o111, "docker/serve is executable in the repository too"
+    assert script.read_text().splitlines()[-1] == 'exec python -m skyops serve --host 0.0.0.0 "$@"'
+    # Run it as the image would, with `python` on PATH being this interpreter: it reaches `skyops serve`.
+    (tmp_path / "python").symlink_to(sys.executable)
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([str(script), str(tmp_path / "no-model")], env=env, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr.splitlines()[0]) == (2, f"error: model {tmp_path / 'no-model'} does not exist")

@@ -34,13 +34,24 @@ from .evaluator import Execution
 Trained = Callable[[bytes], tuple[Path, Path]]
 
 
-def comparison(delta: float) -> dict[str, Any]:
-    """The evaluate step's comparison with a champion whose mAP50-95 is 0.2: the challenger is `delta` away."""
+def comparison(delta: float, *, worst_slice: float | None = 0.0) -> dict[str, Any]:
+    """The evaluate step's comparison with a champion whose mAP50-95 is 0.2: the challenger is `delta` away,
+    and `worst_slice` away on its worst slice (small objects); None: the champion's document had no slices."""
     champion = {"map50": 0.4, "map50_95": 0.2, "precision": 0.5, "recall": 0.5}
+    slices = None
+    if worst_slice is not None:
+        worst = {"family": "size", "name": "small", "challenger": 0.3 + worst_slice, "champion": 0.3, "delta": worst_slice, "instances": 40}
+        slices = {
+            "min_instances": 20,
+            "compared": 2,
+            "worst": worst,
+            "delta": {"size": {"small": worst_slice, "medium": max(worst_slice, delta)}},
+        }
     return {
         "champion": {"source": "weights", "weights_sha256": "c" * 64, "metrics": champion},
         "delta": {"map50": delta, "map50_95": delta},
         "challenger_better": delta > 0,
+        "slices": slices,
     }
 
 
@@ -51,6 +62,38 @@ CASES = {
     "within the allowed regression": (0.5, comparison(-0.01), {"max_regression": "0.02"}, "PendingManualApproval"),
     "beyond the allowed regression": (0.5, comparison(-0.05), {"max_regression": "0.02"}, "Rejected"),
     "below the quality bar": (0.2, comparison(0.1), {"min_map50": "0.3"}, "Rejected"),
+    "worst slice within the allowed slice regression": (
+        0.5,
+        comparison(0.01, worst_slice=-0.04),
+        {"max_slice_regression": "0.05"},
+        "PendingManualApproval",
+    ),
+    "worst slice beyond the allowed slice regression": (
+        0.5,
+        comparison(0.01, worst_slice=-0.08),
+        {"max_slice_regression": "0.05"},
+        "Rejected",
+    ),
+    "a tighter slice margin refuses the same model": (
+        0.5,
+        comparison(0.01, worst_slice=-0.04),
+        {"max_slice_regression": "0.03"},
+        "Rejected",
+    ),
+    "a champion without slices is not compared by slice": (
+        0.5,
+        comparison(0.01, worst_slice=None),
+        {"max_slice_regression": "0.0"},
+        "PendingManualApproval",
+    ),
+}
+
+# the slice rule's reason, in both engines' decisions, for the cases about it
+SLICE_REASONS = {
+    "worst slice within the allowed slice regression": "worst slice size=small: mAP50-95 -0.040 vs the champion (0.260 against 0.300, 40 boxes; 2 slices compared); within the allowed slice regression 0.050",
+    "worst slice beyond the allowed slice regression": "worst slice size=small: mAP50-95 -0.080 vs the champion (0.220 against 0.300, 40 boxes; 2 slices compared); beyond the allowed slice regression 0.050",
+    "a tighter slice margin refuses the same model": "worst slice size=small: mAP50-95 -0.040 vs the champion (0.260 against 0.300, 40 boxes; 2 slices compared); beyond the allowed slice regression 0.030",
+    "a champion without slices is not compared by slice": "slices not compared: the champion's evaluation has none (an evaluation document older than schema 1.1)",
 }
 
 
@@ -125,6 +168,8 @@ def test_both_engines_decide_the_same_status_for_the_same_model_name(
     sagemaker_decision = json.loads((sagemaker_out / "registration" / "decision.json").read_text())
     assert sagemaker_decision["reasons"] == local_decision["reasons"] == registry.get(registration["version"]).gate["reasons"]
     assert sagemaker_decision["registry"] == "sagemaker" and local_decision["registry"] == "local"
+    if case in SLICE_REASONS:
+        assert local_decision["reasons"][-1] == SLICE_REASONS[case]
     # The package on record: in both decisions; on the local version as tags; on SageMaker as the version's model data.
     archive_sha256 = hashlib.sha256((exported / "model.tar.gz").read_bytes()).hexdigest()
     assert sagemaker_decision["package"] == local_decision["package"] == {"artifacts": ["onnx", "torch"], "sha256": archive_sha256}

@@ -24,9 +24,21 @@ def step_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def evaluation_document(weights_sha256: str, *, map50: float = 0.5, comparison: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A schema-valid evaluation.json of the weights with that digest."""
+    """A schema-valid evaluation.json (schema 1.1) of the weights with that digest."""
+
+    def entry(map50_95: float | None, instances: int, images: int = 2) -> dict[str, Any]:
+        return {
+            "map50": None if map50_95 is None else min(1.0, 2 * map50_95),
+            "map50_95": map50_95,
+            "instances": instances,
+            "images": images,
+        }
+
+    coco = dict.fromkeys(
+        ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large"), 0.3
+    )
     return {
-        "schema_version": "1.0",
+        "schema_version": "1.1",
         "metrics": {"map50": map50, "map50_95": map50 / 2, "precision": 0.6, "recall": 0.4},
         "per_class": [{"class_id": 0, "name": "car", "instances": 7, "ap50": 0.5, "ap50_95": 0.3, "precision": 0.6, "recall": 0.4}],
         "per_size": {
@@ -34,10 +46,21 @@ def evaluation_document(weights_sha256: str, *, map50: float = 0.5, comparison: 
             "medium": {"map50": 0.6, "map50_95": 0.4, "instances": 4},
             "large": {"map50": None, "map50_95": None, "instances": 0},
         },
+        "coco": {**coco, "ap_large": None, "ar_large": None, "max_detections": 100},
+        "slices": {
+            "size": {"small": entry(0.05, 3), "medium": entry(0.4, 4), "large": entry(None, 0, 0)},
+            "class": {"car": entry(0.3, 7, 5)},
+            "brightness": {"dark": entry(None, 0, 0), "normal": entry(0.3, 7, 5), "bright": entry(None, 0, 0)},
+            "region": {"centre": entry(0.3, 3), "edge": entry(0.3, 2), "corner": entry(0.3, 2)},
+            "crowding": {"isolated": entry(0.3, 7, 5), "group": entry(None, 0, 0), "crowd": entry(None, 0, 0)},
+        },
+        "weakest_slice": None,
+        "confusion": {"conf": 0.25, "iou": 0.45, "labels": ["car", "background"], "matrix": [[5, 2], [1, 0]]},
+        "worst_images": [{"image": "a.jpg", "f1": 0.5, "tp": 1, "fp": 1, "fn": 1, "instances": 2}],
         "speed_ms": {"preprocess": 0.1, "inference": 4.0, "postprocess": 0.2, "total": 4.3, "device": "cpu", "imgsz": 64},
-        "dataset": {"split": "test", "images": 5, "instances": 7, "fingerprint": None},
+        "dataset": {"split": "test", "images": 5, "instances": 7, "fingerprint": None, "box_attributes": None},
         "model": {"weights_sha256": weights_sha256, "imgsz": 64},
-        "settings": {"conf": 0.001, "iou": 0.7, "batch": 16},
+        "settings": {"conf": 0.001, "iou": 0.7, "batch": 16, "min_slice_instances": 20, "report_conf": 0.25, "worst_images": 6},
         "comparison": comparison,
         "created": "2025-01-01T12:00:00+00:00",
     }

@@ -43,6 +43,8 @@ def test_pipeline_trains_evaluates_registers_and_summarises(tmp_path: Path) -> N
     record = load_record(tmp_path / "runs", "latest")
     evaluation = json.loads(Path(record.steps["evaluate"].outputs["evaluation"]["path"], "evaluation.json").read_text())
     assert evaluation["dataset"]["split"] == "test" and evaluation["model"]["imgsz"] == 96
+    report = Path(record.steps["evaluate"].outputs["evaluation"]["path"], "report.html")
+    assert report.is_file() and f"report     {report}" in done.stdout  # the HTML evaluation report, beside evaluation.json
     # upstream artifacts stay byte-for-byte as published (Ultralytics writes labels.cache into a private view)
     splits = Path(record.steps["split"].outputs["splits"]["path"])
     assert not list(splits.rglob("*.cache"))
@@ -80,6 +82,8 @@ def test_pipeline_trains_evaluates_registers_and_summarises(tmp_path: Path) -> N
     assert record.steps["export"].status == "cached"  # it reads the model and the split only, not the champion comparison
     evaluation = json.loads(Path(record.steps["evaluate"].outputs["evaluation"]["path"], "evaluation.json").read_text())
     assert evaluation["comparison"]["delta"]["map50_95"] == 0.0  # the same weights on the same split
+    assert evaluation["comparison"]["slices"]["worst"]["delta"] == 0.0  # ... and on every slice: the slice rule passes
+    assert "champion   worst slice " in again.stdout
     # evaluate re-ran, so register missed its cache: but these weights are v1 already, and stay v1 only
     assert record.steps["register"].status == "done"
     registration = json.loads(Path(record.steps["register"].outputs["registration"]["path"], "registration.json").read_text())

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from skyops.data.layout import IMAGES, LABELS, write_data_yaml
 from skyops.errors import ConfigError, DataValidationError
-from skyops.training.detmetrics import slice_metrics
+from skyops.evaluation.detmetrics import slice_metrics
 from skyops.training.evaluate import compare, evaluate, load_schema, run_validation, validate_evaluation, write_evaluation
 
 NAMES = ["red", "green", "blue"]  # "blue" never occurs: its per-class entry must be null
@@ -287,7 +288,7 @@ def test_size_slices_partition_the_ground_truth(evaluation: tuple[dict[str, Any]
 
 def test_dataset_model_and_speed_sections(evaluation: tuple[dict[str, Any], list[str]], weights: Path) -> None:
     doc = evaluation[0]
-    assert doc["dataset"] == {"split": "test", "images": 16, "instances": 38, "fingerprint": FINGERPRINT}
+    assert doc["dataset"] == {"split": "test", "images": 16, "instances": 38, "fingerprint": FINGERPRINT, "box_attributes": None}
     assert doc["model"] == {"weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(), "imgsz": IMGSZ}
     speed = doc["speed_ms"]
     assert speed["inference"] > 0
@@ -299,11 +300,98 @@ def test_dataset_model_and_speed_sections(evaluation: tuple[dict[str, Any], list
 def test_all_sizes_from_detmetrics_reproduce_ultralytics(weights: Path, squares_yaml: Path, state_dir: Path) -> None:
     run = run_validation(weights, squares_yaml, state_dir=state_dir, **SETTINGS)
     assert len(run.images) == 16
-    everything = slice_metrics(run.images)
+    everything = slice_metrics([image.boxes for image in run.images])
     assert everything.instances == run.instances
     # Same boxes, same matching, same AP method: equal to float precision, not just within 0.01.
     assert everything.map50 == pytest.approx(run.metrics["map50"], abs=1e-9)
     assert everything.map50_95 == pytest.approx(run.metrics["map50_95"], abs=1e-9)
+    # The recorded image: its name and size, its boxes mapped back to original pixels, its brightness
+    root = Path(yaml.safe_load(squares_yaml.read_text())["path"])
+    for image in run.images:
+        with Image.open(root / IMAGES / image.name) as original:
+            assert image.shape == (original.height, original.width) == (IMAGE_SIDE, IMAGE_SIDE)
+            gray = float(np.asarray(original.convert("L"), dtype=float).mean())  # ITU-R 601 luma, the weights the evaluation uses
+        assert image.brightness == pytest.approx(gray, abs=1.0)  # measured on the 64 px network input, padding cut off
+        labels = np.loadtxt(root / LABELS / f"{Path(image.name).stem}.txt", ndmin=2)
+        expected = np.column_stack(
+            (
+                labels[:, 1] - labels[:, 3] / 2,
+                labels[:, 2] - labels[:, 4] / 2,
+                labels[:, 1] + labels[:, 3] / 2,
+                labels[:, 2] + labels[:, 4] / 2,
+            )
+        )
+        assert np.sort(image.gt_xyxy, axis=0) == pytest.approx(np.sort(expected * IMAGE_SIDE, axis=0), abs=0.5)
+
+
+def test_slices_repeat_ultralytics_numbers_where_they_overlap(evaluation: tuple[dict[str, Any], list[str]]) -> None:
+    doc = evaluation[0]
+    slices = doc["slices"]
+    assert list(slices) == ["size", "class", "brightness", "region", "crowding"]  # no attributes: no occlusion, no truncation
+    assert {name: {k: e[k] for k in ("map50", "map50_95", "instances")} for name, e in slices["size"].items()} == doc["per_size"]
+    for entry in doc["per_class"]:
+        found = slices["class"][entry["name"]]
+        assert found["instances"] == entry["instances"]
+        assert (found["map50"], found["map50_95"]) == pytest.approx((entry["ap50"], entry["ap50_95"]), abs=1e-9)
+    for family in ("size", "brightness", "region", "crowding"):  # each family partitions the ground truth
+        assert sum(e["instances"] for e in slices[family].values()) == doc["dataset"]["instances"]
+    weakest = doc["weakest_slice"]
+    assert weakest is not None and weakest["instances"] >= doc["settings"]["min_slice_instances"] == 20
+    assert weakest["map50_95"] == min(e["map50_95"] for f in slices.values() for e in f.values() if e["instances"] >= 20)
+
+
+def test_coco_confusion_and_worst_images_sections(evaluation: tuple[dict[str, Any], list[str]]) -> None:
+    doc = evaluation[0]
+    assert doc["coco"]["max_detections"] == 100 and doc["coco"]["ap50"] is not None
+    assert doc["coco"]["ap"] <= doc["coco"]["ap50"]
+    confusion = doc["confusion"]
+    assert confusion["labels"] == [*NAMES, "background"]
+    truth = [sum(row) for row in confusion["matrix"]]
+    assert truth[:3] == [entry["instances"] for entry in doc["per_class"]]  # every true box once: found, confused or missed
+    worst = doc["worst_images"]
+    assert 0 < len(worst) <= doc["settings"]["worst_images"] == 6
+    assert [w["f1"] for w in worst] == sorted(w["f1"] for w in worst)
+
+
+@pytest.fixture(scope="module")
+def reported(weights: Path, squares_yaml: Path, state_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """An evaluation with box attributes (one image's rows do not match its labels) and a report."""
+    root = Path(yaml.safe_load(squares_yaml.read_text())["path"])
+    attributes = {}
+    for label in sorted((root / LABELS).glob("*.txt")):
+        rows = len(label.read_text().splitlines())
+        attributes[f"{label.stem}.png"] = np.array([[0, i % 3] for i in range(rows)])  # occlusion none, partial, heavy by row
+    attributes["sq00.png"] = np.zeros((9, 2), dtype=int)  # not its row count: left without attributes
+    out = tmp_path_factory.mktemp("report")
+    doc = evaluate(
+        weights,
+        squares_yaml,
+        state_dir=state_dir,
+        attributes=attributes,
+        attribute_columns=("truncation", "occlusion"),
+        report=out / "report.html",
+        **SETTINGS,
+    )
+    return doc, out
+
+
+def test_box_attributes_add_occlusion_and_truncation_slices(reported: tuple[dict[str, Any], Path]) -> None:
+    doc, _ = reported
+    assert doc["dataset"]["box_attributes"] == {"columns": ["truncation", "occlusion"], "images": 15, "unaligned": 1}
+    occlusion = doc["slices"]["occlusion"]
+    assert [occlusion[level]["instances"] > 0 for level in ("none", "partial", "heavy")] == [True, True, True]
+    first_image_boxes = 3  # sq00 has 3 squares (i % 3 == 0): its boxes are in no occlusion slice
+    assert sum(e["instances"] for e in occlusion.values()) == doc["dataset"]["instances"] - first_image_boxes
+    assert doc["slices"]["truncation"]["partial"]["instances"] == 0
+
+
+def test_evaluate_writes_the_report_it_is_asked_for(reported: tuple[dict[str, Any], Path]) -> None:
+    doc, out = reported
+    assert [p.name for p in out.iterdir()] == ["report.html"]
+    html = (out / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html
+    assert html.count('src="data:image/jpeg;base64,') == len(doc["worst_images"]) > 0
+    assert "<h3>occlusion</h3>" in html
 
 
 def test_champion_weights_are_evaluated_with_the_same_settings(
@@ -315,6 +403,9 @@ def test_champion_weights_are_evaluated_with_the_same_settings(
     assert comparison["champion"]["metrics"] == pytest.approx(evaluation[0]["metrics"], abs=1e-9)
     assert comparison["delta"] == pytest.approx({"map50": 0.0, "map50_95": 0.0}, abs=1e-9)
     assert comparison["challenger_better"] is False  # a tie keeps the champion
+    slices = comparison["slices"]  # the same weights: every slice the same
+    assert slices["compared"] > 0 and slices["worst"]["delta"] == 0.0
+    assert {d for family in slices["delta"].values() for d in family.values()} == {0.0}
 
 
 def test_champion_document_file_is_compared(

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("skyops.cli.data_cmd", "app"),
     "experiments": ("skyops.cli.experiments_cmd", "app"),
     "models": ("skyops.cli.models_cmd", "app"),
+    "serve": ("skyops.cli.serve_cmd", "serve"),
     "deploy": ("skyops.cli.deploy_cmd", "app"),
     "audit": ("skyops.cli.audit_cmd", "app"),
     "roles": ("skyops.cli.roles_cmd", "app"),

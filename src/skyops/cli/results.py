@@ -45,11 +45,20 @@ def print_results(out: Output, record: RunRecord) -> None:
             f"  ({d['split']} split, {d['images']} images)"
         )
         out.line(f"evaluation {evaluation_path}")
+        if (evaluation_path.parent / "report.html").is_file():
+            out.line(f"report     {evaluation_path.parent / 'report.html'}")
+        if weakest := evaluation.get("weakest_slice"):
+            out.line(
+                f"weakest    slice {weakest['family']}={weakest['name']}: mAP50-95 {weakest['map50_95']:.3f} ({weakest['instances']} boxes)"
+            )
         if evaluation.get("comparison"):
             c = evaluation["comparison"]
             out.line(
                 f"champion   mAP50-95 delta {c['delta']['map50_95']:+.3f}: challenger {'better' if c['challenger_better'] else 'not better'}"
             )
+            if (c.get("slices") or {}).get("worst"):
+                w = c["slices"]["worst"]
+                out.line(f"champion   worst slice {w['family']}={w['name']}: mAP50-95 delta {w['delta']:+.3f}")
     if registration:
         verdict = "passed" if registration["gate"].get("passed") else "failed"
         done = "registered" if registration["created"] else "already registered as"

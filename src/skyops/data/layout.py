@@ -3,6 +3,8 @@
     <root>/
       images/<name>.<ext>        image files, flat, unique names
       labels/<name>.txt          YOLO labels: `class cx cy w h`, normalised to [0, 1], one box per line
+      attributes/<name>.txt      (optional) per-box attributes beyond the label, one line per label row
+                                 (VisDrone truncation, occlusion: see skyops.data.attributes)
       manifest.json              see `Manifest`: names, one record per image with sha256s, fingerprint
       train.txt, val.txt, test.txt   (after `split`) image paths relative to <root>, one per line
 
@@ -29,6 +31,7 @@ from skyops.errors import DataValidationError
 MANIFEST = "manifest.json"
 IMAGES = "images"
 LABELS = "labels"
+ATTRIBUTES = "attributes"  # optional; see skyops.data.attributes
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MANIFEST_VERSION = 1
@@ -177,6 +180,11 @@ def atomic_output_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path
             shutil.rmtree(old, ignore_errors=True)
 
 
+def attributes_file(root: Path, image: str) -> Path:
+    """The optional box-attributes side file of `image` (a path or name under images/): attributes/<stem>.txt."""
+    return root / ATTRIBUTES / f"{image_stem(image)}.txt"
+
+
 def link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link `src` to `dst` (cheap, same bytes), copying where links are not possible."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +204,8 @@ def private_view(root: Path, target: Path) -> Path:
 
     Ultralytics writes `labels.cache` beside a dataset's `labels/` folder; reading a private view
     keeps upstream artifacts (cached, content-addressed, maybe shared or read-only) byte for byte
-    unchanged. The view has its own `images/` and `labels/` folders; each file in them is a hard link
+    unchanged. The view has its own `images/` and `labels/` folders (and `attributes/`, when the dataset
+    has one); each file in them is a hard link
     to the source file where `target` is on `root`'s filesystem, else a symbolic link to it: never a
     copy (a dataset may be GBs, and on SageMaker the input channel /opt/ml/input/data/<name> is not on
     the filesystem of /tmp). Ultralytics reads through either kind of link, and derives each label's
@@ -210,7 +219,9 @@ def private_view(root: Path, target: Path) -> Path:
     root = Path(os.path.abspath(root))
     target.mkdir(parents=True)
     hard = os.stat(root).st_dev == os.stat(target).st_dev  # across filesystems a hard link is EXDEV: skip the attempts
-    for folder in (IMAGES, LABELS):
+    for folder in (IMAGES, LABELS, ATTRIBUTES):
+        if folder == ATTRIBUTES and not (root / folder).is_dir():
+            continue  # optional
         (target / folder).mkdir()
         for path in sorted((root / folder).iterdir()):
             hard = _link(path, target / folder / path.name, hard=hard)

@@ -36,6 +36,7 @@ from skyops.data.layout import (
     ImageRecord,
     Manifest,
     atomic_output_dir,
+    attributes_file,
     group_of,
     image_stem,
     link_or_copy,
@@ -215,6 +216,8 @@ def split_dataset(root: Path, target: Path, ratios: Sequence[float] = (0.8, 0.1,
         for record in manifest.images:
             link_or_copy(root / record.image, staging / record.image)
             link_or_copy(root / record.label, staging / record.label)
+            if (side := attributes_file(root, record.image)).is_file():  # optional box attributes travel with their label
+                link_or_copy(side, attributes_file(staging, record.image))
         (staging / IMAGES).mkdir(exist_ok=True)  # an empty dataset still has the layout's folders
         (staging / LABELS).mkdir(exist_ok=True)
         shutil.copy2(root / MANIFEST, staging / MANIFEST)

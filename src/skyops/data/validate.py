@@ -38,7 +38,19 @@ from skyops.data.formats.findings import Finding as ConvertFinding
 from skyops.data.formats.findings import Rule as ConvertRule
 from skyops.data.formats.paths import Root, escaping_files, scan_files
 from skyops.data.imageinfo import SUFFIX_FORMATS, ImageHeaderError, probe
-from skyops.data.layout import IMAGE_SUFFIXES, IMAGES, LABELS, MANIFEST, ImageRecord, Manifest, atomic_output_dir, group_of, image_stem
+from skyops.data.layout import (
+    ATTRIBUTES,
+    IMAGE_SUFFIXES,
+    IMAGES,
+    LABELS,
+    MANIFEST,
+    ImageRecord,
+    Manifest,
+    atomic_output_dir,
+    attributes_file,
+    group_of,
+    image_stem,
+)
 from skyops.errors import ConfigError, DataValidationError, problems_error
 
 VALIDATION_JSON = "validation.json"
@@ -322,6 +334,10 @@ def write_validated(root: Path | str, target: Path | str, report: ValidationRepo
                 link(str(root / record.label), str(staging / record.label))
             else:
                 write_new(str(staging / record.label), b"")
+            side = attributes_file(root, record.image)  # optional box attributes travel with their label
+            if side.is_file():
+                (staging / ATTRIBUTES).mkdir(exist_ok=True)
+                link(str(side), str(attributes_file(staging, record.image)))
         stats = report.source_stats | {"validation": {"images": report.images, "quarantined": len(dropped), "counts": report.counts()}}
         Manifest(names=report.names, images=kept, source_format=report.source_format, stats=stats).write(staging)
         (staging / VALIDATION_JSON).write_text(json.dumps(report.to_json(), indent=1))

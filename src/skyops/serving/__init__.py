@@ -1,1 +1,1 @@
-"""Serving: the exported model package, the inference server and its backends, data capture."""
+"""Serving: the exported model package, the inference server with SageMaker's container contract, data capture."""

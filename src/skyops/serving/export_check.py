@@ -3,7 +3,7 @@
 The fp32 ONNX model is checked against the PyTorch model on every image of the split, fed the very
 same input (one letterbox, skyops.serving.export_runtime), with two criteria:
 
-1. mAP50 of each, scored by skyops.training.detmetrics on the same NMS settings as the evaluate
+1. mAP50 of each, scored by skyops.evaluation.detmetrics on the same NMS settings as the evaluate
    step (conf 0.001, IoU 0.7, 300 per image): |mAP50(onnx) - mAP50(torch)| <= 0.005.
 2. The boxes agree. They are compared anchor by anchor: the raw head has one candidate box per
    output position, and position i is the same in both graphs, so every box is matched exactly,
@@ -37,7 +37,7 @@ import numpy as np
 from skyops.errors import ExportCheckError
 from skyops.serving.export_runtime import Detections, LabelledImage, RawModel, image_boxes, letterbox, nms, read_image, timed
 from skyops.serving.package import Thresholds
-from skyops.training.detmetrics import IOU_EPS, box_area, box_iou, slice_metrics
+from skyops.evaluation.detmetrics import IOU_EPS, box_area, box_iou, slice_metrics
 
 REFERENCE, EXPORT = "torch", "onnx"
 MAP_NMS = Thresholds(conf=0.001, iou=0.7, max_det=300)  # the evaluate step's settings (mAP wants low-score boxes too)

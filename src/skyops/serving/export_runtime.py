@@ -20,7 +20,7 @@ import numpy as np
 
 from skyops.errors import DataValidationError
 from skyops.serving.package import Thresholds
-from skyops.training.detmetrics import ImageBoxes
+from skyops.evaluation.detmetrics import ImageBoxes
 
 NMS_TIME_LIMIT_S = 60.0  # per image: Ultralytics' default (0.05 s) drops boxes on a busy machine
 
@@ -155,7 +155,7 @@ def nms(raw: np.ndarray, original_shape: tuple[int, int], imgsz: int, thresholds
 
 
 def image_boxes(image: LabelledImage, found: Detections) -> ImageBoxes:
-    """Ground truth and detections of one image, as skyops.training.detmetrics scores them."""
+    """Ground truth and detections of one image, as skyops.evaluation.detmetrics scores them."""
     return ImageBoxes(
         gt_boxes=image.gt_boxes,
         gt_classes=image.gt_classes,

@@ -5,55 +5,51 @@ docs/evaluation-schema.md) is flat, with numeric leaves at stable paths, because
 condition step reads it as a PropertyFile (`Std:JsonGet` on `metrics.map50`).
 
 Overall and per-class numbers come from Ultralytics' own validator, so they equal what
-`YOLO(weights).val(...)` prints. The object-size slices, which Ultralytics does not report, are
-computed by `skyops.training.detmetrics` from the very predictions that validator scored.
+`YOLO(weights).val(...)` prints. What Ultralytics does not report is computed by `skyops.evaluation`
+from the very predictions that validator scored (`skyops.training.validation_run`): mAP per slice (object
+size, class, brightness, image region, crowding, and VisDrone occlusion/truncation when the dataset
+keeps them), the standard COCO metrics (faster-coco-eval), the confusion matrix and the worst images.
 
-`evaluate` writes nothing of its own (Ultralytics' scratch output goes to a temporary folder that is
-removed); `write_evaluation` publishes a document atomically.
+`evaluate` writes nothing of its own but the HTML report when asked for one (Ultralytics' scratch
+output goes to a temporary folder that is removed); `write_evaluation` publishes a document atomically.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from skyops.errors import ConfigError, DataValidationError, problems_error
-from skyops.training.detmetrics import SIZE_SLICES, ImageBoxes, box_area, slice_metrics
+from skyops.errors import ConfigError, problems_error
+from skyops.evaluation.analysis import analyse
+from skyops.evaluation.slices import compare_slices
+from skyops.training.evaluation_doc import SCHEMA_VERSION, file_sha256, load_schema, validate_evaluation, write_evaluation
+from skyops.training.validation_run import ValidationRun, run_validation
 
-SCHEMA_VERSION = "1.0"
-SCHEMA_RESOURCE = "evaluation_schema.json"
+__all__ = [
+    "SCHEMA_VERSION",
+    "ValidationRun",
+    "compare",
+    "evaluate",
+    "load_schema",
+    "run_validation",
+    "validate_evaluation",
+    "write_evaluation",
+]
+
 SPLITS = ("train", "val", "test")
 PRIMARY_METRIC = "map50_95"  # decides challenger_better; ties keep the champion
+MIN_SLICE_INSTANCES = 20  # ground-truth boxes a slice needs to be singled out or compared (fewer: its AP is noise)
+REPORT_CONF = 0.25  # operating point of the confusion matrix and the worst images (Ultralytics' predict default)
+WORST_IMAGES = 6
 
 Champion = str | os.PathLike[str] | Mapping[str, Any]
-
-
-@dataclass(kw_only=True)
-class ValidationRun:
-    """One pass of Ultralytics' validator: its own numbers, and the boxes it scored.
-
-    `images` holds, per image, the ground truth and the post-NMS predictions as Ultralytics matched
-    them (letterboxed pixels), with their areas in original-image pixels (for the size slices).
-    """
-
-    metrics: dict[str, float]  # map50, map50_95, precision, recall
-    per_class: list[dict[str, Any]]  # one entry per class id, in id order
-    speed_ms: dict[str, float]  # preprocess, inference, postprocess: ms per image
-    instances: int
-    device: str = ""
-    images: list[ImageBoxes] = field(default_factory=list)
 
 
 def evaluate(
@@ -70,6 +66,12 @@ def evaluate(
     champion: Champion | None = None,
     state_dir: str | os.PathLike[str],
     fingerprint: str | None = None,
+    attributes: Mapping[str, np.ndarray] | None = None,
+    attribute_columns: Sequence[str] = (),
+    min_slice_instances: int = MIN_SLICE_INSTANCES,
+    report_conf: float = REPORT_CONF,
+    worst_images: int = WORST_IMAGES,
+    report: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate `weights` on `split` of `data_yaml` and return the evaluation document.
 
@@ -87,6 +89,13 @@ def evaluate(
             a previous evaluation document, or the path of one (.json). None: no comparison.
         state_dir: the project's state dir (Ultralytics' private offline settings live there).
         fingerprint: the dataset manifest's fingerprint, recorded in `dataset.fingerprint`.
+        attributes: box attributes by image file name (skyops.data.attributes.read_attributes), for
+            the occlusion and truncation slices; None or empty: the dataset has none.
+        attribute_columns: the columns of `attributes` (skyops.data.attributes.COLUMNS).
+        min_slice_instances: ground-truth boxes a slice needs to be the weakest or to be compared with the champion.
+        report_conf: confidence of the operating point for the confusion matrix and the worst images.
+        worst_images: how many worst images the document lists and the report draws.
+        report: where to write the HTML report (atomically); None: no report.
 
     Returns:
         The evaluation document, valid against the schema.
@@ -96,143 +105,64 @@ def evaluate(
         DataValidationError: a champion document does not match the schema.
     """
     _check_settings(weights, data_yaml, split=split, imgsz=imgsz, batch=batch, conf=conf, iou=iou, names=names, champion=champion)
+    _check_analysis(min_slice_instances=min_slice_instances, report_conf=report_conf, worst_images=worst_images)
+    shared: dict[str, Any] = {
+        "split": split,
+        "imgsz": imgsz,
+        "batch": batch,
+        "conf": conf,
+        "iou": iou,
+        "device": device,
+        "names": names,
+        "state_dir": state_dir,
+    }
+    analysis_settings = {"min_slice_instances": min_slice_instances, "report_conf": report_conf, "worst_images": worst_images}
     champion_doc, champion_source = _champion_document(
-        champion, data_yaml, split=split, imgsz=imgsz, batch=batch, conf=conf, iou=iou, device=device, names=names, state_dir=state_dir
+        champion, data_yaml, **shared, attributes=attributes, attribute_columns=attribute_columns, **analysis_settings
     )
-    run = run_validation(
-        weights, data_yaml, split=split, imgsz=imgsz, batch=batch, conf=conf, iou=iou, device=device, names=names, state_dir=state_dir
+    run = run_validation(weights, data_yaml, **shared, attributes=attributes)
+    with_attributes = sum(image.attributes is not None for image in run.images)
+    columns = list(attribute_columns) if with_attributes else []
+    analysis = analyse(
+        run.images,
+        names,
+        attribute_columns=columns,
+        min_slice_instances=min_slice_instances,
+        report_conf=report_conf,
+        worst_count=worst_images,
     )
+    sizes = analysis.sections["slices"]["size"]
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "metrics": run.metrics,
         "per_class": run.per_class,
-        "per_size": {name: _size_entry(run.images, area) for name, area in SIZE_SLICES.items()},
+        "per_size": {name: {k: entry[k] for k in ("map50", "map50_95", "instances")} for name, entry in sizes.items()},
+        **analysis.sections,
         "speed_ms": {**run.speed_ms, "total": sum(run.speed_ms.values()), "device": run.device, "imgsz": imgsz},
-        "dataset": {"split": split, "images": len(run.images), "instances": run.instances, "fingerprint": fingerprint},
+        "dataset": {
+            "split": split,
+            "images": len(run.images),
+            "instances": run.instances,
+            "fingerprint": fingerprint,
+            "box_attributes": {"columns": columns, "images": with_attributes, "unaligned": run.unaligned} if attributes else None,
+        },
         "model": {"weights_sha256": file_sha256(Path(weights)), "imgsz": imgsz},
-        "settings": {"conf": float(conf), "iou": float(iou), "batch": batch},
+        "settings": {"conf": float(conf), "iou": float(iou), "batch": batch, **analysis_settings},
         "comparison": None,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if champion_doc is not None:
         doc["comparison"] = compare(doc, champion_doc, source=champion_source)
     validate_evaluation(doc)
+    if report is not None:
+        from skyops.evaluation.report import write_report  # matplotlib, jinja2: only for the report
+
+        write_report(doc, Path(report), coco=analysis.coco, worst=analysis.worst, names=names)
     return doc
 
 
-def run_validation(
-    weights: str | os.PathLike[str],
-    data_yaml: str | os.PathLike[str],
-    *,
-    split: str,
-    imgsz: int,
-    batch: int,
-    conf: float,
-    iou: float,
-    device: str,
-    names: list[str],
-    state_dir: str | os.PathLike[str],
-) -> ValidationRun:
-    """Run Ultralytics' validator once, keeping its numbers and every image's boxes."""
-    from skyops.training.ultra import import_ultralytics
-
-    import_ultralytics(Path(state_dir))
-    from ultralytics import YOLO  # heavy (torch); imported offline above
-
-    model = YOLO(str(weights))
-    if model.task != "detect":
-        raise ConfigError(f"weights {weights} are a {model.task!r} model; evaluation needs a 'detect' model")
-    if len(model.names) != len(names):
-        raise ConfigError(
-            f"names has {len(names)} classes but the model {weights} predicts {len(model.names)}: {list(model.names.values())}",
-            hint="pass the class names of the dataset the model was trained on",
-        )
-    run = ValidationRun(metrics={}, per_class=[], speed_ms={}, instances=0)
-    # Ultralytics' scratch output (save dir, never plots here) goes to a folder removed afterwards.
-    with tempfile.TemporaryDirectory(prefix="skyops-eval-") as scratch:
-        result = model.val(
-            validator=_recording_validator(run),
-            data=str(data_yaml),
-            split=split,
-            imgsz=imgsz,
-            batch=batch,
-            conf=conf,
-            iou=iou,
-            device=device,
-            plots=False,
-            save_json=False,
-            project=scratch,
-            name="val",
-            exist_ok=True,
-            verbose=False,
-        )
-    box = result.box
-    run.metrics = {"map50": float(box.map50), "map50_95": float(box.map), "precision": float(box.mp), "recall": float(box.mr)}
-    counts = np.asarray(result.nt_per_class, dtype=int)
-    run.instances = int(counts.sum())
-    row_of = {int(c): i for i, c in enumerate(box.ap_class_index)}
-    for class_id, name in enumerate(names):
-        instances = int(counts[class_id]) if class_id < len(counts) else 0
-        entry: dict[str, Any] = {"class_id": class_id, "name": name, "instances": instances}
-        if class_id in row_of and instances:
-            p, r, ap50, ap = box.class_result(row_of[class_id])
-            entry |= {"ap50": float(ap50), "ap50_95": float(ap), "precision": float(p), "recall": float(r)}
-        else:  # no ground truth of this class in the split: AP is undefined
-            entry |= {"ap50": None, "ap50_95": None, "precision": None, "recall": None}
-        run.per_class.append(entry)
-    run.speed_ms = {key: float(result.speed[key]) for key in ("preprocess", "inference", "postprocess")}
-    return run
-
-
-def _recording_validator(run: ValidationRun) -> type:
-    """A DetectionValidator that also records each image's labels and predictions into `run`.
-
-    Why hook the validator rather than run `model.predict`: Ultralytics scores predictions in its
-    letterboxed batch coordinates (rect batches, its own NMS settings and max_det) and keeps no
-    per-box record. A separate predict pass would letterbox and batch differently and give other
-    boxes; recording inside `update_metrics` keeps exactly the boxes it scored, in the frame it
-    matched them in, so the all-sizes slice reproduces its mAP. Areas, which pick the size slice,
-    are taken in original-image pixels (boxes mapped back and clipped to the image), where COCO's
-    thresholds apply.
-    """
-    from ultralytics.models.yolo.detect import DetectionValidator
-    from ultralytics.utils import ops
-
-    def as_numpy(values: Any, shape: tuple[int, ...]) -> np.ndarray:
-        return values.detach().cpu().numpy().astype(np.float64).reshape(shape)  # astype copies
-
-    def original_areas(boxes: Any, prepared: dict[str, Any]) -> np.ndarray:
-        scaled = ops.scale_boxes(prepared["imgsz"], boxes.clone(), prepared["ori_shape"], ratio_pad=prepared["ratio_pad"])
-        return box_area(as_numpy(scaled, (-1, 4)))
-
-    class RecordingValidator(DetectionValidator):
-        def update_metrics(self, preds: list[dict[str, Any]], batch: dict[str, Any]) -> None:
-            run.device = str(self.device)
-            for si, pred in enumerate(preds):
-                prepared = self._prepare_batch(si, batch)
-                run.images.append(
-                    ImageBoxes(
-                        gt_boxes=as_numpy(prepared["bboxes"], (-1, 4)),
-                        gt_classes=as_numpy(prepared["cls"], (-1,)).astype(int),
-                        pred_boxes=as_numpy(pred["bboxes"], (-1, 4)),
-                        pred_classes=as_numpy(pred["cls"], (-1,)).astype(int),
-                        pred_scores=as_numpy(pred["conf"], (-1,)),
-                        gt_areas=original_areas(prepared["bboxes"], prepared),
-                        pred_areas=original_areas(pred["bboxes"], prepared),
-                    )
-                )
-            super().update_metrics(preds, batch)
-
-    return RecordingValidator
-
-
-def _size_entry(images: list[ImageBoxes], area: tuple[float, float]) -> dict[str, Any]:
-    result = slice_metrics(images, area)
-    return {"map50": result.map50, "map50_95": result.map50_95, "instances": result.instances}
-
-
 def compare(challenger: Mapping[str, Any], champion: Mapping[str, Any], *, source: str) -> dict[str, Any]:
-    """The `comparison` section: champion metrics, deltas (challenger minus champion), verdict.
+    """The `comparison` section: champion metrics, deltas (challenger minus champion), verdict, and per-slice deltas.
 
     Args:
         challenger: the new model's document (needs `metrics`, `dataset`).
@@ -256,11 +186,15 @@ def compare(challenger: Mapping[str, Any], champion: Mapping[str, Any], *, sourc
             hint="pass the champion's weights instead, so it is re-evaluated on the same data",
         )
     delta = {key: challenger["metrics"][key] - champion["metrics"][key] for key in ("map50", "map50_95")}
-    return {
+    found = {
         "champion": {"source": source, "weights_sha256": champion["model"]["weights_sha256"], "metrics": dict(champion["metrics"])},
         "delta": delta,
         "challenger_better": bool(delta[PRIMARY_METRIC] > 0),
     }
+    if "slices" in challenger:  # a 1.1 document: per-slice deltas, None when the champion's document has no slices (1.0)
+        min_instances = challenger["settings"].get("min_slice_instances", MIN_SLICE_INSTANCES)
+        found["slices"] = compare_slices(challenger["slices"], champion["slices"], min_instances) if "slices" in champion else None
+    return found
 
 
 def _champion_document(champion: Champion | None, data_yaml: str | os.PathLike[str], **settings: Any) -> tuple[dict[str, Any] | None, str]:
@@ -320,73 +254,13 @@ def _check_settings(
         raise problems_error(ConfigError, "the evaluation settings", problems)
 
 
-@cache
-def load_schema() -> dict[str, Any]:
-    """The evaluation document's JSON Schema (draft 2020-12), shipped as package data."""
-    schema: dict[str, Any] = json.loads(resources.files("skyops.training").joinpath(SCHEMA_RESOURCE).read_text())
-    return schema
-
-
-def validate_evaluation(doc: Any, *, subject: str = "evaluation document") -> None:
-    """Check `doc` against the schema, and that every number is finite; report every failing path.
-
-    Raises:
-        DataValidationError: one line per problem, e.g. "metrics.map50: 'high' is not of type 'number'".
-    """
-    from jsonschema import Draft202012Validator  # only needed when validating
-
-    validator = Draft202012Validator(load_schema())
-    problems = [f"{_json_path(error.absolute_path)}: {error.message}" for error in validator.iter_errors(doc)]
-    problems += [f"{path}: {value!r} is not a finite number (JSON has no NaN or Infinity)" for path, value in _non_finite(doc, [])]
+def _check_analysis(*, min_slice_instances: int, report_conf: float, worst_images: int) -> None:
+    problems = []
+    if min_slice_instances < 1:
+        problems.append(f"min_slice_instances: expected at least 1, got {min_slice_instances}")
+    if not 0 <= report_conf <= 1:
+        problems.append(f"report_conf: expected 0 <= report_conf <= 1, got {report_conf}")
+    if worst_images < 0:
+        problems.append(f"worst_images: expected 0 or more, got {worst_images}")
     if problems:
-        raise problems_error(
-            DataValidationError,
-            subject,
-            problems,
-            hint=f"build it with skyops.training.evaluate.evaluate (schema {SCHEMA_VERSION}, see docs/evaluation-schema.md)",
-        )
-
-
-def write_evaluation(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Validate `doc` and write it as JSON to `path` atomically (temp file in the same folder, then rename)."""
-    validate_evaluation(doc)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _json_path(parts: Any) -> str:
-    """deque(['per_class', 0, 'ap50']) -> 'per_class[0].ap50'; the root is '<document>'."""
-    path = ""
-    for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "<document>"
-
-
-def _non_finite(value: Any, at: list[str | int]) -> list[tuple[str, float]]:
-    if isinstance(value, float) and not np.isfinite(value):
-        return [(_json_path(at), value)]
-    if isinstance(value, Mapping):
-        return [found for key, item in value.items() for found in _non_finite(item, [*at, str(key)])]
-    if isinstance(value, list):
-        return [found for i, item in enumerate(value) for found in _non_finite(item, [*at, i])]
-    return []
+        raise problems_error(ConfigError, "the evaluation settings", problems)

@@ -82,6 +82,9 @@ class Parsed:
     classes: list[int] = field(default_factory=list)  # source class index
     boxes: list[BoxTuple] = field(default_factory=list)  # xyxy pixels
     refs: list[int] = field(default_factory=list)  # the box's line in its file, or its index (see `Item.refs`)
+    # per box, the format's own attributes beyond class and box (VisDrone: truncation, occlusion; see
+    # skyops.data.attributes); None for formats that have none
+    attributes: list[tuple[int, int]] | None = None
     dropped: Counter[str] = field(default_factory=Counter)  # boxes the format marks as ignored, per reason
     findings: list[Finding] = field(default_factory=list)
     failed: set[int] = field(default_factory=set)  # images with a refusal: not converted

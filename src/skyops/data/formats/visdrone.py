@@ -9,6 +9,9 @@ Categories 1..10 are the object classes. Dropped by default, each counted under 
 score-0 boxes keep their category. Rows need at least the first six fields (some official files end
 rows with a stray comma; it is tolerated).
 
+Truncation and occlusion (fields 7 and 8) are kept in a side file per image, `attributes/<stem>.txt`,
+one line per label row (see skyops.data.attributes), for the evaluation's occlusion and truncation slices.
+
 Images and annotations are paired by stem. An image without an annotation file is converted without
 a label file (`label.missing`: validation decides), an annotation file without an image is counted
 and not converted (`label.orphan`); an empty annotation file is an image with no objects.
@@ -151,7 +154,15 @@ def by_stem(names: list[str], prefix: str, findings: list[Finding]) -> dict[str,
 
 
 def _parse_rows(text: str, owner: int, file: str, keep_ignored: bool, parsed: Parsed) -> None:
-    owners, classes, boxes, refs = parsed.owner, parsed.classes, parsed.boxes, parsed.refs  # appended per row: no method call
+    if parsed.attributes is None:
+        parsed.attributes = []
+    owners, classes, boxes, refs, attributes = (
+        parsed.owner,
+        parsed.classes,
+        parsed.boxes,
+        parsed.refs,
+        parsed.attributes,
+    )  # appended per row
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip().rstrip(",")
         if not line:
@@ -180,3 +191,16 @@ def _parse_rows(text: str, owner: int, file: str, keep_ignored: bool, parsed: Pa
         classes.append(category - 1 if category else _KEPT_REGION)
         boxes.append((left, top, left + w, top + h))
         refs.append(lineno)
+        attributes.append(_truncation_occlusion(fields))
+
+
+def _truncation_occlusion(fields: list[str]) -> tuple[int, int]:
+    """A row's fields 7 and 8 (truncation, occlusion); -1 for each one it lacks or that is not an integer."""
+    found = []
+    for text in fields[6:8]:
+        try:
+            found.append(int(text))
+        except ValueError:
+            found.append(-1)
+    found += [-1] * (2 - len(found))
+    return found[0], found[1]

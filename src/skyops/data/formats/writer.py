@@ -4,12 +4,14 @@ Per image: read the bytes once, hash them, take the size from the header (no pix
 chunk: parse all annotations, then sort out bad boxes, clip, map classes and normalise in one numpy
 pass (Python only touches the few boxes that get a finding), and write one label file per image
 with a single `%`-format of all its rows. An image whose source has no annotation gets no label
-file, so that validation can tell "nobody labelled it" (`label.missing`) from "no objects".
+file, so that validation can tell "nobody labelled it" (`label.missing`) from "no objects". A format
+that keeps box attributes (VisDrone) also gets `attributes/<stem>.txt` beside each label file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from skyops.data.attributes import ATTRIBUTES
+from skyops.data.attributes import COLUMNS as ATTRIBUTE_COLUMNS
+from skyops.data.attributes import ROW as ATTRIBUTE_ROW
 from skyops.data.boxes import clip_xyxy, positive_area, xyxy_to_yolo
 from skyops.data.formats import READERS, Format, SourceOptions
 from skyops.data.formats.base import Item, Parsed, stem_of
@@ -85,9 +90,11 @@ def convert_chunk(chunk: Chunk) -> ChunkResult:
     parsed = READERS[chunk.fmt].parse(items, sizes, chunk.options)
     result.dropped += parsed.dropped
     result.findings += parsed.findings
-    ok, rows, bounds = _yolo_rows(parsed, items, sizes, chunk, result)
+    ok, rows, bounds, attributes = _yolo_rows(parsed, items, sizes, chunk, result)
 
     images, labels = f"{chunk.staging}/{IMAGES}", f"{chunk.staging}/{LABELS}"
+    if attributes is not None:
+        os.makedirs(f"{chunk.staging}/{ATTRIBUTES}", exist_ok=True)
     for i, item in enumerate(items):
         if not ok[i]:
             continue
@@ -97,6 +104,9 @@ def convert_chunk(chunk: Chunk) -> ChunkResult:
             label = ((ROW * (last - first)) % tuple(rows[5 * first : 5 * last])).encode()
             write_new(f"{labels}/{stem_of(item.name)}.txt", label)
             label_sha = hashlib.sha256(label).hexdigest()
+            if attributes is not None:  # one line per label row, same order (skyops.data.attributes)
+                side = ((ATTRIBUTE_ROW * (last - first)) % tuple(attributes[2 * first : 2 * last])).encode()
+                write_new(f"{chunk.staging}/{ATTRIBUTES}/{stem_of(item.name)}.txt", side)
         link(item.image, f"{images}/{item.name}")
         width, height = sizes[i]
         result.records.append((item.name, width, height, hashes[i], label_sha, last - first, item.group, item.source))
@@ -140,7 +150,7 @@ def _read_images(chunk_items: list[Item], result: ChunkResult) -> tuple[list[Ite
 
 def _yolo_rows(
     parsed: Parsed, items: list[Item], sizes: list[tuple[int, int]], chunk: Chunk, result: ChunkResult
-) -> tuple[list[bool], list[float], list[int]]:
+) -> tuple[list[bool], list[float], list[int], list[int] | None]:
     """Box maths once for the whole chunk (every box carries its own image's size).
 
     Each box gets at most one box rule, in this order: negative size, zero area (both judged on
@@ -150,7 +160,9 @@ def _yolo_rows(
     Returns:
         ok: per image, False if it had a refusal (not written);
         rows: flat [class, cx, cy, w, h, class, ...] of the kept boxes, image by image;
-        bounds: image i owns rows bounds[i]:bounds[i + 1].
+        bounds: image i owns rows bounds[i]:bounds[i + 1];
+        attributes: flat [truncation, occlusion, ...] of the kept boxes in the same order, or None
+            when the format keeps no attributes.
     """
     owner = np.array(parsed.owner, dtype=np.int64)
     order = np.argsort(owner, kind="stable")  # readers emit image by image; make sure
@@ -198,7 +210,10 @@ def _yolo_rows(
     result.per_class += np.bincount(target, minlength=chunk.classes)
     rows = np.column_stack((target, xyxy_to_yolo(boxes[keep], width[keep], height[keep]))).ravel().tolist()
     bounds = np.searchsorted(owner, np.arange(len(items) + 1)).tolist()
-    return ok.tolist(), rows, bounds
+    attributes = None
+    if parsed.attributes is not None:
+        attributes = np.array(parsed.attributes, dtype=np.int64).reshape(-1, len(ATTRIBUTE_COLUMNS))[order][keep].ravel().tolist()
+    return ok.tolist(), rows, bounds, attributes
 
 
 def _duplicates(

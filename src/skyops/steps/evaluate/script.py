@@ -1,9 +1,12 @@
-"""evaluate: mAP50, mAP50-95, precision, recall, per class and per object size, speed.
+"""evaluate: mAP50, mAP50-95, precision, recall, per class and per slice, COCO metrics, errors, speed.
 
 Writes evaluation.json (schema: skyops/training/evaluation_schema.json, docs/evaluation-schema.md),
-which SageMaker reads as a PropertyFile, and compares with the champion when one is bound (the
-pipeline declares its source, `registry:${model_name}@champion`): on the same test split, so the
-register step's decision needs nothing but this document.
+which SageMaker reads as a PropertyFile, and beside it report.html, the self-contained evaluation
+report (PR curves, confusion matrix, slices, worst images drawn). Compares with the champion when one
+is bound (the pipeline declares its source, `registry:${model_name}@champion`): on the same test
+split, slice by slice, so the register step's decision needs nothing but this document. A dataset
+that keeps box attributes (VisDrone's occlusion and truncation, skyops.data.attributes) is also
+sliced by them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ class EvaluateConfig(StepConfig):
     conf: Annotated[float, Range(ge=0, le=1)] = 0.001  # low, as for mAP
     iou: Annotated[float, Range(gt=0, le=1)] = 0.7
     device: str = "cpu"
+    min_slice_instances: Annotated[int, Range(ge=1)] = 20  # boxes a slice needs to be singled out or compared
+    report_conf: Annotated[float, Range(ge=0, le=1)] = 0.25  # operating point of the confusion matrix and worst images
+    worst_images: Annotated[int, Range(ge=0)] = 6  # images listed and drawn in the report
 
 
 SPEC = StepSpec(
@@ -36,7 +42,14 @@ SPEC = StepSpec(
         Port(name="splits", kind="yolo-splits"),
         Port(name="champion", kind="model-weights", optional=True, description="the current champion's weights"),
     ),
-    outputs=(Port(name="evaluation", kind="evaluation", description="evaluation.json", files=("evaluation.json",)),),
+    outputs=(
+        Port(
+            name="evaluation",
+            kind="evaluation",
+            description="evaluation.json and report.html (the HTML evaluation report)",
+            files=("evaluation.json", "report.html"),
+        ),
+    ),
     description="evaluate the trained model on the test split",
 )
 CONTRACT = ScriptContract(
@@ -69,7 +82,8 @@ def weights_in(folder: Path, port: str) -> Path:
 
 @CATALOG.step(spec=SPEC, contract=CONTRACT, config=EvaluateConfig, libraries=("ultralytics", "torch"))
 def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: EvaluateConfig) -> None:
-    from skyops.data.layout import Manifest, private_view, write_data_yaml
+    from skyops.data.attributes import COLUMNS, read_attributes
+    from skyops.data.layout import Manifest, private_view, read_split, write_data_yaml
     from skyops.training.evaluate import evaluate, write_evaluation
 
     manifest = Manifest.read(inputs["splits"])
@@ -77,6 +91,7 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
     with tempfile.TemporaryDirectory(prefix="skyops-eval-") as tmp:
         view = private_view(inputs["splits"], Path(tmp) / "data")
         data_yaml = write_data_yaml(view, Path(tmp) / "data.yaml", manifest.names)
+        attributes = read_attributes(view, read_split(view, args.split))
         doc = evaluate(
             weights_in(inputs["model"], "model"),
             data_yaml,
@@ -90,7 +105,16 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
             champion=champion,
             state_dir=Path(env["SKYOPS_STATE_DIR"]),
             fingerprint=manifest.fingerprint,
+            attributes=attributes,
+            attribute_columns=COLUMNS,
+            min_slice_instances=args.min_slice_instances,
+            report_conf=args.report_conf,
+            worst_images=args.worst_images,
+            report=outputs["evaluation"] / "report.html",  # drawn while the images are at hand
         )
     write_evaluation(doc, outputs["evaluation"] / "evaluation.json")
     m = doc["metrics"]
     print(json.dumps({"map50": m["map50"], "map50_95": m["map50_95"], "precision": m["precision"], "recall": m["recall"]}))
+    if doc["weakest_slice"]:
+        w = doc["weakest_slice"]
+        print(f"weakest slice: {w['family']}={w['name']} mAP50-95 {w['map50_95']:.3f} ({w['instances']} boxes)")

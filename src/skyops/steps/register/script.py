@@ -54,6 +54,7 @@ class RegisterConfig(StepConfig):
     min_map50: Annotated[float, Range(ge=0, le=1)] = 0.0
     min_map50_95: Annotated[float, Range(ge=0, le=1)] = 0.0
     max_regression: Annotated[float, Range(ge=0, le=1)] = 0.02  # allowed mAP50-95 drop against the champion
+    max_slice_regression: Annotated[float, Range(ge=0, le=1)] = 0.05  # allowed mAP50-95 drop on the worst slice
     intended_use: str = "Detecting vehicles and people in top-down drone imagery (nadir views, 50-150 m altitude)."
     limitations: str = "Not for safety-critical use; untested on oblique views, night imagery and classes it was not trained on."
 
@@ -157,12 +158,23 @@ def model_card(training: Mapping[str, Any], evaluation: Mapping[str, Any], env: 
         "data_fingerprint": training["data_fingerprint"],
         "metrics": metrics,
         "per_size": evaluation.get("per_size", {}),
+        "coco": evaluation.get("coco"),  # COCO's AP, AP50, AP75, APs/m/l, AR (schema 1.1; None before)
+        "slices": _slice_summary(evaluation.get("slices", {})),
+        "weakest_slice": evaluation.get("weakest_slice"),
         "training": {k: training[k] for k in ("epochs_completed", "device", "imgsz", "seconds")},
         "pipeline_run": env["SKYOPS_RUN_ID"],
         "mlflow_run": training["mlflow_run_id"],
         "libraries": versions("ultralytics", "torch", "mlflow"),
         "intended_use": args.intended_use,
         "limitations": args.limitations,
+    }
+
+
+def _slice_summary(slices: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The card's view of the slices: mAP50-95 and ground-truth boxes of each (evaluation.json has the rest)."""
+    return {
+        family: {name: {"map50_95": s["map50_95"], "instances": s["instances"]} for name, s in entries.items()}
+        for family, entries in slices.items()
     }
 
 
@@ -191,7 +203,12 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
             hint="wire register's evaluation input to the evaluate step that scored this model",
         )
     package = exported_package(inputs["package"], digest) if "package" in inputs else None
-    policy = GatePolicy(min_map50=args.min_map50, min_map50_95=args.min_map50_95, max_regression=args.max_regression)
+    policy = GatePolicy(
+        min_map50=args.min_map50,
+        min_map50_95=args.min_map50_95,
+        max_regression=args.max_regression,
+        max_slice_regression=args.max_slice_regression,
+    )
     gate = decide(evaluation, champion_comparison(evaluation), policy)
     status = Decision.PENDING if gate["passed"] else Decision.REJECTED
     card = model_card(training, evaluation, env, args)
@@ -296,6 +313,8 @@ def register_locally(
     target = f"{args.model_name}:{version.version}"
     if done.created:
         client.log_artifact(run_id, str(inputs["evaluation"] / "evaluation.json"), "evaluation")
+        if (inputs["evaluation"] / "report.html").is_file():  # the HTML evaluation report, opened from MLflow's UI
+            client.log_artifact(run_id, str(inputs["evaluation"] / "report.html"), "evaluation")
         client.log_artifact(run_id, str(outputs["registration"] / "decision.json"), "registration")
         if "profile" in inputs:
             client.log_artifact(run_id, str(inputs["profile"] / "profile.json"), "data")

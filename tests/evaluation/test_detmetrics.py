@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skyops.training.detmetrics import (
+from skyops.evaluation.detmetrics import (
     IOU_THRESHOLDS,
     SIZE_SLICES,
     ImageBoxes,
@@ -184,36 +183,6 @@ image_strategy = st.tuples(
     st.lists(st.tuples(jitter, st.floats(0.01, 1.0), st.booleans()), max_size=5),  # per gt: shift, score, wrong class
     st.lists(st.tuples(labelled_box, st.floats(0.01, 1.0)), max_size=3),  # stray predictions
 )
-
-
-@pytest.fixture(scope="module")
-def ultralytics_reference(ultra_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Ultralytics' matching and AP functions, imported offline."""
-    from skyops.training.ultra import import_ultralytics
-
-    import_ultralytics(ultra_state)
-    import torch
-    from ultralytics.models.yolo.detect import DetectionValidator
-    from ultralytics.utils.metrics import ap_per_class
-    from ultralytics.utils.metrics import box_iou as torch_iou
-
-    validator = DetectionValidator(save_dir=Path(tmp_path_factory.mktemp("val")))
-
-    def reference(images: list[ImageBoxes]) -> tuple[np.ndarray, np.ndarray]:
-        tps = []
-        for image in images:
-            if len(image.gt_classes) and len(image.pred_classes):
-                iou = torch_iou(torch.tensor(image.gt_boxes), torch.tensor(image.pred_boxes))
-                tps.append(validator.match_predictions(torch.tensor(image.pred_classes), torch.tensor(image.gt_classes), iou).numpy())
-            else:
-                tps.append(np.zeros((len(image.pred_classes), len(IOU_THRESHOLDS)), dtype=bool))
-        cat = np.concatenate
-        result = ap_per_class(
-            cat(tps), cat([i.pred_scores for i in images]), cat([i.pred_classes for i in images]), cat([i.gt_classes for i in images])
-        )
-        return result[6], result[5]  # classes (K,), ap (K, 10)
-
-    return reference
 
 
 @settings(max_examples=40, deadline=None)
