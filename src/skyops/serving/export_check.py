@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from skyops.errors import ExportCheckError
+from skyops.evaluation.detmetrics import IOU_EPS, box_area, box_iou, slice_metrics
 from skyops.serving.export_runtime import Detections, LabelledImage, RawModel, image_boxes, letterbox, nms, read_image, timed
 from skyops.serving.package import Thresholds
-from skyops.evaluation.detmetrics import IOU_EPS, box_area, box_iou, slice_metrics
 
 REFERENCE, EXPORT = "torch", "onnx"
 MAP_NMS = Thresholds(conf=0.001, iou=0.7, max_det=300)  # the evaluate step's settings (mAP wants low-score boxes too)

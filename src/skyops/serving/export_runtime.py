@@ -19,8 +19,8 @@ from typing import Any, Protocol, cast
 import numpy as np
 
 from skyops.errors import DataValidationError
-from skyops.serving.package import Thresholds
 from skyops.evaluation.detmetrics import ImageBoxes
+from skyops.serving.package import Thresholds
 
 NMS_TIME_LIMIT_S = 60.0  # per image: Ultralytics' default (0.05 s) drops boxes on a busy machine
 
