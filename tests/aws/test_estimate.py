@@ -28,7 +28,7 @@ TABLE = PriceTable(
     fetched="2026-11-30",
     prices={"Processing": {"ml.m5.xlarge": 0.25}, "Training": {"ml.g4dn.xlarge": 1.0, "ml.g5.xlarge": 2.0}},
 )
-PROCESSING = ["ingest", "validate", "profile", "split", "evaluate", "register"]
+PROCESSING = ["ingest", "validate", "profile", "split", "evaluate", "export", "register"]
 
 
 def test_every_job_at_its_cap_when_no_hours_are_given() -> None:
@@ -36,10 +36,10 @@ def test_every_job_at_its_cap_when_no_hours_are_given() -> None:
     assert [(j.step, j.component, j.instance_type, j.count, j.hours, j.capped) for j in found.jobs] == [
         *[(step, "Processing", "ml.m5.xlarge", 1, 4.0, True) for step in PROCESSING[:4]],
         ("train", "Training", "ml.g4dn.xlarge", 1, 24.0, True),
-        *[(step, "Processing", "ml.m5.xlarge", 1, 4.0, True) for step in PROCESSING[4:]],  # register: inside the gate's Condition
+        *[(step, "Processing", "ml.m5.xlarge", 1, 4.0, True) for step in PROCESSING[4:]],  # export and register: inside the gate's Condition
     ]
-    assert found.total == pytest.approx(6 * 4 * 0.25 + 24 * 1.0)
-    assert found.summary() == "at most $30.00 for one execution of drone-detection in eu-west-1"
+    assert found.total == pytest.approx(7 * 4 * 0.25 + 24 * 1.0)
+    assert found.summary() == "at most $31.00 for one execution of drone-detection in eu-west-1"
     assert found.provenance() == "prices: test, read 2026-11-30"
 
 
@@ -47,14 +47,14 @@ def test_hours_and_the_executions_values_replace_the_caps_and_defaults() -> None
     values = {"TrainingInstanceType": "ml.g5.xlarge"}
     found = estimate("drone-detection", GOLDEN, values, TABLE, hours={"train": 1.5, **dict.fromkeys(PROCESSING, 0.1)})
     assert not found.capped and {j.instance_type for j in found.jobs if j.step == "train"} == {"ml.g5.xlarge"}
-    assert found.total == pytest.approx(1.5 * 2.0 + 6 * 0.1 * 0.25)
-    assert found.summary() == "about $3.15 for one execution of drone-detection in eu-west-1"
+    assert found.total == pytest.approx(1.5 * 2.0 + 7 * 0.1 * 0.25)
+    assert found.summary() == "about $3.17 for one execution of drone-detection in eu-west-1"
 
 
 def test_an_instance_type_without_a_price_is_named_not_guessed() -> None:
     found = estimate("drone-detection", GOLDEN, {"ProcessingInstanceType": "ml.r7i.large"}, TABLE)
     assert [j.step for j in found.unpriced] == PROCESSING and found.total == pytest.approx(24.0)
-    assert found.summary() == "at most $24.00 for one execution of drone-detection in eu-west-1 + 6 job(s) without a price (ml.r7i.large)"
+    assert found.summary() == "at most $24.00 for one execution of drone-detection in eu-west-1 + 7 job(s) without a price (ml.r7i.large)"
 
 
 def test_spot_training_is_marked_and_priced_on_demand() -> None:
@@ -69,7 +69,7 @@ def test_spot_training_is_marked_and_priced_on_demand() -> None:
     )
     found = estimate("drone-detection", compile_pipeline(drone, settings), {}, TABLE)
     assert [j.step for j in found.jobs if j.spot] == ["train"]
-    assert found.total == pytest.approx(6 * 4 * 0.25 + 24 * 1.0)
+    assert found.total == pytest.approx(7 * 4 * 0.25 + 24 * 1.0)
 
 
 def test_hours_for_no_job_step_and_bad_hours_are_refused_all_at_once() -> None:
@@ -79,7 +79,7 @@ def test_hours_for_no_job_step_and_bad_hours_are_refused_all_at_once() -> None:
         "--hours quality-gate=1.0: no Processing or Training step is named 'quality-gate'",
         "--hours trian=1.0: no Processing or Training step is named 'trian'",
     ]
-    assert info.value.hint == "job steps: ingest, validate, profile, split, train, evaluate, register"
+    assert info.value.hint == "job steps: ingest, validate, profile, split, train, evaluate, export, register"
     with pytest.raises(ConfigError) as bad:
         parse_hours({"train": "two", "ingest": "-1", "split": "inf", "evaluate": "0.5"})
     assert bad.value.problems == [
@@ -136,8 +136,9 @@ def test_cli_estimate_prints_each_job_the_total_and_where_the_prices_came_from(c
         "split     ml.m5.xlarge  1      0.250     4 (cap)  1.00",
         "train     ml.g5.xlarge  1      2.000     2        4.00",
         "evaluate  ml.m5.xlarge  1      0.250     4 (cap)  1.00",
+        "export    ml.m5.xlarge  1      0.250     4 (cap)  1.00",
         "register  ml.m5.xlarge  1      0.250     4 (cap)  1.00",
-        "estimate at most $10.00 for one execution of drone-detection in eu-west-1 (steps without --hours at their MaxRuntime)",
+        "estimate at most $11.00 for one execution of drone-detection in eu-west-1 (steps without --hours at their MaxRuntime)",
         "prices: a seed table typed by hand, not read from the Price List API; refresh: python tools/refresh_prices.py --region eu-west-1",
     ]
 
