@@ -13,7 +13,7 @@ from types import ModuleType
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from skyops.serving.backends import OnnxBackend
@@ -55,6 +55,26 @@ def raw_head(seed: int, anchors: int, classes: int) -> np.ndarray:
     return np.concatenate([centres, sizes, scores]).astype(np.float32)
 
 
+def near_ties(raw: np.ndarray, conf: float, iou: float) -> bool:
+    """Whether the answer is not unique: two candidates of one class overlap by an IoU within 1e-4 of `iou` (float32
+    rounding, not the algorithm, decides which survives: both sides shift each class by 7680 px, as Ultralytics does,
+    where float32 keeps ~0.001 px, so the IoU of two small boxes is off by up to ~1e-4; hypothesis found pairs 3e-7
+    and 1.1e-5 from the threshold), or two have the same score (their order is arbitrary: torch's sort is not stable)."""
+    scores = raw[4:].max(0)
+    keep = scores > conf
+    if len(np.unique(scores[keep])) < keep.sum():
+        return True
+    xywh, classes = raw[:4, keep].T.astype(np.float64), raw[4:, keep].argmax(0)
+    xyxy = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], axis=1)
+    w = (np.minimum(xyxy[:, None, 2], xyxy[None, :, 2]) - np.maximum(xyxy[:, None, 0], xyxy[None, :, 0])).clip(0)
+    h = (np.minimum(xyxy[:, None, 3], xyxy[None, :, 3]) - np.maximum(xyxy[:, None, 1], xyxy[None, :, 1])).clip(0)
+    area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        overlap = w * h / (area[:, None] + area[None, :] - w * h)
+    same_class = classes[:, None] == classes[None, :]
+    return bool((same_class & (np.abs(overlap - iou) < 1e-4)).any())
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -72,6 +92,7 @@ def test_postprocess_is_ultralytics_nms_and_scale_boxes(
     from ultralytics.utils.ops import scale_boxes
 
     raw = raw_head(seed, 400, classes)
+    assume(not near_ties(raw, conf, iou))
     _, box = letterbox(np.zeros((*shape, 3), np.uint8), 256)
     ours = postprocess(raw, box, conf=conf, iou=iou, max_det=max_det)
     theirs = non_max_suppression(torch.from_numpy(raw[None]), conf, iou, max_det=max_det, nc=classes)[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skyops.serving.backends import OnnxBackend
+from skyops.serving.backends import OnnxBackend, cpu_count, load_backend
 from skyops.serving.detect import NmsKind
 from skyops.serving.images import Limits
 from skyops.serving.inference import WARMUP_RUNS, Predictor
@@ -47,3 +47,17 @@ def test_the_first_inference_runs_alone_in_the_loading_thread(model_dir: Path) -
     assert backend.starts[0] == (0, threading.current_thread().name)
     assert len(backend.starts) == 1 + WARMUP_RUNS * 4
     assert {name for _, name in backend.starts[1:]} <= {f"skyops-infer_{i}" for i in range(4)}
+
+
+def test_torch_leaves_a_core_to_the_rest_of_the_server(model_dir: Path, tmp_path: Path) -> None:
+    """With every core, torch's OpenMP threads spin against the event loop (benchmarks/serve_load.py): all but one by default."""
+    import torch
+
+    info = read_model_info(model_dir)
+    before = torch.get_num_threads()
+    try:
+        backend = load_backend(info, BackendName.TORCH, threads=0, state_dir=tmp_path)
+        assert backend.threads == torch.get_num_threads() == max(1, cpu_count() - 1)
+        assert load_backend(info, BackendName.TORCH, threads=2, state_dir=tmp_path).threads == torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

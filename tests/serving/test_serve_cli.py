@@ -86,6 +86,20 @@ def test_a_folder_without_a_model(capsys: pytest.CaptureFixture[str], tmp_path: 
     ]
 
 
+def test_model_and_model_dir_together(capsys: pytest.CaptureFixture[str], model_dir: Path) -> None:
+    assert serve(capsys, "drone-detector@champion", "--model-dir", str(model_dir)) == (
+        2,
+        [f"error: both MODEL (drone-detector@champion) and --model-dir ({model_dir}) name a model", "hint: give one of them"],
+    )
+
+
+def test_a_model_dir_without_a_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert serve(capsys, "--model-dir", str(tmp_path / "none"))[1] == [
+        f"error: model {tmp_path / 'none'} does not exist",
+        "hint: give a model folder (with metadata.json), a package folder or a model.tar.gz",
+    ]
+
+
 def test_every_metadata_problem_at_once(capsys: pytest.CaptureFixture[str], copy_of: Callable[..., Path]) -> None:
     folder = copy_of(
         format=2,
@@ -183,7 +197,7 @@ def free_port() -> int:
 
 
 def test_sagemaker_bind_to_port_and_a_model_tar_gz(package: Path, tmp_path: Path, jpeg: bytes) -> None:
-    """SageMaker's way: the port from SAGEMAKER_BIND_TO_PORT; here the model from its archive, unpacked for the server's life."""
+    """SageMaker's way: the port from SAGEMAKER_BIND_TO_PORT; here the model from its archive (--model-dir), unpacked for the server's life."""
     import subprocess
     import sys
 
@@ -193,7 +207,7 @@ def test_sagemaker_bind_to_port_and_a_model_tar_gz(package: Path, tmp_path: Path
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "YOLO_"))}
     env |= {"SAGEMAKER_BIND_TO_PORT": str(port), "TMPDIR": str(temp), "SKYOPS_STATE_DIR": str(tmp_path / "state")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "skyops", "serve", str(package / "model.tar.gz")], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "skyops", "serve", "--model-dir", str(package / "model.tar.gz")], env=env, stderr=subprocess.PIPE, text=True
     )
     server = Server(proc)
     try:

@@ -1,6 +1,6 @@
 """`skyops serve [MODEL]`: the inference server (SageMaker's container contract), docs/serving.md.
 
-MODEL is one of:
+MODEL (or `--model-dir PATH`, the same for a path) is one of:
     (nothing)                      /opt/ml/model, where SageMaker puts the model on an endpoint
     a path                         a model folder (metadata.json), the export step's package folder, or a model.tar.gz
     drone-detector@champion        a registered version by alias ...
@@ -33,13 +33,21 @@ _REFERENCE = re.compile(r"^(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*)(?:@(?P<alias>[a
     metavar="MODEL",
     help="A model folder, package or model.tar.gz; or NAME@ALIAS / NAME:VERSION from the registry.",
 )
+@click.option(
+    "--model-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The model as a path (a model folder, package or model.tar.gz): MODEL's option form.",
+)
 @click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every interface, as in a container).")
 @click.option("--port", type=IntegerRange(min=0, max=65535), default=None, help=f"Port (0: any free one). Default: ${PORT_ENV}, else 8080.")
 @click.option(
     "--backend", type=Choice(BACKENDS, case_sensitive=False), default="onnx", help="Inference backend; the package must have its artifact."
 )
 @click.option("--workers", type=IntegerRange(min=0, max=64), default=0, help="Requests in inference at once (0: one per core; torch: 1).")
-@click.option("--threads", type=IntegerRange(min=0, max=64), default=0, help="Intra-op threads per inference (0: 1; torch: every core).")
+@click.option(
+    "--threads", type=IntegerRange(min=0, max=64), default=0, help="Intra-op threads per inference (0: 1; torch: all cores but one)."
+)
 @click.option("--max-queue", type=IntegerRange(min=0, max=10_000), default=16, help="Admitted requests waiting for a worker; beyond: 429.")
 @click.option("--max-bytes", type=IntegerRange(min=1024), default=6 * 1024 * 1024, help="Largest request body, bytes (413 beyond).")
 @click.option(
@@ -58,6 +66,7 @@ _REFERENCE = re.compile(r"^(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*)(?:@(?P<alias>[a
 @click.option("--drain-seconds", type=FiniteRange(min=0), default=30.0, help="On SIGTERM, how long in-flight requests may take.")
 def serve(
     model: str | None,
+    model_dir: Path | None,
     host: str,
     port: int | None,
     backend: str,
@@ -77,17 +86,18 @@ def serve(
     drain_seconds: float,
 ) -> None:
     """Serve a model over HTTP: GET /ping, POST /invocations, GET /metrics (SageMaker's inference container contract)."""
+    from skyops.errors import ConfigError
     from skyops.serving.capture_writer import CaptureConfig
     from skyops.serving.detect import NmsKind
     from skyops.serving.images import Limits
-    from skyops.serving.model import BackendName
+    from skyops.serving.model import BackendName, locate_model_folder
     from skyops.serving.server import ServeConfig
     from skyops.serving.server import serve as run_server
 
+    if model is not None and model_dir is not None:
+        raise ConfigError(f"both MODEL ({model[:70]}) and --model-dir ({model_dir}) name a model", hint="give one of them")
     for name, value in (("--capture-endpoint", capture_endpoint), ("--capture-variant", capture_variant)):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}", value):
-            from skyops.errors import ConfigError
-
             raise ConfigError(
                 f"{name} {value[:70]!r} is not an endpoint or variant name", hint="letters, digits and '-', as SageMaker allows"
             )
@@ -102,7 +112,7 @@ def serve(
             rotate_seconds=capture_rotate_seconds,
         )
     config = ServeConfig(
-        model_dir=model_folder(model),
+        model_dir=locate_model_folder(model_dir) if model_dir is not None else model_folder(model),
         backend=BackendName(backend.lower()),
         host=host,
         port=port if port is not None else _env_port(),

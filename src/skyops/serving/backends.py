@@ -9,7 +9,9 @@ backends differ only in the engine that runs the network:
     openvino  OpenVINO on its IR, when the package has one; one infer request per worker thread.
               OpenVINO's default precision (bf16 where the CPU has it) is what the export step checked.
     torch     the Ultralytics PyTorch weights (fused, eval mode), for comparison and fallback: one run
-              at a time, each on `threads` torch threads (default all cores).
+              at a time, each on `threads` torch threads (default: all cores but one, as Ultralytics
+              sets; with every core, torch's OpenMP threads spin against the event loop and any other
+              work on the machine: on 2 shared cores 730 ms of CPU per request against 46 with one thread).
 
 `workers` (how many requests run inference at once) times `threads` should not exceed the cores:
 benchmarks/serve_load.py measures the combinations; the server's defaults come from there.
@@ -46,7 +48,7 @@ def load_backend(info: ModelInfo, name: BackendName, *, threads: int, state_dir:
     """Load `name`'s artifact of the model (its sha256 checked first).
 
     Args:
-        threads: intra-op threads per inference (0: all cores for torch, 1 for the others).
+        threads: intra-op threads per inference (0: all cores but one for torch, 1 for the others).
         state_dir: where Ultralytics keeps its private offline settings (torch backend only).
 
     Raises:
@@ -58,7 +60,7 @@ def load_backend(info: ModelInfo, name: BackendName, *, threads: int, state_dir:
             return OnnxBackend(artifact, name, threads or 1)
         if name is BackendName.OPENVINO:
             return OpenVinoBackend(artifact, threads or 1)
-        return TorchBackend(artifact, threads or cpu_count(), state_dir)
+        return TorchBackend(artifact, threads or max(1, cpu_count() - 1), state_dir)
     except (RuntimeError, ValueError, OSError) as e:  # the runtimes' own "cannot load this model"
         raise ConfigError(f"the {name.value} runtime cannot load {artifact.path}: {e}", hint="export the model again") from None
 
