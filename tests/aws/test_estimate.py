@@ -36,7 +36,8 @@ def test_every_job_at_its_cap_when_no_hours_are_given() -> None:
     assert [(j.step, j.component, j.instance_type, j.count, j.hours, j.capped) for j in found.jobs] == [
         *[(step, "Processing", "ml.m5.xlarge", 1, 4.0, True) for step in PROCESSING[:4]],
         ("train", "Training", "ml.g4dn.xlarge", 1, 24.0, True),
-        *[(step, "Processing", "ml.m5.xlarge", 1, 4.0, True) for step in PROCESSING[4:]],  # export and register: inside the gate's Condition
+        # export and register: inside the gate's Condition
+        *[(step, "Processing", "ml.m5.xlarge", 1, 4.0, True) for step in PROCESSING[4:]],
     ]
     assert found.total == pytest.approx(7 * 4 * 0.25 + 24 * 1.0)
     assert found.summary() == "at most $31.00 for one execution of drone-detection in eu-west-1"

@@ -46,7 +46,22 @@ def test_help_lists_every_command_in_order(tmp_path: Path) -> None:
     assert (
         listed
         == list(COMMANDS)
-        == ["run", "ui", "pipeline", "runs", "data", "experiments", "models", "serve", "deploy", "audit", "roles", "sagemaker", "infra", "cost"]
+        == [
+            "run",
+            "ui",
+            "pipeline",
+            "runs",
+            "data",
+            "experiments",
+            "models",
+            "serve",
+            "deploy",
+            "audit",
+            "roles",
+            "sagemaker",
+            "infra",
+            "cost",
+        ]
     )
 
 
