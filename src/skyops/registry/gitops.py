@@ -35,11 +35,13 @@ from skyops.registry.ledger import MODEL_NAME, deployments
 from skyops.registry.lookup import RegistryLookup
 from skyops.registry.models import ALIASES, ModelRegistry
 from skyops.registry.rules import not_approved
+from skyops.serving.local_target import LocalTarget, parse_local
 from skyops.statefile import is_text, is_version, read_json_state, shape_problems
 
 ENVIRONMENTS = Path("deploy") / "environments"
 RECORD = 'a JSON object {"environment", "model", "alias", "version": positive integer or null, ...}, as `skyops deploy apply` writes it'
 KEYS = ("environment", "model", "alias", "version")
+OPTIONAL_KEYS = ("local",)  # how the environment is served on this machine (skyops.serving.local_target)
 FORMAT_HINT = "see deploy/environments/README.md for the format"
 
 
@@ -50,6 +52,7 @@ class DesiredState:
     alias: str
     version: int | None  # None: nothing deployed
     source: str
+    local: LocalTarget | None = None  # the `local:` section, defaults filled in; None: not served on this machine
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,7 +95,7 @@ def load_desired(project_dir: Path, environment: str) -> DesiredState:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with keys {', '.join(KEYS)}, found {type(data).__name__}", hint=FORMAT_HINT)
     problems = [f"missing key {k!r}" for k in KEYS if k not in data]
-    problems += [f"unknown key {k!r}; expected {', '.join(KEYS)}" for k in data if k not in KEYS]
+    problems += [f"unknown key {k!r}; expected {', '.join(KEYS + OPTIONAL_KEYS)}" for k in data if k not in KEYS + OPTIONAL_KEYS]
     model, alias, version = data.get("model"), data.get("alias"), data.get("version")
     if "model" in data and not (isinstance(model, str) and MODEL_NAME.fullmatch(model)):
         problems.append(f"model {model!r} is not a model name; expected e.g. drone-detector")
@@ -102,9 +105,10 @@ def load_desired(project_dir: Path, environment: str) -> DesiredState:
         problems.append(f"version {version!r} is not a positive integer or null")
     if "environment" in data and data["environment"] != environment:
         problems.append(f"environment {data['environment']!r} differs from the file name {environment!r}")
+    local = parse_local(data["local"], environment, problems) if "local" in data else None
     if problems:
         raise problems_error(ConfigError, f"the desired state {path}", problems, hint=FORMAT_HINT)
-    return DesiredState(environment=environment, model=str(model), alias=str(alias), version=version, source=str(path))
+    return DesiredState(environment=environment, model=str(model), alias=str(alias), version=version, source=str(path), local=local)
 
 
 def desired_problems(desired: DesiredState, registry: RegistryState, records: Sequence[AuditRecord]) -> list[str]:
@@ -177,7 +181,7 @@ def plan(
 
 def write_deployed(state_dir: Path, desired: DesiredState, actor: str) -> None:
     """Record (atomically) that `desired` was applied by `actor`; called by the governed deploy."""
-    record = {**asdict(desired), "applied_by": actor, "applied_at": time.time()}
+    record = {**{k: v for k, v in asdict(desired).items() if k != "local"}, "applied_by": actor, "applied_at": time.time()}
     write_json_atomic(deployed_path(state_dir, desired.environment), record)
 
 
