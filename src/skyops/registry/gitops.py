@@ -10,8 +10,9 @@ compares desired and deployed (and the registry's alias); `skyops deploy plan` r
 problem, what apply would refuse. Applying is a governed action: `GovernedRegistry.deploy` checks the
 role and the same problems, moves the alias (for @champion the old one becomes @previous), writes the
 deployed record (atomically) and audits it. Applying twice changes nothing. A rollback is
-`git revert` of the file, then `apply`. Serving reads the deployed state; until a server runs, apply
-is bookkeeping plus aliases.
+`git revert` of the file, then `apply`. An environment with a `local:` section (skyops.serving.local_target)
+is also served on this machine: the CLI gives the deploy a `serve` hook, skyops.deploy_local's blue/green,
+which runs before the alias moves; without the section, apply is bookkeeping plus aliases.
 
 The deployed record is a copy of what the last apply did, so it is checked on read against the
 registry (the version exists) and the audit log (the last succeeded apply to that environment named
