@@ -147,8 +147,16 @@ def test_version_null_stops_the_server_and_the_router(world: World, packages: Pa
     assert world.processes() == []
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{world.address}/ping")
-    code, out, _ = world.run("deploy", "status", "--env", "staging")
-    assert out.splitlines()[0] == f"staging     {world.address}  nothing deployed"
+    (world.project / "deploy" / "environments" / "archive.yaml").write_text(
+        f"environment: archive\nmodel: {world.model}\nalias: champion\nversion: null\n"
+    )
+    code, out, _ = world.run("deploy", "status")  # every environment
+    lines = out.splitlines()
+    assert lines[:2] == [
+        f"archive     not served on this machine ({world.project / 'deploy' / 'environments' / 'archive.yaml'} has no local: section)",
+        f"staging     {world.address}  nothing deployed",
+    ]
+    assert re.fullmatch(r"  last      stopped v1 by alice, .* UTC", lines[2]) and len(lines) == 3
 
 
 def test_a_server_that_cannot_start_is_rolled_back_with_its_own_error(world: World, packages: Packages, tmp_path: Path) -> None:

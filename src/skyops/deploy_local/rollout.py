@@ -225,9 +225,10 @@ class _Rollout:
         version = self.desired.version
         assert version is not None
         old, router = self.observed.live, self._router()
-        new = self._start_server(model_dir, version)
+        new = self._spawn_server(model_dir, version)
         switched = False
-        try:
+        try:  # until the switch, whatever stops the deploy (a failed check, SIGTERM, a bug) stops the new server too
+            new = self._wait_started(new)
             self._step("canary", new)
             result = run_canary(f"http://{HOST}:{new.proc.port}", canary)
             self.details["canary"] = {"folder": str(canary.folder), **result.record()}
@@ -250,7 +251,8 @@ class _Rollout:
         event = Event(event="switched" if old else "started", version=version, previous=old.version if old else None, actor=self.actor)
         self._save(retiring=(), deploying=None, last=event)
 
-    def _start_server(self, model_dir: Path, version: int) -> Server:
+    def _spawn_server(self, model_dir: Path, version: int) -> Server:
+        """The new version's `skyops serve`, started and recorded (the deploy's step: starting)."""
         argv = ["-m", "skyops", "serve", str(model_dir), "--host", HOST, "--port", "0", "--backend", self.target.backend.value]
         argv += ["--drain-seconds", f"{self.target.drain_seconds:g}"]
         marks = procs.marks(self.owner.state_dir, self.env, procs.SERVER, str(version))
@@ -258,9 +260,13 @@ class _Rollout:
         proc = procs.spawn(argv, log=self._log(f"v{version}"), marks=marks, cwd=self.owner.project_dir)
         server = Server(model=self.desired.model, version=version, model_dir=str(model_dir), proc=proc)
         self._step("starting", server)
+        return server
+
+    def _wait_started(self, server: Server) -> Server:
+        """`server` once it listens (its port known) and its /ping answers 200; rolled back when it does not in time."""
         try:
-            proc = procs.wait_listening(proc, self.target.ready_seconds)
-            server = Server(model=server.model, version=version, model_dir=server.model_dir, proc=proc)
+            proc = procs.wait_listening(server.proc, self.target.ready_seconds)
+            server = Server(model=server.model, version=server.version, model_dir=server.model_dir, proc=proc)
             self._step("starting", server)
             wait_ready(proc, self.target.ready_seconds)
         except procs.StartFailed as e:
