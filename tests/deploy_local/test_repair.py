@@ -48,6 +48,20 @@ def test_a_killed_router_is_reported_then_started_again_in_front_of_the_same_ser
     assert read(world.state, "staging", world.address).last.event == "repaired"  # type: ignore[union-attr]
 
 
+def deploy_until_its_server_starts(world: World) -> tuple[subprocess.Popen[str], int]:
+    """`skyops deploy apply` in a process of its own, caught once its new server is recorded (starting: not yet
+    checked or switched to); the process and that server's pid."""
+    env = {**os.environ, "SKYOPS_USER": "alice"}
+    command = [sys.executable, "-m", "skyops", "deploy", "apply", "--env", "staging"]
+    deployer = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while True:
+        assert deployer.poll() is None, f"the deploy ended before it could be stopped: {deployer.communicate()}"
+        state = read(world.state, "staging", world.address) if path(world.state, "staging").exists() else None
+        if state is not None and state.deploying is not None and state.deploying.server is not None:
+            return deployer, state.deploying.server.proc.pid
+        time.sleep(0.01)
+
+
 @pytest.mark.slow  # a `skyops deploy apply` process killed part way, then three servers: ~15 s
 def test_a_deploy_killed_while_its_server_loads_is_explained_then_finished(world: World, packages: Packages) -> None:
     world.desire(world.register(packages.v1))
@@ -55,25 +69,9 @@ def test_a_deploy_killed_while_its_server_loads_is_explained_then_finished(world
     assert world.apply()[0] == 0
     _, old_pid = world.live()
     world.desire(two)
-    env = {**os.environ, "SKYOPS_USER": "alice"}
-    deployer = subprocess.Popen(
-        [sys.executable, "-m", "skyops", "deploy", "apply", "--env", "staging"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        while True:  # until the new server is recorded: then it is starting, not yet checked or switched to
-            assert deployer.poll() is None, "the deploy ended before it could be killed"
-            state = read(world.state, "staging", world.address) if path(world.state, "staging").exists() else None
-            if state is not None and state.deploying is not None and state.deploying.server is not None:
-                break
-            time.sleep(0.01)
-        deployer.send_signal(signal.SIGKILL)
-    finally:
-        deployer.wait(60)
-    leftover = state.deploying.server.proc.pid
+    deployer, leftover = deploy_until_its_server_starts(world)
+    deployer.kill()
+    deployer.communicate(timeout=60)
 
     code, out, _ = world.run("deploy", "status", "--env", "staging")
     assert out.splitlines()[0].startswith(f"staging     {world.address}  {world.model} v1  healthy")
@@ -112,3 +110,29 @@ def test_a_damaged_state_file_is_reported_and_apply_starts_over(world: World, pa
     assert version == 1 and pid != old_pid
     assert sorted(p.role for p in world.processes()) == ["router", "server"]
     assert httpx.get(f"{world.address}/ping").status_code == 200
+
+
+@pytest.mark.slow  # a `skyops deploy apply` process stopped part way: ~15 s
+def test_sigterm_stops_a_deploy_its_new_server_with_it_and_the_old_one_serves_on(world: World, packages: Packages) -> None:
+    world.desire(world.register(packages.v1))
+    two = world.register(packages.v2)
+    assert world.apply()[0] == 0
+    _, old_pid = world.live()
+    world.desire(two)
+    deployer, _ = deploy_until_its_server_starts(world)
+    deployer.send_signal(signal.SIGTERM)
+    out, err = deployer.communicate(timeout=120)
+    assert (deployer.returncode, out) == (128 + signal.SIGTERM, "")
+    assert err.splitlines() == [
+        "error: staging: the deploy was stopped by SIGTERM; what served before serves on",
+        "hint: skyops deploy status --env staging",
+    ]
+    assert [p.pid for p in world.processes() if p.role == "server"] == [old_pid]  # the new one was stopped with it
+    state = read(world.state, "staging", world.address)
+    assert state.deploying is None and state.live is not None and state.live.version == 1
+    assert httpx.get(f"{world.address}/ping").headers["x-skyops-upstream"] == f"{world.model} v1"
+    _, out, _ = world.run("deploy", "plan", "--env", "staging")
+    assert (
+        f"~ staging: {world.model} v1 -> {world.model} v2 on {world.address}: start beside it, canary, switch, drain {world.model} v1"
+        in out
+    )

@@ -225,10 +225,9 @@ class _Rollout:
         version = self.desired.version
         assert version is not None
         old, router = self.observed.live, self._router()
-        new = self._spawn_server(model_dir, version)
         switched = False
         try:  # until the switch, whatever stops the deploy (a failed check, SIGTERM, a bug) stops the new server too
-            new = self._wait_started(new)
+            new = self._wait_started(self._spawn_server(model_dir, version))
             self._step("canary", new)
             result = run_canary(f"http://{HOST}:{new.proc.port}", canary)
             self.details["canary"] = {"folder": str(canary.folder), **result.record()}
@@ -239,7 +238,7 @@ class _Rollout:
             switched = True
         except BaseException:
             if not switched:
-                procs.stop(new.proc, 10)
+                self._stop_new_servers(keep=old)
                 self._save(deploying=None)
             raise
         new = Server(model=new.model, version=new.version, model_dir=new.model_dir, proc=new.proc)  # live since now
@@ -250,6 +249,12 @@ class _Rollout:
             self.details["drained"] = {"server": old.label, "pid": old.proc.pid, "in_flight_left": drained.get("inflight", 0)}
         event = Event(event="switched" if old else "started", version=version, previous=old.version if old else None, actor=self.actor)
         self._save(retiring=(), deploying=None, last=event)
+
+    def _stop_new_servers(self, keep: Server | None) -> None:
+        """Every server of the environment but `keep`: the new one, even one stopped before it was written down."""
+        for found in procs.marked(self.owner.state_dir, self.env):
+            if found.role == procs.SERVER and (keep is None or found.pid != keep.proc.pid):
+                procs.stop_pid(found.pid, 10)
 
     def _spawn_server(self, model_dir: Path, version: int) -> Server:
         """The new version's `skyops serve`, started and recorded (the deploy's step: starting)."""
