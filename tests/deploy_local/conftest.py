@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -192,7 +193,7 @@ def stop_everything(state: Path) -> None:
         for found in procs.marked(state, env):
             procs.stop_pid(found.pid, 15)
         router = (state / "serving" / env / "live.json").read_text() if (state / "serving" / env / "live.json").exists() else ""
-        for folder in Path("/tmp").glob("skyops-router-*"):
+        for folder in Path(tempfile.gettempdir()).glob("skyops-router-*"):
             if str(folder) in router:
                 shutil.rmtree(folder, ignore_errors=True)
 

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def test_a_port_in_use_is_one_clear_line_and_nothing_is_left(world: World, packa
 def _no_socket_of(world: World) -> bool:
     """No control folder recorded in the environment's state is left in /tmp."""
     state = (world.state / "serving" / "staging" / "live.json").read_text()
-    return not any(str(folder) in state for folder in Path("/tmp").glob("skyops-router-*"))
+    return not any(str(folder) in state for folder in Path(tempfile.gettempdir()).glob("skyops-router-*"))
 
 
 def test_a_version_without_a_canary_set_is_refused_before_anything_starts(world: World, packages: Packages, tmp_path: Path) -> None:
