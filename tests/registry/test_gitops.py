@@ -41,7 +41,7 @@ def test_every_type_problem_is_named_at_once(project: Path) -> None:
         "alias 'latest' is not one of staging, champion, previous",
         "environment 'prod' differs from the file name 'production'",
         "model '../../etc' is not a model name; expected e.g. drone-detector",
-        "unknown key 'verison'; expected environment, model, alias, version, target, sagemaker",
+        "unknown key 'verison'; expected environment, model, alias, version, target, sagemaker, local",
         "version '3' is not a positive integer or null",
     ]
     assert error.value.message.startswith(f"5 problems in the desired state {path}:")

@@ -11,8 +11,9 @@ compares desired and deployed (and the registry's alias); `skyops deploy plan` r
 problem, what apply would refuse. Applying is a governed action: `GovernedRegistry.deploy` checks the
 role and the same problems, moves the alias (for @champion the old one becomes @previous), writes the
 deployed record (atomically) and audits it. Applying twice changes nothing. A rollback is
-`git revert` of the file, then `apply`. Serving reads the deployed state; until a server runs, apply
-is bookkeeping plus aliases.
+`git revert` of the file, then `apply`. An environment with a `local:` section (skyops.serving.local_target)
+is also served on this machine: the CLI gives the deploy a `serve` hook, skyops.deploy_local's blue/green,
+which runs before the alias moves; without the section, apply is bookkeeping plus aliases.
 
 With `target: sagemaker` the environment is a SageMaker endpoint, applied through
 `GovernedRegistry.deploy_to` (`skyops.aws.endpoint_deploy`): the endpoint itself says what it serves,
@@ -40,13 +41,14 @@ from skyops.registry.ledger import MODEL_NAME, deployments
 from skyops.registry.lookup import RegistryLookup
 from skyops.registry.models import ALIASES, ModelRegistry
 from skyops.registry.rules import not_approved
+from skyops.serving.local_target import LocalTarget, parse_local
 from skyops.statefile import is_text, is_version, read_json_state, shape_problems
 from skyops.targets import SageMakerTarget, Target, parse_sagemaker
 
 ENVIRONMENTS = Path("deploy") / "environments"
 RECORD = 'a JSON object {"environment", "model", "alias", "version": positive integer or null, ...}, as `skyops deploy apply` writes it'
 KEYS = ("environment", "model", "alias", "version")
-TARGET_KEYS = ("target", "sagemaker")  # optional: where the version is served (default local)
+TARGET_KEYS = ("target", "sagemaker", "local")  # optional: where the version is served (default local); `local:` serves it on this machine
 FORMAT_HINT = "see deploy/environments/README.md for the format"
 
 
@@ -59,6 +61,7 @@ class DesiredState:
     source: str
     target: Target = Target.LOCAL
     sagemaker: SageMakerTarget | None = None  # the endpoint's settings when target is sagemaker
+    local: LocalTarget | None = None  # the `local:` section, defaults filled in; None: not served on this machine
 
     def local_alias(self) -> str:
         """The alias a local environment follows (load_desired guarantees one); ConfigError for a SageMaker one."""
@@ -137,6 +140,9 @@ def load_desired(project_dir: Path, environment: str) -> DesiredState:
         problems.append(f"version {version!r} is not a positive integer or null")
     if "environment" in data and data["environment"] != environment:
         problems.append(f"environment {data['environment']!r} differs from the file name {environment!r}")
+    if "local" in data and target is Target.SAGEMAKER:
+        problems.append("key 'local' serves a version on this machine; a target: sagemaker environment is served by its endpoint")
+    local = parse_local(data["local"], environment, problems) if "local" in data and target is not Target.SAGEMAKER else None
     if problems:
         raise problems_error(ConfigError, f"the desired state {path}", problems, hint=FORMAT_HINT)
     return DesiredState(
@@ -147,6 +153,7 @@ def load_desired(project_dir: Path, environment: str) -> DesiredState:
         source=str(path),
         target=target or Target.LOCAL,
         sagemaker=sagemaker,
+        local=local,
     )
 
 

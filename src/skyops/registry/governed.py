@@ -26,7 +26,7 @@ planned with reads only and then applied, under the same role check, status rule
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -204,8 +204,17 @@ class GovernedRegistry(Generic[C]):
             self.store._delete(number)
         return number
 
-    def deploy(self, actor: str, desired: DesiredState, state_dir: Path, *, changes: Sequence[str] = ()) -> None:
-        """Apply a desired state: move its alias to its version (for @champion, a promotion), record it as deployed.
+    def deploy(
+        self,
+        actor: str,
+        desired: DesiredState,
+        state_dir: Path,
+        *,
+        changes: Sequence[str] = (),
+        serve: Callable[[MutableMapping[str, Any]], None] | None = None,
+    ) -> None:
+        """Apply a desired state: make it live (`serve`), move its alias to its version (for @champion, a promotion),
+        record it as deployed.
 
         Refused (and audited) when the version does not exist or is not Approved, or when the registry
         holds state the audit log does not explain (gitops.desired_problems lists them all).
@@ -213,6 +222,10 @@ class GovernedRegistry(Generic[C]):
         Args:
             state_dir: where the deployed record (deployments/<env>.json) is written.
             changes: what the plan said would change, kept in the audit record.
+            serve: makes the version live (skyops.deploy_local: the local blue/green), given the audit record's
+                details to fill; called only once the role and the rules allowed the deploy. When it raises (a
+                version that failed its canary and was rolled back), the alias and the deployed record stay as
+                they were and the failure is audited with what it put in the details.
         """
         if desired.model != self.name:
             raise ConfigError(
@@ -224,6 +237,9 @@ class GovernedRegistry(Generic[C]):
             self._require_aliases("deployed")
             problems = desired_problems(desired, self.store, list(self.governance.audit.records()))
             refuse(f"the desired state {desired.source}", problems, hint=DEPLOY_HINT)
+            act.details["changes"] = list(changes)
+            if serve is not None:
+                serve(act.details)
             if desired.version is None:
                 self.store._set_alias(alias, None)
             elif alias == CHAMPION:
@@ -231,7 +247,6 @@ class GovernedRegistry(Generic[C]):
             else:
                 self.store._set_alias(alias, desired.version)
             write_deployed(state_dir, desired, actor)
-            act.details["changes"] = list(changes)
 
     def deploy_to(self, actor: str, desired: DesiredState, target: DeployTarget[P]) -> P:
         """Make `target` (a SageMaker endpoint) serve the desired version; returns the plan it followed.
