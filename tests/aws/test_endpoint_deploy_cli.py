@@ -106,7 +106,8 @@ def test_plan_apply_again_and_status(project: Path, moto: MotoServer, capsys: py
         f"  alarms      {ERRORS} OK, {LATENCY} OK",
     ]
     assert re.fullmatch(rf"  last apply  \S+ by alice: {GROUP}:1@production succeeded", lines[6])
-    assert lines[7:] == [f"staging: local, nothing applied yet (desired {GROUP} no version @staging)"]
+    staging = project / "deploy" / "environments" / "staging.yaml"  # a local environment: skyops.deploy_local.status's line
+    assert lines[7:] == [f"staging     not served on this machine ({staging} has no local: section)"]
     audited = [(r.actor, r.action, r.target, r.outcome) for r in AuditLog(project / "state" / "audit.log").outcomes()]
     assert audited[-1] == ("alice", "deploy", f"{GROUP}:1@production", "succeeded") and len(audited) == 2  # approve, one apply
 

@@ -28,7 +28,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from skyops.cli.serve_cmd import PACKAGE_TAG
 from skyops.deploy_local import procs
 from skyops.deploy_local.rollout import wait_ready
 from skyops.deploy_local.state import read
@@ -132,12 +131,13 @@ class World:
             metrics={"map50": 0.6, "map50_95": 0.3, "precision": 0.5, "recall": 0.5},
             card={"summary": "deploy test"},
             gate={"passed": True, "reasons": []},
+            artifacts=("onnx",),
+            package_uri=str(package),  # recorded as the register step records it (ModelVersion.package_uri)
         )
         governed = GovernedRegistry(ModelRegistry(store, self.model), Governance(self.project, self.state / "audit.log"))
         version = governed.register("bob", candidate, ApprovalStatus.PENDING).version
         if approve:
             governed.approve("alice", version, reason="deploy test")
-        client.set_model_version_tag(self.model, str(version), PACKAGE_TAG, str(package))
         return version
 
     def desire(self, version: int | None, env: str = "staging", *, local: str | None = None) -> Path:

@@ -131,6 +131,33 @@ def test_a_sagemaker_environment_names_its_endpoint_and_no_alias(project: Path) 
         desired.local_alias()  # so the local deploy (alias moves, deployed record) refuses it
 
 
+@pytest.mark.parametrize("local", ["{port: 8080}", "{port: -1, nonsense: 1}"])
+def test_a_local_section_with_target_sagemaker_is_refused_as_one_problem(
+    project: Path, capsys: pytest.CaptureFixture[str], local: str
+) -> None:
+    """An endpoint is served by SageMaker, not on this machine: `local:` there is refused, and not parsed (its own problems unsaid)."""
+    path = write(project, SAGEMAKER_ENV + f"local: {local}\n")
+    code, out, err = cli(capsys, "deploy", "plan", "--env", "production")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"error: 1 problem in the desired state {path}:",
+        "  - key 'local' serves a version on this machine; a target: sagemaker environment is served by its endpoint",
+        "hint: see deploy/environments/README.md for the format",
+    ]
+
+
+@pytest.mark.parametrize(("env", "alias", "port"), [("staging", "staging", 8081), ("production", "champion", 8080)])
+def test_the_shipped_environment_files_parse(tmp_path: Path, env: str, alias: str, port: int) -> None:
+    """deploy/environments/*.yaml as committed: a local environment with no version yet, served on this machine."""
+    shipped = Path(__file__).resolve().parents[2] / "deploy" / "environments" / f"{env}.yaml"
+    project = tmp_path / "project"
+    (project / "deploy" / "environments").mkdir(parents=True)
+    (project / "deploy" / "environments" / f"{env}.yaml").write_bytes(shipped.read_bytes())
+    desired = load_desired(project, env)
+    assert (desired.target, desired.model, desired.alias, desired.version) == (Target.LOCAL, "drone-detector", alias, None)
+    assert desired.local is not None and desired.local.port == port
+
+
 def test_a_file_without_target_is_local_as_before(project: Path) -> None:
     write(project, "environment: production\nmodel: drone-detector\nalias: champion\nversion: null\n")
     desired = load_desired(project, "production")

@@ -235,20 +235,24 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def register_package(state: Path, model: str, package: Path) -> int:
-    """Register the package's weights as a version whose registered folder is the package (model/ and model.tar.gz), then
-    approve it and make it @champion, all through the governed API."""
+    """Register the package's weights as the register step does (weights under weights/, the model folder under
+    package/<sha16>, named by Candidate.package_uri), then approve it and make it @champion, through the governed API."""
     tracking = TrackingStore.local(state)
     client = tracking.client
     run = client.create_run(tracking.experiment_id("serving-tests"))
-    client.log_artifacts(run.info.run_id, str(package / "model"), "package/model")
-    client.log_artifact(run.info.run_id, str(package / "model.tar.gz"), "package")
+    archive_sha256 = hashlib.sha256((package / "model.tar.gz").read_bytes()).hexdigest()
+    client.log_artifact(run.info.run_id, str(package / "model" / "best.pt"), "weights")
+    client.log_artifacts(run.info.run_id, str(package / "model"), f"package/{archive_sha256[:16]}")
     candidate = Candidate(
         run_id=run.info.run_id,
-        source=f"{run.info.artifact_uri}/package",
+        source=f"{run.info.artifact_uri}/weights",
         weights_sha256=hashlib.sha256((package / "model" / "best.pt").read_bytes()).hexdigest(),
         metrics={"map50": 0.5},
         card={"summary": "serving test"},
         gate={"passed": True, "reasons": []},
+        artifacts=("onnx", "torch"),
+        package_sha256=archive_sha256,
+        package_uri=f"{run.info.artifact_uri}/package/{archive_sha256[:16]}",
     )
     registry = governed(state, model)
     version = registry.register("bob", candidate, "PendingManualApproval").version
@@ -278,8 +282,8 @@ def test_a_registry_reference_to_a_version_without_a_package(capsys: pytest.Capt
     version = register_version(store, "weights-only", 0.4)
     code, err = serve(capsys, f"weights-only:{version}")
     assert code == 2
-    assert err[0].startswith(f"error: weights-only v{version} has no exported package: its registered folder ")
-    assert err[0].endswith("/weights holds weights only")
+    assert err[0].startswith(f"error: weights-only v{version} has no exported package: it was registered with weights only (file://")
+    assert err[0].endswith("/weights)")
     assert (
         err[1] == "hint: versions get one from the pipeline's export step: run the pipeline again (skyops run), then serve the new version"
     )

@@ -22,6 +22,7 @@ from skyops.serving.export_check import Tolerance, keep_variant
 from tests.serving.export_fixtures import NAMES, SIZE, Trained, run_export, tiny_trained  # noqa: F401 - a fixture
 
 NO_VARIANTS = ("--int8", "false", "--openvino", "false")
+CANARY_CONF = ("--conf", "0.001")  # the tiny model's scores are low: at this default threshold it finds things to expect
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +117,11 @@ def test_a_variant_is_in_the_package_exactly_when_the_rule_keeps_it(exported: Pa
 
 
 def test_the_same_weights_give_the_same_archive(tiny_trained: Trained, tmp_path: Path) -> None:  # noqa: F811
-    assert run_export(tiny_trained, tmp_path / "a", *NO_VARIANTS) == 0
-    assert run_export(tiny_trained, tmp_path / "b", *NO_VARIANTS) == 0
+    assert run_export(tiny_trained, tmp_path / "a", *NO_VARIANTS, *CANARY_CONF) == 0
+    assert run_export(tiny_trained, tmp_path / "b", *NO_VARIANTS, *CANARY_CONF) == 0
     assert (tmp_path / "a" / package.ARCHIVE).read_bytes() == (tmp_path / "b" / package.ARCHIVE).read_bytes()
     check = metadata_of(tmp_path / "a")["check"]
+    assert check["canary"]["written"] is True  # the canary set is in the archive, and the same bytes too
     assert "latency_ms" not in check  # nothing to choose: no machine-dependent numbers in the package
     assert check["variants"]["int8"] == {"kept": False, "reason": "int8 not tried (config int8: false)"}
 
@@ -208,3 +210,77 @@ def test_a_damaged_label_of_the_split_is_one_clear_error(tiny_trained: Trained, 
         f"error: label file {label} is not YOLO text (class cx cy w h per line)",
         "hint: the split is damaged: run the pipeline again with --no-cache",
     ]
+
+
+@pytest.fixture(scope="module")
+def with_canary(tiny_trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    out = tmp_path_factory.mktemp("with-canary") / "package"
+    assert run_export(tiny_trained, out, *NO_VARIANTS, *CANARY_CONF) == 0
+    return out
+
+
+def test_the_package_holds_a_canary_set_of_held_back_images_and_the_onnx_answers(with_canary: Path, tiny_trained: Trained) -> None:  # noqa: F811
+    from skyops.data.layout import read_split
+    from skyops.serving.canary import load_canary
+    from skyops.serving.export_runtime import OnnxModel, letterbox, nms, read_image
+    from skyops.steps.export.script import CANARY_IMAGES
+
+    model = package.model_dir(with_canary)
+    canary = load_canary(model / "canary")  # refuses a set that expects nothing
+    doc = metadata_of(with_canary)
+    assert doc["check"]["canary"] == {
+        "written": True,
+        "folder": "canary",
+        "images": len(canary.images),
+        "detections": canary.expected,
+        "expected_from": "onnx",
+        "reason": f"canary set: {len(canary.images)} images with {canary.expected} expected detections "
+        "(the ONNX model's, test split, conf 0.001, iou 0.45, max_det 300)",
+    }
+    assert (canary.conf, canary.max_det) == (0.001, 300)  # asked at the package's defaults
+    assert 0 < len(canary.images) <= CANARY_IMAGES and all(image.detections for image in canary.images)
+    test_images = {(tiny_trained.splits / p).read_bytes(): p for p in read_split(tiny_trained.splits, "test")}
+    onnx = OnnxModel(model / "model.onnx")
+    for image in canary.images:
+        source = tiny_trained.splits / test_images[image.path.read_bytes()]  # a held-back test image, copied byte for byte
+        pixels = read_image(source)
+        found = nms(onnx(letterbox(pixels, SIZE)), pixels.shape[:2], SIZE, package.Thresholds(conf=0.001))
+        assert [(d.class_id, d.box) for d in image.detections] == [
+            (int(c), tuple(round(float(v), 2) for v in box)) for c, box in zip(found.classes, found.boxes, strict=True)
+        ]
+    files = doc["files"]
+    assert {p for p in files if p.startswith("canary/")} == {
+        p.relative_to(model).as_posix() for p in (model / "canary").rglob("*") if p.is_file()
+    }  # hashed in metadata.json, and so in model.tar.gz
+    with tarfile.open(with_canary / package.ARCHIVE) as tar:
+        assert "canary/canary.json" in tar.getnames()
+
+
+def test_a_model_that_finds_nothing_gets_no_canary_set_and_metadata_says_why(
+    tiny_trained: Trained,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run_export(tiny_trained, tmp_path / "p", *NO_VARIANTS, "--conf", "1") == 0  # no score exceeds 1: nothing found
+    model = package.model_dir(tmp_path / "p")
+    assert not (model / "canary").exists()
+    reason = (
+        "no canary set: the model finds nothing in any of the 6 images of the test split, conf 1.0, iou 0.45, max_det 300 "
+        "(a set expecting nothing cannot tell a broken model from a working one); a local deployment needs local.canary"
+    )
+    assert metadata_of(tmp_path / "p")["check"]["canary"] == {"written": False, "reason": reason}
+    assert reason in capsys.readouterr().out.splitlines()
+
+
+def test_a_server_of_the_package_passes_its_own_canary_set(with_canary: Path, tmp_path: Path) -> None:
+    """What local deploy does before a version takes traffic: the packaged set, checked against `skyops serve` of the package."""
+    from skyops.serving.canary import load_canary, run_canary
+    from tests.serving.conftest import launch, shut
+
+    server = launch(with_canary, cwd=tmp_path)
+    try:
+        result = run_canary(server.url, load_canary(package.model_dir(with_canary) / "canary"))
+    finally:
+        assert shut(server) == 0
+    assert result.passed, result.summary()
+    assert result.expected > 0 and result.matched >= 0.8 * result.expected

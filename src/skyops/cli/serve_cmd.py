@@ -22,7 +22,6 @@ from skyops.cli.params import Choice, FiniteRange, IntegerRange, argument
 
 BACKENDS = ("onnx", "int8", "openvino", "torch")
 PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
-PACKAGE_TAG = "skyops.package"  # a version's exported package folder (a file:// URI or path), recorded at registration
 _REFERENCE = re.compile(r"^(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*)(?:@(?P<alias>[a-z]+)|:(?P<version>[0-9]+))$")
 
 
@@ -150,8 +149,9 @@ def model_folder(model: str | None) -> Path:
 def registered_package(model: str, version: str) -> Path:
     """The model folder of a registered version's exported package (`version`: a number or an alias).
 
-    Where it is: the version's `skyops.package` tag (a file:// URI or path of the export step's package),
-    else its registered folder when that holds a package itself.
+    Where it is: `ModelVersion.package_uri`, the one record of it (tag skyops.package_uri, written by the
+    register step when it logs the export step's model folder to the training run). A version registered
+    without a package has none, and is refused with the way to get one.
     """
     from skyops.errors import ConfigError
     from skyops.registry.lookup import file_path
@@ -159,22 +159,18 @@ def registered_package(model: str, version: str) -> Path:
 
     found = registry(model).get(version)
     name = f"{model} v{found.version}"
-    tagged = found.tags.get(PACKAGE_TAG)
-    folder = file_path(tagged) if tagged else file_path(found.source)
+    if not found.package_uri:
+        raise ConfigError(
+            f"{name} has no exported package: it was registered with weights only ({found.source})",
+            hint="versions get one from the pipeline's export step: run the pipeline again (skyops run), then serve the new version",
+        )
+    folder = file_path(found.package_uri)
     if folder is None:
         raise ConfigError(
-            f"{name}'s package is at {tagged or found.source}, which is not on this machine",
+            f"{name}'s package is at {found.package_uri}, which is not on this machine",
             hint="serve it where it is (SageMaker), or copy the package here and give its path",
         )
-    try:
-        return locate_model_folder(folder)
-    except ConfigError:
-        if tagged:
-            raise
-        raise ConfigError(
-            f"{name} has no exported package: its registered folder {folder} holds weights only",
-            hint="versions get one from the pipeline's export step: run the pipeline again (skyops run), then serve the new version",
-        ) from None
+    return locate_model_folder(folder)
 
 
 def _env_port() -> int:

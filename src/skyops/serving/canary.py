@@ -258,6 +258,32 @@ def record_canary(
     return load_canary(folder)
 
 
+def write_canary(
+    folder: Path, images: Sequence[tuple[Path, Sequence[tuple[int, Sequence[float]]]]], *, conf: float | None, max_det: int | None
+) -> None:
+    """Write a canary set into `folder` (replaced whole, atomically) from images and their expected detections, offline.
+
+    `images`: (a JPEG or PNG file, [(class id, box xyxy in its pixels), ...]) each; the files are copied in.
+    What the export step uses to put a canary set into the package it makes (record_canary asks a server instead).
+    """
+    entries = []
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        (staging / "images").mkdir()
+        for i, (source, detections) in enumerate(images):
+            data = source.read_bytes()
+            name = f"images/{i:04d}{'.png' if _media_type(data, str(source)) == 'image/png' else '.jpg'}"
+            (staging / name).write_bytes(data)
+            entries.append({"file": name, "detections": [{"class_id": int(c), "box": [float(v) for v in box]} for c, box in detections]})
+        document = {"format": FORMAT, "conf": conf, "max_det": max_det, **DEFAULTS, "images": entries}
+        (staging / FILE).write_text(json.dumps(document, indent=1), encoding="utf-8")
+        _replace_folder(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def _replace_folder(new: Path, folder: Path) -> None:
     """`new` takes the place of `folder` (the old one, if any, moved aside first, then removed)."""
     old = None

@@ -2,8 +2,8 @@
 
 Writes `package/` (layout and metadata: skyops/serving/package.py): `model.tar.gz` in SageMaker's
 layout, which a RegisterModel step names as its ModelDataUrl, and `model/`, the same files
-unpacked: metadata.json, model.onnx (fp32, opset 17, onnxslim-simplified, no NMS), best.pt, and
-model-int8.onnx and openvino/ when they earn their place.
+unpacked: metadata.json, model.onnx (fp32, opset 17, onnxslim-simplified, no NMS), best.pt,
+model-int8.onnx and openvino/ when they earn their place, and canary/ (see 4).
 
 1. ONNX from Ultralytics' exporter, offline (skyops.serving.export).
 2. The check (skyops.serving.export_check): the PyTorch and the ONNX model on every image of the
@@ -15,6 +15,8 @@ model-int8.onnx and openvino/ when they earn their place.
    Those measurements are this machine's, so with a variant switched on two exports of the same
    weights may keep different files; with both off the package is a function of its inputs, byte
    for byte.
+4. The canary set (skyops.serving.canary, `canary/` in the model folder): what a local deployment
+   checks a new server with before it takes traffic. See `write_package_canary`.
 
 It reads the trained model and the split dataset only, so a new champion (which makes evaluate run
 again) finds it cached. The default pipeline runs it after evaluate, behind the quality gate: a model
@@ -44,6 +46,7 @@ if TYPE_CHECKING:  # numpy, cv2 and Ultralytics load only when the step runs
 
 PACKAGE_FILES = ("model.tar.gz", "model/metadata.json", "model/model.onnx", "model/best.pt")
 ONNX_FILE, INT8_FILE, OPENVINO_DIR, TORCH_FILE = "model.onnx", "model-int8.onnx", "openvino", "best.pt"
+CANARY_DIR, CANARY_IMAGES = "canary", 8  # the canary set's folder in the model folder, and its most images
 LIBRARIES = ("ultralytics", "torch", "onnx", "onnxruntime", "onnxslim", "openvino")
 
 
@@ -121,6 +124,8 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
         for name, (moved, details) in kept.items():
             shutil.move(str(moved), str(root / moved.name))
             artifacts[name] = package.Artifact(file=INT8_FILE if name == "int8" else f"{OPENVINO_DIR}/model.xml", details=details)
+    check["canary"] = write_package_canary(root / ONNX_FILE, root / CANARY_DIR, images, imgsz=imgsz, args=args)
+    print(check["canary"]["reason"])
     sealed = package.seal(
         outputs["package"],
         package.PackageMetadata(
@@ -136,6 +141,64 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
         f"packaged {', '.join(sealed.artifact_names)}: {package.ARCHIVE} sha256 {package.archive_sha256(outputs['package'])[:12]} "
         f"({time.perf_counter() - started:.1f} s)"
     )
+
+
+def write_package_canary(onnx_file: Path, folder: Path, images: list[LabelledImage], *, imgsz: int, args: ExportConfig) -> dict[str, Any]:
+    """Write the package's canary set from held-back images; returns metadata.json's `check.canary` (what and why).
+
+    Images: the first CANARY_IMAGES of the checked split (held back from training: test by default),
+    in split order, that are JPEG or PNG and on which the model finds something. Expected detections:
+    the checked fp32 ONNX model's own answers at the package's default thresholds (conf, iou, max_det),
+    through the check's letterbox and NMS. Not the PyTorch reference's: the canary asks "does this
+    server answer what this package answers", the ONNX model is what the server runs by default, and
+    it was just shown to agree with PyTorch box for box; taking its answers keeps a score that sits at
+    the conf threshold in one backend and just below it in the other out of the expectation. The
+    canary's own slack (recall and precision >= 0.8, IoU 0.5) absorbs the small differences of the
+    server's NMS and of the INT8/OpenVINO backends. Deterministic: same model and images, same bytes.
+
+    When no image has a detection (an untrained or very weak model finds nothing at conf), no canary
+    set is written, since one expecting nothing cannot tell a broken model from a working one
+    (load_canary refuses it); `written` is false with the reason, and a local deployment of the
+    package is refused until its environment names a canary set (`local.canary`).
+    """
+    from skyops.data.imageinfo import ImageFormat, ImageHeaderError, probe
+    from skyops.serving import canary
+    from skyops.serving.export_runtime import OnnxModel, letterbox, nms, read_image
+    from skyops.serving.package import Thresholds
+
+    model = OnnxModel(onnx_file)
+    thresholds = Thresholds(conf=args.conf, iou=args.iou, max_det=args.max_det)
+    chosen: list[tuple[Path, list[tuple[int, list[float]]]]] = []
+    for image in images:
+        if len(chosen) == CANARY_IMAGES:
+            break
+        try:
+            if probe(image.path.read_bytes()).format not in (ImageFormat.JPEG, ImageFormat.PNG):
+                continue
+        except ImageHeaderError:
+            continue
+        pixels = read_image(image.path)
+        found = nms(model(letterbox(pixels, imgsz)), pixels.shape[:2], imgsz, thresholds)
+        if len(found.classes):
+            boxes = [[round(float(v), 2) for v in box] for box in found.boxes]
+            chosen.append((image.path, [(int(c), box) for c, box in zip(found.classes, boxes, strict=True)]))
+    where = f"{args.split} split, conf {args.conf}, iou {args.iou}, max_det {args.max_det}"
+    if not chosen:
+        return {
+            "written": False,
+            "reason": f"no canary set: the model finds nothing in any of the {len(images)} images of the {where} "
+            "(a set expecting nothing cannot tell a broken model from a working one); a local deployment needs local.canary",
+        }
+    canary.write_canary(folder, chosen, conf=args.conf, max_det=args.max_det)
+    detections = sum(len(found) for _, found in chosen)
+    return {
+        "written": True,
+        "folder": folder.name,
+        "images": len(chosen),
+        "detections": detections,
+        "expected_from": "onnx",
+        "reason": f"canary set: {len(chosen)} images with {detections} expected detections (the ONNX model's, {where})",
+    }
 
 
 def check_and_choose(
