@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from skyops.errors import DataValidationError
+from skyops.errors import ConfigError, DataValidationError
 from skyops.monitoring import stats
 from skyops.monitoring.baseline import Baseline
 from skyops.monitoring.features import FEATURES, FeatureTable
@@ -54,7 +54,7 @@ class DriftThresholds:
     correction: Literal["holm", "bh"] = "holm"
     psi_threshold: float = 0.25  # for features judged by PSI alone
     psi_features: tuple[str, ...] = ()
-    permutations: int = 1000  # of the MMD test; the smallest p-value is 1 / (1 + permutations)
+    permutations: int = 2000  # of the MMD test; its smallest p-value is 1 / (1 + permutations) (see detect_drift)
     reference_size: int = 1000  # most baseline rows in the MMD reference sample (seeded subset)
     min_images: int = 30  # a smaller window is refused: too few to test anything
     seed: int = 0
@@ -160,8 +160,17 @@ def detect_drift(baseline: Baseline, window: FeatureTable, window_meta: dict[str
         window_meta: start, end (ISO 8601 or None), requests and source of the window, as drift.json reports them.
 
     Raises:
+        ConfigError: too few permutations for the embedding ever to be found drifted: Holm multiplies its p-value,
+            at least 1 / (1 + permutations), by up to the number of tests.
         DataValidationError: the window has fewer than `min_images` images with pixels, or names an unknown PSI feature.
     """
+    tests = len([f for f in FEATURES if f.name not in thresholds.psi_features]) + 1
+    if tests / (1 + thresholds.permutations) > thresholds.alpha:
+        raise ConfigError(
+            f"permutations={thresholds.permutations} cannot show embedding drift at alpha={thresholds.alpha}: its smallest p-value,"
+            f" 1/{1 + thresholds.permutations}, times {tests} tests is above alpha",
+            hint=f"use permutations >= {math.ceil(tests / thresholds.alpha)} (or a larger alpha)",
+        )
     unknown = sorted(set(thresholds.psi_features) - {f.name for f in FEATURES})
     if unknown:
         raise DataValidationError(

@@ -20,7 +20,7 @@ class DriftConfig(StepConfig):
     correction: Literal["holm", "bh"] = "holm"
     psi_threshold: Annotated[float, Range(gt=0)] = 0.25
     psi_features: tuple[str, ...] = ()  # features judged by PSI alone, e.g. ["pixels"]
-    permutations: Annotated[int, Range(ge=99)] = 1000
+    permutations: Annotated[int, Range(ge=99)] = 2000  # at least (tests / alpha): see skyops.monitoring.drift
     reference_size: Annotated[int, Range(ge=20)] = 1000
     min_images: Annotated[int, Range(ge=5)] = 30
     seed: int = 0
