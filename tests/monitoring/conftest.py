@@ -56,16 +56,23 @@ def table_of(items: list[Shot], detector: Detector, prefix: str) -> FeatureTable
 
 
 @pytest.fixture(scope="session")
-def synthetic_baseline(detector: Detector) -> Baseline:
-    """The baseline of BASELINE_IMAGES scenes of the training distribution (stream seed 0)."""
-    table = table_of(list(shots(0, BASELINE_IMAGES)), detector, "train-")
-    meta: dict[str, Any] = {
-        "dataset": {"fingerprint": "f" * 64, "names": ["car", "truck", "person"], "split": "train", "images": BASELINE_IMAGES},
-        "model": {"weights_sha256": detector.weights_sha256, "imgsz": detector.imgsz, "embed_layers": [4, 6, 10]},
-        "thresholds": {"conf": 0.25, "iou": 0.45, "max_det": 300},
-        "profile": False,
-    }
-    return baseline_from(table, meta, dims=16, seed=0)
+def synthetic_baseline(detector: Detector) -> Callable[[int], Baseline]:
+    """synthetic_baseline(n) -> the baseline of the first n scenes of the training distribution (stream seed 0), made once per n."""
+    made: dict[int, Baseline] = {}
+
+    def make(images: int = BASELINE_IMAGES) -> Baseline:
+        if images not in made:
+            table = table_of(list(shots(0, images)), detector, "train-")
+            meta: dict[str, Any] = {
+                "dataset": {"fingerprint": "f" * 64, "names": ["car", "truck", "person"], "split": "train", "images": images},
+                "model": {"weights_sha256": detector.weights_sha256, "imgsz": detector.imgsz, "embed_layers": [4, 6, 10]},
+                "thresholds": {"conf": 0.25, "iou": 0.45, "max_det": 300},
+                "profile": False,
+            }
+            made[images] = baseline_from(table, meta, dims=16, seed=0)
+        return made[images]
+
+    return make
 
 
 @pytest.fixture
