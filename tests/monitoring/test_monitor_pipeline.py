@@ -126,3 +126,43 @@ def test_skyops_sagemaker_compile_monitor(tmp_path: Path) -> None:
     done = run(*(f"-p{k}={v}" for k, v in S3.items()), "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert [s["Name"] for s in json.loads(out.read_text())["Steps"]] == ["baseline", "window", "drift"]
+
+
+def test_from_run_takes_the_split_profile_and_model_of_a_runs_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from skyops.cli.monitor_cmd import _from_run
+    from skyops.errors import ConfigError
+    from skyops.pipeline.lineage import RunStatus, new_record, save_record
+
+    monkeypatch.setenv("SKYOPS_STATE_DIR", str(tmp_path))
+    steps = {"ingest": "ingest", "profile": "profile", "split": "split", "train": "train"}
+    record = new_record("20260131-130000-aaaa", "drone-detection", {}, steps, "pipelines/drone-detection.yaml")
+    for name, port in (("profile", "profile"), ("split", "splits"), ("train", "model")):
+        record.steps[name].outputs[port] = {"path": f"/cache/{name}/outputs/{port}", "digest": "0" * 64}
+    record.status = RunStatus.SUCCEEDED
+    record.ended = record.started + 1
+    save_record(tmp_path / "runs", record)
+    assert _from_run("latest") == {
+        "profile": "/cache/profile/outputs/profile",
+        "splits": "/cache/split/outputs/splits",
+        "model": "/cache/train/outputs/model",
+    }
+    del record.steps["train"].outputs["model"]
+    save_record(tmp_path / "runs", record)
+    with pytest.raises(ConfigError, match=r"run 20260131-130000-aaaa of 'drone-detection' has no finished model output"):
+        _from_run("20260131")
+
+
+def test_the_baseline_refuses_a_profile_of_other_data_and_too_small_a_split(served: dict[str, Path], detector, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from skyops.errors import DataValidationError
+    from skyops.monitoring.baseline import build_baseline
+    from skyops.monitoring.embedding import Thresholds
+
+    generate_scenes(tmp_path / "other", count=4, size=128, seed=11, workers=1)
+    profile_dataset(tmp_path / "other", tmp_path / "other-profile", workers=1)
+    with pytest.raises(
+        DataValidationError, match=r"profile .*profile.json is of dataset [0-9a-f]{12}\.\.\., the split of [0-9a-f]{12}\.\.\."
+    ):
+        build_baseline(served["splits"], detector, Thresholds(), tmp_path / "out", profile=tmp_path / "other-profile")
+    with pytest.raises(DataValidationError, match=r"the baseline has 4 images with pixels, fewer than 20"):
+        build_baseline(served["splits"], detector, Thresholds(), tmp_path / "out", split="test")
+    assert not (tmp_path / "out").exists()  # nothing half-written
