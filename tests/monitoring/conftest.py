@@ -1,7 +1,7 @@
 """Small named fixtures of the monitoring tests: a real YOLO11n detector, a synthetic baseline, captured windows.
 
-`detector` is a seeded, untrained YOLO11n (detector_model.py) loaded once per session; `synthetic_baseline`
-is the baseline of 400 synthetic scenes of the training distribution (scenes.py), its predictions
+`detector` is a seeded, untrained YOLO11n (detector_model.py) loaded once per session; `embedder` its ONNX
+export on ONNX Runtime (what windows embed with); `synthetic_baseline(n)` is the baseline of n synthetic scenes of the training distribution (scenes.py), its predictions
 simulated and its embeddings the detector's; `window(seed, shift)` writes a window of 200 such scenes as
 captured requests and reads it back through the capture reader into a feature table.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from skyops.monitoring.baseline import Baseline, baseline_from
-from skyops.monitoring.embedding import Detector
+from skyops.monitoring.embedding import Detector, Embedder
 from skyops.monitoring.features import FeatureTable, Predicted
 from skyops.monitoring.window import WindowInfo, select_records, window_features
 
@@ -42,6 +42,12 @@ def weights(tmp_path_factory: pytest.TempPathFactory, monitoring_state: Path) ->
 @pytest.fixture(scope="session")
 def detector(weights: Path, monitoring_state: Path) -> Detector:
     return Detector(weights / "best.pt", monitoring_state)
+
+
+@pytest.fixture(scope="session")
+def embedder(detector: Detector, tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    """The detector's backbone exported to ONNX and run on ONNX Runtime, as the baseline step leaves it for windows."""
+    return Embedder(detector.export_embedder(tmp_path_factory.mktemp("embedder") / "embedder.onnx"), detector.imgsz)
 
 
 def table_of(items: list[Shot], detector: Detector, prefix: str) -> FeatureTable:
@@ -76,12 +82,12 @@ def synthetic_baseline(detector: Detector) -> Callable[[int], Baseline]:
 
 
 @pytest.fixture
-def window(tmp_path: Path, detector: Detector) -> Callable[..., tuple[FeatureTable, WindowInfo]]:
-    """window(seed, shift=None, count=WINDOW) -> the feature table of those scenes, written and read back as captures."""
+def window(tmp_path: Path, embedder: Embedder) -> Callable[..., tuple[FeatureTable, WindowInfo]]:
+    """window(seed, shift=None, count=WINDOW) -> the feature table of those scenes, written and read back as captures, embedded as the window step does."""
 
     def make(seed: int, shift: str | None = None, count: int = WINDOW) -> tuple[FeatureTable, WindowInfo]:
         folder = tmp_path / f"captures-{seed}-{shift}"
         write_captures(folder, list(shots(seed, count, shift)))
-        return window_features(select_records(folder), detector, source=str(folder))
+        return window_features(select_records(folder), embedder, source=str(folder))
 
     return make

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from skyops.errors import ConfigError, DataValidationError
-from skyops.monitoring.embedding import Detector, Thresholds, find_weights
+from skyops.monitoring.embedding import Detector, Embedder, Thresholds, find_weights
 from skyops.monitoring.features import FeatureTable, Predicted, image_features, prediction_features
 from skyops.monitoring.window import parse_time, select_records, window_features
 from skyops.serving.capture import capture_record
@@ -121,6 +121,12 @@ def test_embedding_is_the_same_with_or_without_the_head(detector: Detector) -> N
     assert embedding.shape == (3, 512)  # YOLO11n: 128 + 128 + 256 channels of layers 4, 6 and 10
     assert len(detections) == 3 and all(len(d.scores) == 5 for d in detections)  # conf 0: every image has its max_det
     assert not np.allclose(embedding[0], embedding[1])  # images differ, so do their embeddings
+
+
+def test_the_onnx_embedder_gives_the_detectors_embedding(detector: Detector, embedder: Embedder) -> None:
+    images = [s.image for s in shots(9, 4)]
+    expected = detector.embed(images)
+    np.testing.assert_allclose(embedder.embed(images), expected, rtol=1e-3, atol=1e-3 * float(np.abs(expected).max()))
 
 
 def test_find_weights_takes_best_pt_and_refuses_a_folder_without_a_model(weights: Path, tmp_path: Path) -> None:

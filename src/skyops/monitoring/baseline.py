@@ -8,6 +8,8 @@ A baseline folder (the `baseline` step's output, kind `monitoring-baseline`):
     features.npz     the feature table of the split's images (skyops.monitoring.features), raw embeddings included
     projection.npz   the embedding's reduction: mean (D,), components (k, D), scale (k,), and which rows
                      are the MMD reference sample
+    embedder.onnx    the model's backbone up to the embedded layers, with the pooling: windows embed with it
+                     on ONNX Runtime (skyops.monitoring.embedding.Embedder)
     profile.json     the profile step's output, copied when it was given (class balance, box sizes, plots' data)
 
 The predictions are the model's own on the split's images, made as the server makes them (its letterbox,
@@ -32,11 +34,12 @@ import numpy as np
 
 from skyops.data.layout import Manifest, atomic_output_dir, read_split
 from skyops.errors import DataValidationError
-from skyops.monitoring.embedding import EMBED_LAYERS, Detector, Thresholds
+from skyops.monitoring.embedding import EMBED_LAYERS, Detector, Thresholds, sha256
 from skyops.monitoring.features import FeatureTable, Predicted
 
 FORMAT = 1
 BASELINE_JSON, FEATURES_NPZ, PROJECTION_NPZ, PROFILE_JSON = "baseline.json", "features.npz", "projection.npz", "profile.json"
+EMBEDDER = "embedder.onnx"
 MIN_IMAGES = 20  # fewer cannot give a projection and a reference sample worth testing against
 
 
@@ -171,14 +174,16 @@ def build_baseline(
         for path, image, found, vector in zip(chunk, images, detections, embedding, strict=True):
             names = tuple(detector.names[c] if c < len(detector.names) else str(c) for c in found.classes.tolist())
             table.add(path, image, (image.shape[1], image.shape[0]), Predicted(names, found.scores.astype(np.float64), found.boxes), vector)
-    meta = {
+    meta: dict[str, Any] = {
         "dataset": {"fingerprint": manifest.fingerprint, "names": manifest.names, "split": split, "images": len(paths)},
         "model": {"weights_sha256": detector.weights_sha256, "imgsz": detector.imgsz, "embed_layers": list(EMBED_LAYERS)},
         "thresholds": {"conf": thresholds.conf, "iou": thresholds.iou, "max_det": thresholds.max_det},
         "profile": profile_doc is not None,
     }
-    baseline = baseline_from(table, meta, dims=dims, seed=seed)
     with atomic_output_dir(out_dir) as staging:
+        embedder = detector.export_embedder(staging / EMBEDDER)
+        meta["model"] |= {"embedder": EMBEDDER, "embedder_sha256": sha256(embedder)}
+        baseline = baseline_from(table, meta, dims=dims, seed=seed)
         baseline.save(staging)
         if profile is not None:
             shutil.copyfile(profile / PROFILE_FILE, staging / PROFILE_JSON)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from skyops.errors import ConfigError
-from skyops.monitoring.embedding import Detector
+from skyops.monitoring.embedding import Embeds
 from skyops.monitoring.features import FeatureTable, Predicted
 from skyops.serving.capture import CaptureRecord, read_captures
 from skyops.serving.images import JSON, Limits, split_payload
@@ -117,9 +117,9 @@ def _images(record: CaptureRecord, count: int) -> list[np.ndarray | None] | None
 
 
 def window_features(
-    records: Iterable[CaptureRecord], detector: Detector | None, *, source: str, batch: int = 32
+    records: Iterable[CaptureRecord], detector: Embeds | None, *, source: str, batch: int = 32
 ) -> tuple[FeatureTable, WindowInfo]:
-    """One feature row per captured image; embeddings by `detector` in batches of `batch` images (none without one)."""
+    """One feature row per captured image; embeddings by `detector` (the baseline's `Embedder`) in batches of `batch` images (none without one)."""
     table, info = FeatureTable(), WindowInfo(source=source)
     pending: list[tuple[str, np.ndarray | None, tuple[int, int], Predicted]] = []
 

@@ -42,8 +42,8 @@ SPEC = StepSpec(
         Port(
             name="baseline",
             kind="monitoring-baseline",
-            description="baseline.json, features.npz, projection.npz",
-            files=("baseline.json", "features.npz", "projection.npz"),
+            description="baseline.json, features.npz, projection.npz, embedder.onnx",
+            files=("baseline.json", "features.npz", "projection.npz", "embedder.onnx"),
         ),
     ),
     description="the monitoring baseline: the model's features on the training split",

@@ -3,7 +3,8 @@
 Reads the captures with the one reader (skyops.serving.capture.read_captures), keeps those in
 [start, end) and then the `last` newest, and measures each image as the baseline measured the
 training split: the same features, the same network's embedding. The model bound here must be the
-baseline's (same weights sha256), or the embeddings would not compare.
+baseline's (same weights sha256), or the embeddings would not compare; the images are embedded by the
+baseline's export of that model's backbone on ONNX Runtime (no torch here).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class WindowConfig(StepConfig):
     end: str = ""  # ISO 8601, exclusive; "" = to the newest
     last: Annotated[int, Range(ge=0)] = 0  # then only the newest `last` requests; 0 = all
     batch: Annotated[int, Range(ge=1)] = 32  # images embedded at once
-    threads: Annotated[int, Range(ge=0)] = 0  # torch threads; 0: torch's default (every core)
+    threads: Annotated[int, Range(ge=0)] = 0  # ONNX Runtime threads; 0: every core
 
 
 SPEC = StepSpec(
@@ -41,32 +42,32 @@ CONTRACT = ScriptContract(
     job_kind=JobKind.PROCESSING,
     inputs={"captures": processing_input("captures"), "model": processing_input("model"), "baseline": processing_input("baseline")},
     outputs={"window": processing_output("window")},
-    optional_env={"SKYOPS_STATE_DIR": "/tmp/skyops"},
 )
 
 
-@CATALOG.step(spec=SPEC, contract=CONTRACT, config=WindowConfig, libraries=("ultralytics", "torch", "numpy", "opencv-python-headless"))
+@CATALOG.step(spec=SPEC, contract=CONTRACT, config=WindowConfig, libraries=("onnxruntime", "numpy", "opencv-python-headless"))
 def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: WindowConfig) -> None:
     import json
 
     from skyops.data.layout import atomic_output_dir
     from skyops.errors import DataValidationError
-    from skyops.monitoring.baseline import BASELINE_JSON
-    from skyops.monitoring.embedding import Detector, find_weights
+    from skyops.monitoring.baseline import BASELINE_JSON, EMBEDDER
+    from skyops.monitoring.embedding import Embedder, find_weights, sha256
     from skyops.monitoring.window import parse_time, select_records, window_features, write_window
 
     meta = json.loads((inputs["baseline"] / BASELINE_JSON).read_text())
     weights, _ = find_weights(inputs["model"])
-    detector = Detector(weights, Path(env["SKYOPS_STATE_DIR"]), imgsz=int(meta["model"]["imgsz"]), threads=args.threads)
-    if detector.weights_sha256 != meta["model"]["weights_sha256"]:
+    digest = sha256(weights)
+    if digest != meta["model"]["weights_sha256"]:
         raise DataValidationError(
-            f"the model bound to window ({detector.weights_sha256[:12]}...) is not the baseline's ({meta['model']['weights_sha256'][:12]}...)",
+            f"the model bound to window ({digest[:12]}...) is not the baseline's ({meta['model']['weights_sha256'][:12]}...)",
             hint="bind the served model to both, or build a baseline of this model (its embeddings would not compare)",
         )
+    embedder = Embedder(inputs["baseline"] / EMBEDDER, int(meta["model"]["imgsz"]), threads=args.threads)
     records = select_records(inputs["captures"], start=parse_time(args.start, "start"), end=parse_time(args.end, "end"), last=args.last)
-    table, info = window_features(records, detector, source=str(inputs["captures"]), batch=args.batch)
+    table, info = window_features(records, embedder, source=str(inputs["captures"]), batch=args.batch)
     with atomic_output_dir(outputs["window"]) as staging:
-        write_window(table, info, staging, model_sha256=detector.weights_sha256)
+        write_window(table, info, staging, model_sha256=digest)
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(info.skipped.items()))
     print(
         f"window: {info.requests} requests, {info.images} images, {info.start} to {info.end}" + (f"; skipped {skipped}" if skipped else "")
