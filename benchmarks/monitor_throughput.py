@@ -8,8 +8,8 @@ same network, so the same cost, as a trained one.
 
 Timed, in this process, the model loaded first (timed apart):
   window   read the 1,000 records with the capture reader, decode, image and prediction features, the
-           detector's embedding (its backbone exported to ONNX, on ONNX Runtime, batches of 32, every core),
-           as the window step does
+           detector's embedding (its backbone exported to ONNX at 128 px, the baseline step's default
+           embed_size, on ONNX Runtime, batches of 32, every core), as the window step does
   drift    detect_drift: 13 feature tests (KS, chi-square, PSI), MMD with 2000 permutations, Holm
   report   report.html (matplotlib, jinja2)
 Target (issue 13): window + drift < 10 s on 2 cores.
@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--baseline", type=int, default=500)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: every core)")
+    parser.add_argument("--embed-size", type=int, default=128, help="the embedding's input size, px (the baseline step's default)")
     args = parser.parse_args()
 
     import tests.monitoring.scenes as scenes
@@ -140,15 +141,15 @@ def main() -> None:
 
         detector = Detector(folder / "model" / "best.pt", state, threads=1)  # the baseline's side: torch, not timed
         start = time.perf_counter()
-        embedder = Embedder(detector.export_embedder(folder / "embedder.onnx"), SIZE, threads=args.threads)
+        embedder = Embedder(detector.export_embedder(folder / "embedder.onnx", args.embed_size), args.embed_size, threads=args.threads)
         load = time.perf_counter() - start
         meta = {
             "dataset": {"fingerprint": "0" * 64, "names": list(scenes.KNOWN), "split": "train", "images": args.baseline},
-            "model": {"weights_sha256": detector.weights_sha256, "imgsz": SIZE, "embed_layers": [4, 6, 10]},
+            "model": {"weights_sha256": detector.weights_sha256, "imgsz": SIZE, "embed_size": args.embed_size, "embed_layers": [4, 6, 10]},
             "thresholds": {"conf": 0.25, "iou": 0.45, "max_det": 300},
             "profile": False,
         }
-        baseline = baseline_from(table_of(list(shots(0, args.baseline)), detector, "train-"), meta, dims=16, seed=0)
+        baseline = baseline_from(table_of(list(shots(0, args.baseline)), embedder, "train-"), meta, dims=16, seed=0)
 
         start = time.perf_counter()
         window, info = window_features(select_records(folder / "captures"), embedder, source="captures")
@@ -162,7 +163,9 @@ def main() -> None:
         report_seconds = time.perf_counter() - start
 
         threads = args.threads or os.cpu_count()
-        print(f"embedder            {load:.2f} s  (YOLO11n's backbone at {SIZE} px exported to ONNX and loaded, {threads} ORT threads)")
+        print(
+            f"embedder            {load:.2f} s  (YOLO11n's backbone exported to ONNX at {args.embed_size} px and loaded, {threads} ORT threads)"
+        )
         print(
             f"window              {window_seconds:.2f} s  ({info.requests} requests: read, decode, features, embedding; {1000 * window_seconds / info.requests:.1f} ms each)"
         )

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from skyops.monitoring.baseline import Baseline, baseline_from
-from skyops.monitoring.embedding import Detector, Embedder
+from skyops.monitoring.embedding import Detector, Embedder, Embeds
 from skyops.monitoring.features import FeatureTable, Predicted
 from skyops.monitoring.window import WindowInfo, select_records, window_features
 
@@ -41,37 +41,42 @@ def weights(tmp_path_factory: pytest.TempPathFactory, monitoring_state: Path) ->
 
 @pytest.fixture(scope="session")
 def detector(weights: Path, monitoring_state: Path) -> Detector:
-    return Detector(weights / "best.pt", monitoring_state)
+    return Detector(weights / "best.pt", monitoring_state, threads=1)  # torch's threads stall each other on a busy machine
 
 
 @pytest.fixture(scope="session")
 def embedder(detector: Detector, tmp_path_factory: pytest.TempPathFactory) -> Embedder:
     """The detector's backbone exported to ONNX and run on ONNX Runtime, as the baseline step leaves it for windows."""
-    return Embedder(detector.export_embedder(tmp_path_factory.mktemp("embedder") / "embedder.onnx"), detector.imgsz)
+    return Embedder(detector.export_embedder(tmp_path_factory.mktemp("embedder") / "embedder.onnx", 128), 128)
 
 
-def table_of(items: list[Shot], detector: Detector, prefix: str) -> FeatureTable:
+def table_of(items: list[Shot], embedder: Embeds, prefix: str) -> FeatureTable:
     """A feature table of shots held in memory (as the baseline step measures its split), embedded in batches."""
     table = FeatureTable()
     for start in range(0, len(items), 32):
         chunk = items[start : start + 32]
-        for i, (shot, vector) in enumerate(zip(chunk, detector.embed([s.image for s in chunk]), strict=True)):
+        for i, (shot, vector) in enumerate(zip(chunk, embedder.embed([s.image for s in chunk]), strict=True)):
             size = (shot.image.shape[1], shot.image.shape[0])
             table.add(f"{prefix}{start + i}", shot.image, size, Predicted.from_server(shot.answer["detections"]), vector)
     return table
 
 
 @pytest.fixture(scope="session")
-def synthetic_baseline(detector: Detector) -> Callable[[int], Baseline]:
+def synthetic_baseline(detector: Detector, embedder: Embedder) -> Callable[[int], Baseline]:
     """synthetic_baseline(n) -> the baseline of the first n scenes of the training distribution (stream seed 0), made once per n."""
     made: dict[int, Baseline] = {}
 
     def make(images: int = BASELINE_IMAGES) -> Baseline:
         if images not in made:
-            table = table_of(list(shots(0, images)), detector, "train-")
+            table = table_of(list(shots(0, images)), embedder, "train-")
             meta: dict[str, Any] = {
                 "dataset": {"fingerprint": "f" * 64, "names": ["car", "truck", "person"], "split": "train", "images": images},
-                "model": {"weights_sha256": detector.weights_sha256, "imgsz": detector.imgsz, "embed_layers": [4, 6, 10]},
+                "model": {
+                    "weights_sha256": detector.weights_sha256,
+                    "imgsz": detector.imgsz,
+                    "embed_size": 128,
+                    "embed_layers": [4, 6, 10],
+                },
                 "thresholds": {"conf": 0.25, "iou": 0.45, "max_det": 300},
                 "profile": False,
             }

@@ -114,18 +114,19 @@ def test_select_records_by_time_and_count(tmp_path: Path) -> None:
         parse_time("noon", "start")
 
 
-def test_embedding_is_the_same_with_or_without_the_head(detector: Detector) -> None:
+def test_detections_and_embeddings_of_the_real_network(detector: Detector) -> None:
     images = [s.image for s in shots(9, 3)]
-    detections, embedding = detector.detect_and_embed(images, Thresholds(conf=0.0, iou=0.45, max_det=5))
-    np.testing.assert_allclose(detector.embed(images), embedding, rtol=1e-4, atol=1e-6)
+    detections = detector.detect(images, Thresholds(conf=0.0, iou=0.45, max_det=5))
+    assert len(detections) == 3 and all(len(d.scores) == 5 and d.boxes.shape == (5, 4) for d in detections)  # conf 0: max_det each
+    embedding = detector.embed(images)
     assert embedding.shape == (3, 512)  # YOLO11n: 128 + 128 + 256 channels of layers 4, 6 and 10
-    assert len(detections) == 3 and all(len(d.scores) == 5 for d in detections)  # conf 0: every image has its max_det
     assert not np.allclose(embedding[0], embedding[1])  # images differ, so do their embeddings
+    assert not np.allclose(detector.embed(images, 64), embedding)  # another input size, other features
 
 
 def test_the_onnx_embedder_gives_the_detectors_embedding(detector: Detector, embedder: Embedder) -> None:
     images = [s.image for s in shots(9, 4)]
-    expected = detector.embed(images)
+    expected = detector.embed(images, 128)
     np.testing.assert_allclose(embedder.embed(images), expected, rtol=1e-3, atol=1e-3 * float(np.abs(expected).max()))
 
 

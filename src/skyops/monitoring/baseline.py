@@ -14,7 +14,8 @@ A baseline folder (the `baseline` step's output, kind `monitoring-baseline`):
 
 The predictions are the model's own on the split's images, made as the server makes them (its letterbox,
 NMS and thresholds): a model finds fewer and less certain boxes than the labels hold, so labels would
-be the wrong baseline for what the server answers.
+be the wrong baseline for what the server answers. The embeddings come from embedder.onnx, exported
+here from the same model: windows embed with the very same graph.
 
 The reduction is a PCA of the raw embeddings, whitened (each component divided by its standard
 deviation), fitted on a seeded half of the rows. The other half is the reference sample of the MMD
@@ -34,7 +35,7 @@ import numpy as np
 
 from skyops.data.layout import Manifest, atomic_output_dir, read_split
 from skyops.errors import DataValidationError
-from skyops.monitoring.embedding import EMBED_LAYERS, Detector, Thresholds, sha256
+from skyops.monitoring.embedding import EMBED_LAYERS, Detector, Embedder, Thresholds, sha256
 from skyops.monitoring.features import FeatureTable, Predicted
 
 FORMAT = 1
@@ -140,12 +141,15 @@ def build_baseline(
     *,
     profile: Path | None = None,
     split: str = "train",
+    embed_size: int = 128,
     max_images: int = 2000,
     dims: int = 16,
     seed: int = 0,
     batch: int = 16,
 ) -> Baseline:
     """Measure the features of `split`'s images (at most `max_images`, a seeded sample) with `detector`, and write the baseline folder.
+
+    Detections at the model's input size; embeddings at `embed_size` px, by the ONNX graph exported into the folder.
 
     Raises:
         DataValidationError: no such split or too few images in it, an unreadable image, or a profile of another dataset.
@@ -161,28 +165,37 @@ def build_baseline(
     if len(paths) > max_images:
         paths = [paths[i] for i in np.sort(np.random.default_rng(seed).choice(len(paths), max_images, replace=False))]
     profile_doc = _profile(profile / PROFILE_FILE, manifest.fingerprint) if profile is not None else None
-    table = FeatureTable()
-    for start in range(0, len(paths), batch):
-        chunk = paths[start : start + batch]
-        images = []
-        for path in chunk:
-            image = cv2.imread(str(splits / path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise DataValidationError(f"{splits / path} is not a readable image", hint="run the validate step before split")
-            images.append(image)
-        detections, embedding = detector.detect_and_embed(images, thresholds)
-        for path, image, found, vector in zip(chunk, images, detections, embedding, strict=True):
-            names = tuple(detector.names[c] if c < len(detector.names) else str(c) for c in found.classes.tolist())
-            table.add(path, image, (image.shape[1], image.shape[0]), Predicted(names, found.scores.astype(np.float64), found.boxes), vector)
-    meta: dict[str, Any] = {
-        "dataset": {"fingerprint": manifest.fingerprint, "names": manifest.names, "split": split, "images": len(paths)},
-        "model": {"weights_sha256": detector.weights_sha256, "imgsz": detector.imgsz, "embed_layers": list(EMBED_LAYERS)},
-        "thresholds": {"conf": thresholds.conf, "iou": thresholds.iou, "max_det": thresholds.max_det},
-        "profile": profile_doc is not None,
-    }
     with atomic_output_dir(out_dir) as staging:
-        embedder = detector.export_embedder(staging / EMBEDDER)
-        meta["model"] |= {"embedder": EMBEDDER, "embedder_sha256": sha256(embedder)}
+        embedder_path = detector.export_embedder(staging / EMBEDDER, embed_size)
+        embedder = Embedder(embedder_path, embed_size)
+        table = FeatureTable()
+        for start in range(0, len(paths), batch):
+            chunk = paths[start : start + batch]
+            images = []
+            for path in chunk:
+                image = cv2.imread(str(splits / path), cv2.IMREAD_COLOR)
+                if image is None:
+                    raise DataValidationError(f"{splits / path} is not a readable image", hint="run the validate step before split")
+                images.append(image)
+            detections, embedding = detector.detect(images, thresholds), embedder.embed(images)
+            for path, image, found, vector in zip(chunk, images, detections, embedding, strict=True):
+                names = tuple(detector.names[c] if c < len(detector.names) else str(c) for c in found.classes.tolist())
+                predicted = Predicted(names, found.scores.astype(np.float64), found.boxes)
+                table.add(path, image, (image.shape[1], image.shape[0]), predicted, vector)
+        model = {
+            "weights_sha256": detector.weights_sha256,
+            "imgsz": detector.imgsz,
+            "embed_size": embed_size,
+            "embed_layers": list(EMBED_LAYERS),
+            "embedder": EMBEDDER,
+            "embedder_sha256": sha256(embedder_path),
+        }
+        meta: dict[str, Any] = {
+            "dataset": {"fingerprint": manifest.fingerprint, "names": manifest.names, "split": split, "images": len(paths)},
+            "model": model,
+            "thresholds": {"conf": thresholds.conf, "iou": thresholds.iou, "max_det": thresholds.max_det},
+            "profile": profile_doc is not None,
+        }
         baseline = baseline_from(table, meta, dims=dims, seed=seed)
         baseline.save(staging)
         if profile is not None:

@@ -6,13 +6,14 @@ YOLO11n. It is what Ultralytics' own `embed=` returns for those layers (adaptive
 so the embedding describes the images the way the detector sees them: a drift the model cannot see
 past shows here even when the image statistics look normal.
 
-Inputs go through the server's own letterbox (skyops.serving.detect), so the network sees exactly
-what it sees when serving. The baseline needs both detections and embeddings: the whole network runs
-once in torch, the three layers read through forward hooks on the way, and the raw head goes through
-the server's NMS. A window needs only the embedding (its detections were captured), so the baseline
-also exports the backbone up to layer 10 with its pooling as one small ONNX graph (`export_embedder`),
-and windows run it on ONNX Runtime (`Embedder`): no torch or Ultralytics import, and under two busy
-cores ORT ran it 2-8x faster than torch eager (benchmarks/monitor_throughput.py).
+Inputs go through the server's own letterbox (skyops.serving.detect). Detections use the model's input
+size (the baseline's predictions must be the server's: the whole network, then the server's NMS). The
+embedding uses `embed_size` px, 128 by default: the backbone at 128 px still sees a scene's light,
+layout and texture, at a quarter of the cost at 256 (on two busy cores 7 ms an image against 30).
+`Detector.export_embedder` writes the backbone up to layer 10 with its pooling as one small ONNX graph
+at that size; the baseline and every window embed with that same graph on ONNX Runtime (`Embedder`):
+the same numbers on both sides, and no torch or Ultralytics import in a window (torch eager ran 2-8x
+slower than ORT there, benchmarks/monitor_throughput.py).
 
 Weights: a folder holding best.pt (the train step's model; on SageMaker its model.tar.gz, unpacked),
 or a served model folder or package (metadata.json naming a torch artifact, sha256 checked).
@@ -139,40 +140,32 @@ class Detector:
         batch, boxes = _batch(images, self.imgsz)
         return self.torch.from_numpy(batch), boxes
 
-    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """(N, D) float32 embeddings of BGR images; the network stops after the last embedded layer."""
+    def embed(self, images: Sequence[np.ndarray], size: int = 0) -> np.ndarray:
+        """(N, D) float32 embeddings of BGR images letterboxed to `size` px (0: the model's); the network stops after layer 10."""
         if not images:
             return np.zeros((0, 0), np.float32)
-        batch, _ = self._blobs(images)
+        batch, _ = _batch(images, size or self.imgsz)
         with self.torch.inference_mode():
-            vectors = self.model.predict(batch, embed=list(EMBED_LAYERS))
+            vectors = self.model.predict(self.torch.from_numpy(batch), embed=list(EMBED_LAYERS))
         return np.stack([v.numpy() for v in vectors]).astype(np.float32)
 
-    def detect_and_embed(self, images: Sequence[np.ndarray], thresholds: Thresholds) -> tuple[list[Detections], np.ndarray]:
-        """Detections (as the server makes them) and embeddings of BGR images, from one pass of the whole network."""
+    def detect(self, images: Sequence[np.ndarray], thresholds: Thresholds) -> list[Detections]:
+        """Detections of BGR images as the server makes them: its letterbox, the whole network, its NMS."""
         if not images:
-            return [], np.zeros((0, 0), np.float32)
+            return []
         batch, boxes = self._blobs(images)
-        pooled: dict[int, Any] = {}
-        hooks = [
-            self.model.model[i].register_forward_hook(lambda _m, _in, out, i=i: pooled.__setitem__(i, out.mean(dim=(2, 3))))
-            for i in EMBED_LAYERS
-        ]
-        try:
-            with self.torch.inference_mode():
-                out = self.model(batch)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        with self.torch.inference_mode():
+            out = self.model(batch)
         head = (out[0] if isinstance(out, tuple | list) else out).numpy()  # (N, 4 + nc, candidates)
-        detections = [
+        return [
             postprocess(head[k], box, conf=thresholds.conf, iou=thresholds.iou, max_det=thresholds.max_det) for k, box in enumerate(boxes)
         ]
-        embedding = self.torch.cat([pooled[i] for i in EMBED_LAYERS], dim=1).numpy().astype(np.float32)
-        return detections, embedding
 
-    def export_embedder(self, path: Path) -> Path:
-        """Write the backbone up to the last embedded layer, with its pooling, as an ONNX graph (dynamic batch) for `Embedder`."""
+    def export_embedder(self, path: Path, size: int = 0) -> Path:
+        """Write the backbone up to the last embedded layer, with its pooling, as an ONNX graph for `Embedder`.
+
+        Its input is (batch, 3, size, size), `size` px (0: the model's input size); the batch is dynamic.
+        """
         torch: Any = self.torch
         layers = self.model.model
         module: Any = torch.nn.Module  # a base class from a lazily imported module
@@ -190,7 +183,7 @@ class Detector:
                         pooled.append(x.mean(dim=(2, 3)))
                 return torch.cat(pooled, dim=1)
 
-        example = torch.zeros(1, 3, self.imgsz, self.imgsz)
+        example = torch.zeros(1, 3, size or self.imgsz, size or self.imgsz)
         with torch.no_grad(), warnings.catch_warnings():
             # torch 2.9+ calls this exporter legacy; the new one needs onnxscript, which skyops does not install.
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -212,7 +205,7 @@ class Embedder:
 
     Args:
         path: the graph `Detector.export_embedder` wrote.
-        imgsz: the square input side it was exported for.
+        imgsz: the square input side it was exported for (the baseline's `embed_size`).
         threads: intra-op threads (0: every core this process may use).
     """
 

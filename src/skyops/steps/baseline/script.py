@@ -19,7 +19,8 @@ from skyops.steps import CATALOG
 @dataclass(frozen=True, kw_only=True)
 class BaselineConfig(StepConfig):
     split: Literal["train", "val", "test"] = "train"
-    imgsz: Annotated[int, Range(ge=0)] = 0  # px; 0: the size the model was trained at
+    imgsz: Annotated[int, Range(ge=0)] = 0  # px, detections; 0: the size the model was trained at
+    embed_size: Annotated[int, Range(ge=32)] = 128  # px, the embedding's input (a multiple of 32)
     conf: Annotated[float, Range(ge=0, le=1)] = 0.25  # as the server: a served model's metadata.json wins
     iou: Annotated[float, Range(gt=0, le=1)] = 0.45
     max_det: Annotated[int, Range(ge=1)] = 300
@@ -28,6 +29,9 @@ class BaselineConfig(StepConfig):
     seed: int = 0
     batch: Annotated[int, Range(ge=1)] = 16
     threads: Annotated[int, Range(ge=0)] = 0  # torch threads; 0: torch's default (every core)
+
+    def problems(self) -> list[str]:
+        return [] if self.embed_size % 32 == 0 else [f"embed_size {self.embed_size} must be a multiple of 32 (YOLO's largest stride)"]
 
 
 SPEC = StepSpec(
@@ -71,6 +75,7 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
         outputs["baseline"],
         profile=inputs.get("profile"),
         split=args.split,
+        embed_size=args.embed_size,
         max_images=args.max_images,
         dims=args.dims,
         seed=args.seed,
@@ -79,5 +84,5 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
     e = baseline.meta["embedding"]
     print(
         f"baseline: {len(baseline.table)} {args.split} images, model {detector.weights_sha256[:12]} at {detector.imgsz} px,"
-        f" embedding {e['raw_dims']} -> {e['dims']} dims ({e['reference_images']} reference images)"
+        f" embedding at {args.embed_size} px, {e['raw_dims']} -> {e['dims']} dims ({e['reference_images']} reference images)"
     )

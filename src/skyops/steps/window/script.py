@@ -63,7 +63,7 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
             f"the model bound to window ({digest[:12]}...) is not the baseline's ({meta['model']['weights_sha256'][:12]}...)",
             hint="bind the served model to both, or build a baseline of this model (its embeddings would not compare)",
         )
-    embedder = Embedder(inputs["baseline"] / EMBEDDER, int(meta["model"]["imgsz"]), threads=args.threads)
+    embedder = Embedder(inputs["baseline"] / EMBEDDER, int(meta["model"]["embed_size"]), threads=args.threads)
     records = select_records(inputs["captures"], start=parse_time(args.start, "start"), end=parse_time(args.end, "end"), last=args.last)
     table, info = window_features(records, embedder, source=str(inputs["captures"]), batch=args.batch)
     with atomic_output_dir(outputs["window"]) as staging:
