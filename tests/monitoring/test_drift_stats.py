@@ -56,6 +56,10 @@ def test_psi_by_hand() -> None:
     same = np.random.default_rng(1).normal(size=1000)
     assert stats.psi(same, same, categorical=False) == pytest.approx(0.0)
     assert stats.psi(same, same + 2.0, categorical=False) > 1.0  # a shift of two standard deviations is a major one
+    # A baseline of one repeated value (a model that found no boxes): a window that finds some moved.
+    assert stats.psi(np.zeros(100), np.array([0.0] * 50 + [3.0] * 50), categorical=False) == pytest.approx(
+        (0.5 - 1) * np.log(0.5) + (0.5 - 1e-4) * np.log(0.5 / 1e-4)
+    )
 
 
 def test_mmd_finds_a_shift_and_its_p_value_is_at_its_floor() -> None:

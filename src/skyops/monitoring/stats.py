@@ -63,8 +63,10 @@ def psi(baseline: np.ndarray, window: np.ndarray, *, categorical: bool) -> float
         w = np.array([np.mean(window == c) for c in categories])
     else:
         edges = np.unique(np.quantile(baseline, np.linspace(0, 1, 11)[1:-1]))
-        b = np.bincount(np.searchsorted(edges, baseline, side="right"), minlength=len(edges) + 1) / len(baseline)
-        w = np.bincount(np.searchsorted(edges, window, side="right"), minlength=len(edges) + 1) / len(window)
+        # Bins (e[i-1], e[i]]: a value equal to an edge stays below it, so a baseline of one repeated value
+        # (no boxes at all) fills the bin at or below it and anything larger is counted above.
+        b = np.bincount(np.searchsorted(edges, baseline, side="left"), minlength=len(edges) + 1) / len(baseline)
+        w = np.bincount(np.searchsorted(edges, window, side="left"), minlength=len(edges) + 1) / len(window)
     b, w = np.maximum(b, PSI_FLOOR), np.maximum(w, PSI_FLOOR)
     return float(np.sum((w - b) * np.log(w / b)))
 
