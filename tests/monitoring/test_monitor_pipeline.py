@@ -166,3 +166,42 @@ def test_the_baseline_refuses_a_profile_of_other_data_and_too_small_a_split(serv
     with pytest.raises(DataValidationError, match=r"the baseline has 4 images with pixels, fewer than 20"):
         build_baseline(served["splits"], detector, Thresholds(), tmp_path / "out", split="test")
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_window_and_drift_refuse_another_model_than_the_baselines(
+    served: dict[str, Path], detector, monitoring_state: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from skyops.errors import DataValidationError
+    from skyops.monitoring.baseline import build_baseline
+    from skyops.monitoring.embedding import Thresholds
+    from skyops.steps.drift.script import DriftConfig
+    from skyops.steps.drift.script import main as drift_main
+    from skyops.steps.window.script import WindowConfig
+    from skyops.steps.window.script import main as window_main
+
+    from .detector_model import build
+
+    build_baseline(served["splits"], detector, Thresholds(), tmp_path / "baseline")
+    other = tmp_path / "other-model"
+    build(other, imgsz=128, seed=1, state_dir=monitoring_state)
+    inputs = {"captures": served["captures"], "model": other, "baseline": tmp_path / "baseline"}
+    with pytest.raises(
+        DataValidationError, match=r"the model bound to window \([0-9a-f]{12}\.\.\.\) is not the baseline's \([0-9a-f]{12}\.\.\.\)"
+    ):
+        window_main(inputs, {"window": tmp_path / "window"}, {}, WindowConfig())
+    assert not (tmp_path / "window").exists()
+
+    window_main({**inputs, "model": served["model"]}, {"window": tmp_path / "window"}, {}, WindowConfig(last=35))
+    assert json.loads((tmp_path / "window" / "window.json").read_text())["window"]["requests"] == 35
+    shutil.copytree(tmp_path / "window", tmp_path / "window-other")
+    doc = json.loads((tmp_path / "window-other" / "window.json").read_text())
+    doc["model"]["weights_sha256"] = "0" * 64
+    (tmp_path / "window-other" / "window.json").write_text(json.dumps(doc))
+    with pytest.raises(DataValidationError, match=r"^the window was measured with another model than the baseline$"):
+        drift_main(
+            {"baseline": tmp_path / "baseline", "window": tmp_path / "window-other"}, {"drift": tmp_path / "drift"}, {}, DriftConfig()
+        )
+    drift_main({"baseline": tmp_path / "baseline", "window": tmp_path / "window"}, {"drift": tmp_path / "drift"}, {}, DriftConfig())
+    assert sorted(p.name for p in (tmp_path / "drift").iterdir()) == ["drift.json", "report.html"]

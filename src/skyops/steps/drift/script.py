@@ -74,11 +74,8 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
     with atomic_output_dir(outputs["drift"]) as staging:
         result.to_json(staging / "drift.json")
         write_report(result, baseline, window, info, staging / "report.html")
-    drifted = [
-        name
-        for name in result.top
-        if name in {f.name for f in result.features if f.drifted} or (name == "embedding" and result.embedding.drifted)
-    ]
+    flagged = {f.name for f in result.features if f.drifted} | ({"embedding"} if result.embedding.drifted else set())
+    drifted = [name for name in result.top if name in flagged]  # by evidence
     print(
         f"drift: {'DRIFTED' if result.drifted else 'no drift'} over {info['requests']} requests"
         + (f" ({', '.join(drifted)})" if drifted else "")
