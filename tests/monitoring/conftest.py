@@ -20,7 +20,7 @@ from skyops.monitoring.features import FeatureTable, Predicted
 from skyops.monitoring.window import WindowInfo, select_records, window_features
 
 from .detector_model import build
-from .scenes import Shot, shots, write_captures
+from .scenes import Shot, as_stored, shots, write_captures
 
 BASELINE_IMAGES = 400
 WINDOW = 200  # the acceptance's window size
@@ -51,13 +51,14 @@ def embedder(detector: Detector, tmp_path_factory: pytest.TempPathFactory) -> Em
 
 
 def table_of(items: list[Shot], embedder: Embeds, prefix: str) -> FeatureTable:
-    """A feature table of shots held in memory (as the baseline step measures its split), embedded in batches."""
+    """A feature table of shots as the baseline step measures its split: JPEG files decoded, embedded in batches."""
     table = FeatureTable()
     for start in range(0, len(items), 32):
         chunk = items[start : start + 32]
-        for i, (shot, vector) in enumerate(zip(chunk, embedder.embed([s.image for s in chunk]), strict=True)):
-            size = (shot.image.shape[1], shot.image.shape[0])
-            table.add(f"{prefix}{start + i}", shot.image, size, Predicted.from_server(shot.answer["detections"]), vector)
+        images = [as_stored(s.image) for s in chunk]
+        for i, (shot, image, vector) in enumerate(zip(chunk, images, embedder.embed(images), strict=True)):
+            size = (image.shape[1], image.shape[0])
+            table.add(f"{prefix}{start + i}", image, size, Predicted.from_server(shot.answer["detections"]), vector)
     return table
 
 

@@ -122,6 +122,18 @@ def shots(seed: int, count: int, shift: str | None = None, start: int = 0) -> It
         yield Shot(image, answer)
 
 
+JPEG_QUALITY = 92  # the synthetic dataset's own (skyops.data.synth), so captured scenes match a split's files
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    return bytes(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes())
+
+
+def as_stored(image: np.ndarray) -> np.ndarray:
+    """The image as a dataset stores it and a client sends it: through JPEG and back (JPEG smooths what sharpness measures)."""
+    return cv2.imdecode(np.frombuffer(jpeg(image), np.uint8), cv2.IMREAD_COLOR)
+
+
 def write_captures(folder: Path, items: list[Shot], *, when: datetime | None = None) -> Path:
     """One capture file in the server's layout (SageMaker's format): one JPEG request per shot, a second apart."""
     when = when or datetime(2026, 1, 31, 13, 0, tzinfo=UTC)
@@ -129,7 +141,7 @@ def write_captures(folder: Path, items: list[Shot], *, when: datetime | None = N
     hour.mkdir(parents=True, exist_ok=True)
     lines = []
     for i, shot in enumerate(items):
-        body = cv2.imencode(".jpg", shot.image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+        body = jpeg(shot.image)
         request_id = f"req-{i:05d}"
         output = json.dumps({"request_id": request_id, "model": {"name": "drone-detector", "version": 1, "backend": "onnx"}, **shot.answer})
         record = capture_record(
