@@ -109,20 +109,24 @@ def mmd_test(reference: np.ndarray, window: np.ndarray, *, permutations: int, se
     upper = distances[np.triu_indices(n, 1)]
     median = float(np.median(upper[upper > 0])) if (upper > 0).any() else 1.0
     kernel = np.exp(-distances / (2 * median))
+    # The permutations' products in float32: 2-3x faster than float64 on this CPU, a relative error ~1e-6.
+    kernel32 = kernel.astype(np.float32)
+    window_weight, reference_weight = np.float32(1.0 / (n - n_ref)), np.float32(-1.0 / n_ref)
 
     def statistics(labels: np.ndarray) -> np.ndarray:
         """MMD^2 of each row of `labels` (P, n): True where a point is taken as the window's."""
-        weights = np.where(labels, 1.0 / (n - n_ref), -1.0 / n_ref)
-        return np.einsum("pi,pi->p", weights @ kernel, weights)
+        weights = np.where(labels, window_weight, reference_weight)
+        return (weights @ kernel32 * weights).sum(axis=1, dtype=np.float64)
 
     labels = np.arange(n) >= n_ref
-    observed = float(statistics(labels[None, :])[0])
+    observed = float(statistics(labels[None, :])[0])  # rounded as the permuted ones are
+    at_least = observed - 1e-5 * abs(observed)  # a permutation within float32 rounding of it counts as reaching it
     rng = np.random.default_rng(seed)
     exceed, done = 0, 0
     while done < permutations:
         size = min(PERMUTATION_CHUNK, permutations - done)
         shuffled = rng.permuted(np.tile(labels, (size, 1)), axis=1)  # each row shuffled on its own
-        exceed += int((statistics(shuffled) >= observed - 1e-12).sum())
+        exceed += int((statistics(shuffled) >= at_least).sum())
         done += size
     witness = kernel[n_ref:, n_ref:].mean(axis=1) - kernel[n_ref:, :n_ref].mean(axis=1)
     return MmdResult(observed, (1 + exceed) / (1 + permutations), float(np.sqrt(median)), witness)
