@@ -151,7 +151,7 @@ class FeatureTable:
     numeric: dict[str, list[float]] = field(default_factory=lambda: {n: [] for n in NUMERIC})
     categorical: dict[str, list[str]] = field(default_factory=lambda: {n: [] for n in CATEGORICAL})
     embedding_rows: list[np.ndarray | None] = field(default_factory=list)
-    _embedding: np.ndarray | None = None
+    _embedding: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)  # `embedding`, stacked once
 
     def add(
         self, request_id: str, image: np.ndarray | None, size: tuple[int, int], predicted: Predicted, embedding: np.ndarray | None

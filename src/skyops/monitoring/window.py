@@ -14,7 +14,7 @@ import json
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,6 @@ def parse_time(text: str, what: str) -> datetime | None:
     Raises:
         ConfigError: not an ISO 8601 time.
     """
-    from datetime import UTC
-
     if not text:
         return None
     try:
