@@ -55,6 +55,7 @@ def test_help_lists_every_command_in_order(tmp_path: Path) -> None:
             "experiments",
             "models",
             "serve",
+            "monitor",
             "deploy",
             "audit",
             "roles",

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "experiments": ("skyops.cli.experiments_cmd", "app"),
     "models": ("skyops.cli.models_cmd", "app"),
     "serve": ("skyops.cli.serve_cmd", "serve"),
+    "monitor": ("skyops.cli.monitor_cmd", "app"),
     "deploy": ("skyops.cli.deploy_cmd", "app"),
     "audit": ("skyops.cli.audit_cmd", "app"),
     "roles": ("skyops.cli.roles_cmd", "app"),

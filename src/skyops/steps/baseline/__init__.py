@@ -1,0 +1,1 @@
+"""The baseline step: see script.py."""
