@@ -48,13 +48,14 @@ def plan_(env: str) -> None:
 @click.option("--as", "as_", help="Act as this user.")
 def apply(env: str, as_: str | None) -> None:
     """Reconcile: move the alias, record the deployed state, audit it (ML Engineers only; Approved versions only)."""
+    from skyops.monitoring.notify import registry_observer
     from skyops.registry.gitops import load_desired, plan
     from skyops.registry.governed import GovernedRegistry
 
     s = settings()
     desired = load_desired(s.project_dir, env)
     reg = registry(desired.model)
-    governed = GovernedRegistry(reg, governance())
+    governed = GovernedRegistry(reg, governance(), observer=registry_observer(s))
     records = list(governed.governance.audit.records())
     before = plan(desired, reg, s.state_dir, records, rewrite_damaged=True)  # a damaged or contradicted record is rewritten
     if before.in_sync:  # nothing to do, so nothing to audit; but not "fine" when plan would refuse
