@@ -176,3 +176,62 @@ def python_env(**extra: str) -> dict[str, str]:
     """This process's environment for a `python -m skyops` subprocess, without pytest's variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "YOLO_"))}
     return {**env, **extra}
+
+
+TINY_PIPELINE = Path(__file__).parent / "pipelines" / "retrain-tiny.yaml"
+NAMES = ["car", "truck", "bus", "person"]  # the synthetic scenes' classes (skyops.data.synth.DEFAULT_CLASSES)
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight small synthetic scenes in the canonical layout (a base dataset), made once per session."""
+    from skyops.data.synth import generate_scenes
+
+    target = tmp_path_factory.mktemp("scenes") / "base"
+    generate_scenes(target, 8, size=64, seed=3, workers=1)
+    return target
+
+
+def groundtruth_line(
+    ref: str, width: int, height: int, boxes: list[tuple[int, float, float, float, float]], job: str = "drone-labels"
+) -> dict[str, Any]:
+    """One line of a Ground Truth bounding-box OUTPUT manifest, as a labelling job writes it."""
+    annotations = [{"class_id": c, "left": x, "top": y, "width": w, "height": h} for c, x, y, w, h in boxes]
+    return {
+        "source-ref": ref,
+        job: {"annotations": annotations, "image_size": [{"width": width, "height": height, "depth": 3}]},
+        f"{job}-metadata": {
+            "class-map": {str(i): n for i, n in enumerate(NAMES)},
+            "type": "groundtruth/object-detection",
+            "human-annotated": "yes",
+            "creation-date": "2026-02-01T10:00:00.000000",
+            "job-name": f"labeling-job/{job}",
+        },
+    }
+
+
+def write_manifest(path: Path, lines: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def labelled_dataset(folder: Path, images: list[Path], prefix: str) -> Path:
+    """A canonical dataset of `images` renamed `<prefix>-<i>.jpg`, one car box each, made as labels come back:
+    a Ground Truth output manifest through skyops' converter."""
+    import shutil
+
+    from skyops.data.convert import convert
+    from skyops.data.imageinfo import probe
+
+    source = folder / f"{prefix}-source"
+    (source / "images").mkdir(parents=True)
+    lines = []
+    for i, image in enumerate(images):
+        name = f"{prefix}-{i}.jpg"
+        shutil.copy(image, source / "images" / name)
+        info = probe(image.read_bytes())
+        lines.append(groundtruth_line(f"images/{name}", info.width, info.height, [(0, 4, 5, 12, 9)]))
+    manifest = write_manifest(source / "output.manifest", lines)
+    convert(manifest, folder / prefix, "groundtruth", names=NAMES, images_dir=source, workers=1)
+    return folder / prefix
