@@ -184,12 +184,20 @@ NAMES = ["car", "truck", "bus", "person"]  # the synthetic scenes' classes (skyo
 
 @pytest.fixture(scope="session")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Eight small synthetic scenes in the canonical layout (a base dataset), made once per session."""
+    """Eight small synthetic scenes in the canonical layout with a data.yaml (a base dataset a run can ingest as YOLO),
+    made once per session."""
     from skyops.data.synth import generate_scenes
 
     target = tmp_path_factory.mktemp("scenes") / "base"
     generate_scenes(target, 8, size=64, seed=3, workers=1)
+    with_yaml(target)
     return target
+
+
+def with_yaml(dataset: Path) -> Path:
+    """`dataset` with a data.yaml naming the synthetic scenes' classes (what the YOLO reader takes the names from)."""
+    (dataset / "data.yaml").write_text("names: [" + ", ".join(NAMES) + "]\n")
+    return dataset
 
 
 def groundtruth_line(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -144,10 +145,17 @@ def test_every_decision_is_logged_with_its_reason_and_published(
     ]
 
 
-def test_no_dataset_is_a_logged_refusal_and_a_run_that_cannot_start_is_not_counted(project: Settings, scenes: Path) -> None:
+def test_no_dataset_is_a_logged_refusal_and_a_run_that_cannot_start_is_not_counted(project: Settings, scenes: Path, tmp_path: Path) -> None:
     trigger = RetrainTrigger(project, RetrainPolicy(min_new_labels=0), Publisher(project.state_dir / "events"))
     decision, _ = trigger.consider({"kind": "manual"}, None, now=NOW)
     assert (decision.rule, decision.reason) == (Rule.NO_DATASET, "there is no dataset to train on")
+    without = tmp_path / "no-yaml"
+    shutil.copytree(scenes, without, ignore=shutil.ignore_patterns("data.yaml"))
+    decision, _ = trigger.consider({"kind": "manual"}, external(without), now=NOW)
+    assert (decision.rule, decision.reason) == (
+        Rule.NO_DATASET,
+        f"{without} has no data.yaml naming its classes: the pipeline cannot ingest it as YOLO",
+    )
     elsewhere = replace(project, project_dir=project.project_dir / "missing")  # Popen's cwd does not exist
     trigger = RetrainTrigger(elsewhere, RetrainPolicy(min_new_labels=0), Publisher(project.state_dir / "events"))
     decision, _ = trigger.consider({"kind": "manual"}, external(scenes), now=NOW)

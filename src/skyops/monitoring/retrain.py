@@ -9,7 +9,8 @@ the first names the decision):
     2. daily-cap:       `max_per_day` runs were started in the 24 hours before now (a rolling day);
     3. too-little-data: fewer than `min_new_labels` labelled images were added to the dataset since the
                         dataset the last run started on (all the labels it holds, before any start);
-    4. no-dataset:      there is no dataset to train on.
+    4. no-dataset:      there is no dataset to train on, or one without a data.yaml naming its classes
+                        (the pipeline ingests it as YOLO; every version `label import` makes has one).
 None refusing: start. A start runs `python -m skyops run <pipeline> -p dataset=<version> -p format=yolo
 [-p k=v ...]` in the project folder, detached (its output in `<state>/retrain/runs/<decision id>.log`),
 or waits for it with `wait=True`.
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from skyops.errors import ConfigError
-from skyops.monitoring.datasets import DatasetStore, DatasetVersion
+from skyops.monitoring.datasets import DATA_YAML, DatasetStore, DatasetVersion
 from skyops.monitoring.events import EventType, format_time, new_event, parse_time
 from skyops.monitoring.jsonl import JsonlLog, locked
 from skyops.monitoring.sinks import Publisher, PublishReport
@@ -81,8 +82,19 @@ class Start:
     dataset: Mapping[str, Any]  # DatasetVersion.to_json()
 
 
-def decide(policy: RetrainPolicy, starts: Sequence[Start], now: datetime, new_labels: int | None) -> list[tuple[Rule, str]]:
-    """Every rule (module docstring) that refuses, in order, each with its reason; empty: start."""
+def decide(
+    policy: RetrainPolicy,
+    starts: Sequence[Start],
+    now: datetime,
+    new_labels: int | None,
+    *,
+    no_dataset: str = "there is no dataset to train on",
+) -> list[tuple[Rule, str]]:
+    """Every rule (module docstring) that refuses, in order, each with its reason; empty: start.
+
+    Args:
+        new_labels: labelled images added since the last start's dataset; None: no dataset (rule 4, saying `no_dataset`).
+    """
     refusals = []
     if starts:
         since = now - starts[-1].time
@@ -98,7 +110,7 @@ def decide(policy: RetrainPolicy, starts: Sequence[Start], now: datetime, new_la
         if len(recent) >= policy.max_per_day:
             refusals.append((Rule.DAILY_CAP, f"{len(recent)} run(s) started in the last 24 h, the most allowed is {policy.max_per_day}"))
     if new_labels is None:
-        refusals.append((Rule.NO_DATASET, "there is no dataset to train on"))
+        refusals.append((Rule.NO_DATASET, no_dataset))
     elif new_labels < policy.min_new_labels:
         where = "since the dataset of the last run" if starts else "in the dataset"
         refusals.append(
@@ -257,8 +269,10 @@ class RetrainTrigger:
         with locked(self.root / ".lock"):  # held until a start is recorded, never while a run runs
             when = (now or datetime.now(UTC)).astimezone(UTC)
             starts = self.starts()
-            new_labels = self._new_labels(dataset, store, starts)
-            refusals = decide(self.policy, starts, when, new_labels)
+            unusable = dataset is not None and not (dataset.path / DATA_YAML).is_file()
+            new_labels = None if unusable else self._new_labels(dataset, store, starts)
+            why = f"{dataset.path if dataset else ''} has no {DATA_YAML} naming its classes: the pipeline cannot ingest it as YOLO"
+            refusals = decide(self.policy, starts, when, new_labels, **({"no_dataset": why} if unusable else {}))
             decision_id = f"{when:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
             about = None if dataset is None else {**dataset.to_json(), "new_labels": new_labels}
             decision = Decision(decision_id, when, Rule.START, "", trigger, about, self.policy, refusals)
