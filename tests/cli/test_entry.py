@@ -46,7 +46,7 @@ def test_help_lists_every_command_in_order(tmp_path: Path) -> None:
     assert (
         listed
         == list(COMMANDS)
-        == ["run", "ui", "pipeline", "runs", "data", "experiments", "models", "deploy", "audit", "roles", "sagemaker"]
+        == ["run", "ui", "pipeline", "runs", "data", "experiments", "models", "serve", "deploy", "monitor", "audit", "roles", "sagemaker"]
     )
 
 

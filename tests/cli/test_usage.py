@@ -105,7 +105,7 @@ def test_a_subcommand_without_its_group_is_found_in_the_groups(capsys: pytest.Ca
 def test_an_unknown_command_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert usage_error(capsys, "nosuchcmd") == [
         "error: skyops has no command 'nosuchcmd'",
-        "hint: the commands are run, ui, pipeline, runs, data, experiments, models, deploy, audit, roles, sagemaker;"
+        "hint: the commands are run, ui, pipeline, runs, data, experiments, models, serve, deploy, monitor, audit, roles, sagemaker;"
         " `skyops --help` says what each does",
     ]
 

@@ -172,3 +172,9 @@ def test_the_cli_writes_the_local_files_and_passes_arguments_to_monitor_run(proj
     assert (code, err.splitlines()[0]) == (2, "error: an EventBridge schedule needs both --sagemaker-pipeline-arn and --scheduler-role-arn")
     code, _, err = cli(capsys, "monitor", "schedule", "--every", "7m")
     assert (code, err.splitlines()[0]) == (2, "error: --every '7m' is not a period systemd, cron and EventBridge share")
+
+
+def test_a_mistyped_option_is_refused_not_passed_to_monitor_run(project: Settings, capsys: Any) -> None:
+    code, _, err = cli(capsys, "monitor", "schedule", "--evry", "1h")
+    assert (code, err.splitlines()[0]) == (2, "error: skyops monitor schedule has no option --evry")
+    assert not (project.project_dir / "deploy").exists()

@@ -241,7 +241,7 @@ def _weights(text: str) -> Any:
     return Weights(*values)
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+@click.command()
 @click.option("--every", default="1h", help="How often: 5m, 15m, 30m, 1h, 6h, 12h, 1d, ...")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("deploy/schedule"), help="Where the files go.")
 @click.option("--name", default="skyops-monitor", help="The unit and schedule name.")
