@@ -274,3 +274,10 @@ def test_the_cli_exports_and_imports_and_says_what_is_missing(
     )
     code, _, err = cli(capsys, "monitor", "label", "export", str(captures), "--out", str(tmp_path / "job2"), "--weights", "1,2")
     assert (code, err.splitlines()[0]) == (2, "error: --weights '1,2' is not four numbers")
+
+
+def test_the_cli_default_dataset_name_is_the_stores() -> None:
+    from skyops.cli.monitor_loop_cmd import DEFAULT_DATASET
+    from skyops.monitoring.datasets import DEFAULT_NAME
+
+    assert DEFAULT_DATASET == DEFAULT_NAME
