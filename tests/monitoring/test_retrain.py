@@ -166,10 +166,13 @@ def test_no_dataset_is_a_logged_refusal_and_a_run_that_cannot_start_is_not_count
 def test_a_damaged_state_file_is_one_clear_error(project: Settings, scenes: Path) -> None:
     trigger = RetrainTrigger(project, RetrainPolicy(), Publisher(project.state_dir / "events"))
     (trigger.root).mkdir(parents=True)
+    (trigger.root / "state.json").write_text('{"format": 1, "starts": [{"time": "yesterday", "decision": "d1"}]}')
+    with pytest.raises(StateFileError, match=r"'starts\[0\]\.time' is a string, not an ISO 8601 time with its zone"):
+        trigger.consider({"kind": "manual"}, external(scenes), now=NOW)
     (trigger.root / "state.json").write_text('{"format": 1, "starts": [{"time": 5}]}')
     with pytest.raises(
         StateFileError,
-        match=r"retraining state .*state\.json has the wrong shape: 'starts\[0\]\.time' is a number, not a time; 'starts\[0\]\.decision' is missing",
+        match=r"retraining state .*state\.json has the wrong shape: 'starts\[0\]\.time' is a number, not an ISO 8601 time with its zone; 'starts\[0\]\.decision' is missing",
     ):
         trigger.consider({"kind": "manual"}, external(scenes), now=NOW)
 

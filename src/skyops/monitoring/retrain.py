@@ -234,7 +234,7 @@ class RetrainTrigger:
                 for i, s in enumerate(value["starts"]):
                     found += shape_problems(
                         s,
-                        [("time", lambda v: isinstance(v, str), "a time"), ("decision", lambda v: isinstance(v, str), "an id")],
+                        [("time", _is_time, "an ISO 8601 time with its zone"), ("decision", lambda v: isinstance(v, str), "an id")],
                         at=f"starts[{i}].",
                     )
             return found
@@ -277,7 +277,7 @@ class RetrainTrigger:
             about = None if dataset is None else {**dataset.to_json(), "new_labels": new_labels}
             decision = Decision(decision_id, when, Rule.START, "", trigger, about, self.policy, refusals)
             if refusals:
-                decision = Decision(decision_id, when, refusals[0][0], refusals[0][1], trigger, about, self.policy, refusals)
+                decision = replace(decision, rule=refusals[0][0], reason=refusals[0][1])
             else:
                 assert dataset is not None  # rule 4
                 decision, started = self._start(decision, dataset, starts, wait)
@@ -317,6 +317,14 @@ class RetrainTrigger:
     def decisions(self) -> list[dict[str, Any]]:
         """Every logged decision, oldest first."""
         return [data for _, data in self.log.read()]
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        parse_time(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _event_detail(decision: Decision) -> dict[str, Any]:
