@@ -178,3 +178,12 @@ def test_a_mistyped_option_is_refused_not_passed_to_monitor_run(project: Setting
     code, _, err = cli(capsys, "monitor", "schedule", "--evry", "1h")
     assert (code, err.splitlines()[0]) == (2, "error: skyops monitor schedule has no option --evry")
     assert not (project.project_dir / "deploy").exists()
+
+
+def test_a_sagemaker_parameter_must_be_name_value(project: Settings, capsys: Any) -> None:
+    arns = ["--sagemaker-pipeline-arn", PIPELINE_ARN, "--scheduler-role-arn", ROLE_ARN]
+    code, _, err = cli(capsys, "monitor", "schedule", *arns, "--sagemaker-param", "window")
+    assert (code, err.splitlines()) == (
+        2,
+        ["error: --sagemaker-param 'window' is not name=value", "hint: e.g. --sagemaker-param window=24h"],
+    )

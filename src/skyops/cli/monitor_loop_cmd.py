@@ -274,7 +274,12 @@ def schedule(
                 "an EventBridge schedule needs both --sagemaker-pipeline-arn and --scheduler-role-arn",
                 hint="or leave all --sagemaker-* options out for the local schedule only",
             )
-        params = parse_params(sagemaker_param)
+        params = {}
+        for pair in sagemaker_param:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"--sagemaker-param {pair!r} is not name=value", hint="e.g. --sagemaker-param window=24h")
+            params[key] = value
         request = scheduler_request(name, period, pipeline_arn=sagemaker_pipeline_arn, role_arn=scheduler_role_arn, parameters=params)
     written = write_schedule(out if out.is_absolute() else s.project_dir / out, job, period, request)
     for path in written.files:
