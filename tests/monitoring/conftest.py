@@ -97,3 +97,27 @@ def window(tmp_path: Path, embedder: Embedder) -> Callable[..., tuple[FeatureTab
         return window_features(select_records(folder), embedder, source=str(folder))
 
     return make
+
+
+# The monitoring loop's fixtures and helpers (events, retraining, labelling) live in loop_support.py.
+from .loop_support import (  # noqa: E402,F401
+    NAMES,
+    SINK_ENV,
+    TINY_PIPELINE,
+    Webhook,
+    aws_files,
+    cli,
+    drift_document,
+    groundtruth_line,
+    labelled_dataset,
+    logged_events,
+    moto,
+    moto_server,
+    project,
+    python_env,
+    scenes,
+    webhook,
+    with_yaml,
+    write_drift,
+    write_manifest,
+)

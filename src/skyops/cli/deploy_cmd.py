@@ -75,6 +75,7 @@ def apply(env: str, as_: str | None, wait: float) -> None:
     (ML Engineers only; Approved versions only)."""
     import functools
 
+    from skyops.monitoring.notify import registry_observer
     from skyops.registry.gitops import load_desired, plan
     from skyops.registry.governed import GovernedRegistry
     from skyops.targets import Target
@@ -87,7 +88,7 @@ def apply(env: str, as_: str | None, wait: float) -> None:
         apply_endpoint(desired, actor(as_))
         return
     reg = registry(desired.model)
-    governed = GovernedRegistry(reg, governance())
+    governed = GovernedRegistry(reg, governance(), observer=registry_observer(s))
     who, local = actor(as_), _local(s)
     with local.lock(desired, who, wait=wait):
         records = list(governed.governance.audit.records())

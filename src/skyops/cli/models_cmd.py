@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from skyops.cli.common import actor, governance, registry
+from skyops.cli.common import actor, governance, registry, settings
 from skyops.cli.output import stdout_console
 from skyops.cli.params import IntegerRange, argument
 from skyops.cli.usage import SkyopsGroup
@@ -79,10 +79,12 @@ def show(version: str, model: str) -> None:
 
 
 def governed(model: str) -> GovernedRegistry[Candidate]:
-    """The model's registry behind the governed API: every change checks the role and the rules, and is audited."""
+    """The model's registry behind the governed API: every change checks the role and the rules, is audited, and
+    publishes its event (approval decided, deployment changed: skyops.monitoring.notify)."""
+    from skyops.monitoring.notify import registry_observer
     from skyops.registry.governed import GovernedRegistry
 
-    return GovernedRegistry(registry(model), governance())
+    return GovernedRegistry(registry(model), governance(), observer=registry_observer(settings()))
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""`skyops monitor`: watch a served model. `monitor run` checks one window of captured requests for drift.
+"""`skyops monitor`: watch a served model. `monitor run` checks one window of captured requests for drift;
+`schedule`, `alert`, `retrain` and `label` (monitor_loop_cmd.py) feed what it finds back into training.
 
 `monitor run` runs the `monitor` pipeline (pipelines/monitor.yaml: baseline -> window -> drift) on the
 local engine, like `skyops run monitor`, with its inputs named by options; `--from-run` takes the split,
@@ -21,11 +22,12 @@ from pathlib import Path
 import click
 
 from skyops.cli.common import engine, load, parse_params, settings
+from skyops.cli.monitor_loop_cmd import register
 from skyops.cli.params import ExistingPath, FiniteRange, IntegerRange
 from skyops.cli.usage import SkyopsGroup
 
 app = SkyopsGroup(
-    "monitor", help="Watch a served model: drift of its captured requests against the training baseline.", no_args_is_help=True
+    "monitor", help="Watch a served model: drift of its captured requests against the training baseline; alerts, retraining, labelling, schedule.", no_args_is_help=True
 )
 
 PIPELINE = "monitor"
@@ -126,3 +128,6 @@ def run(
     )
     out.line(f"result     {folder / 'drift.json'}")
     out.line(f"report     {folder / 'report.html'}")
+
+
+register(app)  # schedule, alert, retrain, label export|import (monitor_loop_cmd.py)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from skyops.cli.common import engine, format_seconds, load, parse_params
+from skyops.cli.common import engine, format_seconds, load, parse_params, settings
 from skyops.cli.live import STYLE as _STYLE
 from skyops.cli.live import Progress
 from skyops.cli.output import Output, Part, stdout_output
@@ -40,6 +40,7 @@ def run(name: str, param: Sequence[str], explain_cache: bool, no_cache: bool, wo
     with display:  # the engine resolves the pipeline's sources first; a found champion is announced
         runner = engine(pipeline, workers=workers, use_cache=not no_cache, announce=out.line)
         record = runner.run(pipeline, overrides, listener=display.update)
+    announce(record)
     summarize(out, record, explain_cache=explain_cache)
     print_results(out, record)
     if record.status is RunStatus.GATED:
@@ -60,6 +61,15 @@ def run(name: str, param: Sequence[str], explain_cache: bool, no_cache: bool, wo
             f"run {record.run_id} of {pipeline.name!r} failed at step {', '.join(repr(s.name) for s in failed)}",
             hint=f"fix the cause, then resume with: {record.resume_command}",
         )
+
+
+def announce(record: RunRecord) -> None:
+    """Publish the run's events (a failure; a version registered pending approval): skyops.monitoring.notify."""
+    from skyops.monitoring.notify import notify, run_events
+
+    events = run_events(record)
+    if events:  # the event log and sinks are loaded only when there is something to say
+        notify(settings(), events)
 
 
 def summarize(out: Output, record: RunRecord, *, explain_cache: bool) -> None:

@@ -22,6 +22,11 @@ AWS one (the layers contract).
 A desired state can also be served by a `DeployTarget` (`deploy_to`): a SageMaker endpoint
 (`skyops.aws.endpoint_deploy.EndpointDeployment`) serves an Approved version of the package group,
 planned with reads only and then applied, under the same role check, status rule and audit.
+
+An optional `observer` is told of every action that succeeded (a `Governed` record: the action, the
+actor, the model and the audit record's details), after its outcome is audited; skyops.monitoring
+turns these into events (approval requested or decided, deployment changed). The registry knows
+nothing of events: the observer is a plain callable, and none is the default.
 """
 
 from __future__ import annotations
@@ -128,17 +133,33 @@ class AliasMove:
     replaced: int | None
 
 
+@dataclass(frozen=True)
+class Governed:
+    """An action that succeeded, as an observer sees it: `details` are its audit record's (version, from, previous, ...)."""
+
+    action: Action
+    actor: str
+    model: str
+    reason: str
+    details: Mapping[str, Any]
+
+
+Observer = Callable[[Governed], None]
+
+
 class GovernedRegistry(Generic[C]):
     """Governed actions on one model's registry. See the module docstring.
 
     Args:
         store: the raw registry (ModelRegistry, PackageGroupStore).
         governance: the roles and the audit log every action goes through.
+        observer: told of each action that succeeded, once its outcome is audited (None: nobody).
     """
 
-    def __init__(self, store: RegistryStore[C], governance: Governance) -> None:
+    def __init__(self, store: RegistryStore[C], governance: Governance, *, observer: Observer | None = None) -> None:
         self.store = store
         self.governance = governance
+        self.observer = observer
 
     @property
     def name(self) -> str:
@@ -155,6 +176,7 @@ class GovernedRegistry(Generic[C]):
             refuse(f"registration of {self.name}", [not_registrable(self.name, str(status))], hint="the registration decision sets it")
             version, created = self.store._register(candidate, str(status))
             act.details.update({"version": version, "created": created})
+        self._observe(Action.REGISTER, actor, reason, act.details)
         return Registered(self.name, version, created)
 
     def approve(self, actor: str, version: int | str, *, reason: str = "") -> StatusChange:
@@ -173,6 +195,7 @@ class GovernedRegistry(Generic[C]):
             self._require_aliases("promoted")
             refuse(self.name, [not_approved(self.name, number, self.store.status(number), "promoted")], hint=self._approve_hint(number))
             act.details["previous"] = old = self._move_champion(number)
+        self._observe(Action.PROMOTE, actor, reason, {"version": number, **act.details})
         return AliasMove(self.name, number, old)
 
     def rollback(self, actor: str, *, reason: str = "") -> AliasMove:
@@ -195,6 +218,7 @@ class GovernedRegistry(Generic[C]):
             self.store._set_alias(CHAMPION, previous)
             self.store._set_alias(PREVIOUS, None)
             act.details.update({"from": current, "to": previous})
+        self._observe(Action.ROLLBACK, actor, reason, act.details)
         return AliasMove(self.name, previous, current)
 
     def delete(self, actor: str, version: int | str, *, reason: str = "") -> int:
@@ -202,6 +226,7 @@ class GovernedRegistry(Generic[C]):
         number = self.store.resolve(version)
         with self.governance.action(actor, Action.DELETE, f"{self.name}:{number}", reason=reason):
             self.store._delete(number)
+        self._observe(Action.DELETE, actor, reason, {"version": number})
         return number
 
     def deploy(
@@ -247,6 +272,7 @@ class GovernedRegistry(Generic[C]):
             else:
                 self.store._set_alias(alias, desired.version)
             write_deployed(state_dir, desired, actor)
+        self._observe(Action.DEPLOY, actor, f"apply {desired.source}", act.details)
 
     def deploy_to(self, actor: str, desired: DesiredState, target: DeployTarget[P]) -> P:
         """Make `target` (a SageMaker endpoint) serve the desired version; returns the plan it followed.
@@ -287,6 +313,7 @@ class GovernedRegistry(Generic[C]):
             assert plan is not None  # planned whenever there was no problem
             act.details["changes"] = list(plan.changes)
             target.apply(plan, act.details)
+        self._observe(Action.DEPLOY, actor, reason, act.details)
         return plan
 
     def _change_status(self, actor: str, action: Action, version: int | str, status: str, reason: str) -> StatusChange:
@@ -299,7 +326,12 @@ class GovernedRegistry(Generic[C]):
                     self.name, [champion_rejected(self.name, number, champion)], hint="skyops models rollback, or promote another version"
                 )
             self.store._set_status(number, status, reason)
+        self._observe(action, actor, reason, {"version": number, **act.details, "to": status})
         return StatusChange(self.name, number, before, status)
+
+    def _observe(self, action: Action, actor: str, reason: str, details: Mapping[str, Any]) -> None:
+        if self.observer is not None:
+            self.observer(Governed(action, actor, self.name, reason, dict(details)))
 
     def _move_champion(self, version: int) -> int | None:
         """@champion -> version, the champion it replaces -> @previous; returns that one (None: there was none)."""
