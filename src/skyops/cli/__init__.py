@@ -32,7 +32,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("skyops.cli.serve_cmd", "serve"),
     "monitor": ("skyops.cli.monitor_cmd", "app"),
     "deploy": ("skyops.cli.deploy_cmd", "app"),
-    "monitor": ("skyops.cli.monitor_cmd", "app"),
     "audit": ("skyops.cli.audit_cmd", "app"),
     "roles": ("skyops.cli.roles_cmd", "app"),
     "sagemaker": ("skyops.cli.sagemaker_cmd", "app"),

@@ -27,7 +27,9 @@ from skyops.cli.params import ExistingPath, FiniteRange, IntegerRange
 from skyops.cli.usage import SkyopsGroup
 
 app = SkyopsGroup(
-    "monitor", help="Watch a served model: drift of its captured requests against the training baseline; alerts, retraining, labelling, schedule.", no_args_is_help=True
+    "monitor",
+    help="Watch a served model: drift of its captured requests against the training baseline; alerts, retraining, labelling, schedule.",
+    no_args_is_help=True,
 )
 
 PIPELINE = "monitor"
