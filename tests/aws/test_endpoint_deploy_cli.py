@@ -10,10 +10,10 @@ import pytest
 
 from skyops.aws.model_packages import ModelPackages, PackageGroupStore
 from skyops.aws.session import AwsGuard
-from skyops.cli import main
 from skyops.registry.audit import AuditLog
 from skyops.registry.governed import GovernedRegistry
 from skyops.registry.roles import ROLES_FILE, Governance
+from tests.clirun import cli
 
 from .conftest import Faults, MotoServer
 from .endpoint_world import ENDPOINT, ERRORS, GROUP, IMAGE, LATENCY, RESOURCE, ROLE, ROLES
@@ -30,17 +30,6 @@ sagemaker:
   autoscaling: {{min_instances: 1, max_instances: 3, target_invocations_per_instance: 90}}
 """
 STAGING = f"environment: staging\nmodel: {GROUP}\nalias: staging\nversion: null\n"
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run `skyops ARGS` in this process: (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -5,17 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from skyops.cli import main
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.clirun import cli
 
 
 def test_synth_validate_profile_split_chain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,19 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from skyops.cli import main
+from tests.clirun import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def usage_error(capsys: pytest.CaptureFixture[str], *args: str) -> list[str]:

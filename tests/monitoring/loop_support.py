@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from skyops.cli import main
 from skyops.settings import Settings, load_settings
 from tests.aws.conftest import aws_files, moto, moto_server  # noqa: F401  (fixtures, shared with the AWS tests)
+from tests.clirun import cli  # noqa: F401  (re-exported: the tests import it from here)
 
 SINK_ENV = ("SKYOPS_EVENT_WEBHOOK", "SKYOPS_EVENT_WEBHOOK_TIMEOUT", "SKYOPS_EVENT_WEBHOOK_RETRIES", "SKYOPS_EVENT_BUS")
 
@@ -154,17 +154,6 @@ def write_drift(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run `skyops ARGS` in this process: (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def logged_events(settings: Settings) -> list[dict[str, Any]]:

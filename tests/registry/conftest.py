@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from skyops.cli import main
 from skyops.registry.audit import AuditLog, Outcome
 from skyops.registry.governed import GovernedRegistry
 from skyops.registry.models import ApprovalStatus, Candidate, ModelRegistry
 from skyops.registry.roles import ROLES_FILE, Governance
 from skyops.training.tracking import TrackingStore
+from tests.clirun import cli  # noqa: F401  (re-exported: the tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,14 +140,3 @@ def register_version(state_dir: Path, model: str, map50_95: float, *, weights: b
     if approve:
         registry.approve("alice", done.version, reason="test")
     return done.version
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run `skyops ARGS` in this process: (exit code, stdout, stderr). A traceback would fail the test as an exception."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
