@@ -1,11 +1,14 @@
 """The loop end to end on 127.0.0.1, every part a real process: `skyops serve` captures normal and drifted traffic ->
-a drift.json (written here by the monitoring contract: the drift check is another module's) -> `monitor alert` puts
-a drift.detected event in the log and at a webhook -> the retraining policy starts a run, then refuses a second alert
-(cooldown) -> `label export` picks the drifted images -> a labeller returns a Ground Truth output manifest ->
-`label import` makes a new dataset version with a new fingerprint -> a retraining run ingests exactly that version.
+`skyops monitor run` (the monitor pipeline: baseline of a training split -> window of the captures -> drift) finds the
+drift -> `monitor alert` puts its drift.json in the log and at a webhook as a drift.detected event -> the retraining
+policy starts a run, then refuses a second alert (cooldown) -> `label export` picks the drifted images by the drift
+check's own per-request contributions -> a labeller returns a Ground Truth output manifest -> `label import` makes a
+new dataset version with a new fingerprint -> a retraining run ingests exactly that version.
 
 The model package is a small one made for this module (6 scenes of 128 px, one epoch; about 20 s of CPU);
 SKYOPS_TEST_PACKAGE=/path reuses one built earlier with `python -m tests.serving.make_package /path --images 6 --imgsz 128`.
+The drift check needs a window of at least 30 images (the drift step's min_images) and a training split to build its
+baseline from: 30 more scenes of the same generator are sent darkened, and a split of 40 is the baseline's.
 """
 
 from __future__ import annotations
@@ -26,13 +29,17 @@ import numpy as np
 import pytest
 
 from skyops.data.layout import Manifest
+from skyops.data.split import split_dataset
+from skyops.data.synth import generate_scenes
+from skyops.monitoring.drift import DriftResult
 from skyops.pipeline.lineage import list_records
 from skyops.serving.capture import read_captures
 from tests.serving.conftest import PACKAGE_ENV, launch, shut
 
-from .conftest import TINY_PIPELINE, Webhook, drift_document, groundtruth_line, python_env, with_yaml, write_manifest
+from .conftest import TINY_PIPELINE, Webhook, groundtruth_line, python_env, with_yaml, write_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
+DRIFTED_REQUESTS = 30  # the drift step's min_images: a smaller window is refused
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +64,7 @@ def small_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def loop_env(tmp_path: Path, webhook: Webhook) -> Iterator[dict[str, str]]:
     project = tmp_path / "project"
     (project / "pipelines").mkdir(parents=True)
+    shutil.copy(ROOT / "pipelines" / "monitor.yaml", project / "pipelines")  # the project ships the monitor pipeline
     yield python_env(
         SKYOPS_PROJECT_DIR=str(project),
         SKYOPS_STATE_DIR=str(project / ".skyops"),
@@ -74,8 +82,10 @@ def skyops(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def drifted(image: np.ndarray) -> bytes:
+def drifted(path: Path) -> bytes:
     """The scene at night and out of focus: darkened and blurred."""
+    image = cv2.imread(str(path))
+    assert image is not None, path
     dark = cv2.GaussianBlur((image * 0.25).astype(np.uint8), (9, 9), 0)
     return bytes(cv2.imencode(".jpg", dark)[1].tobytes())
 
@@ -87,36 +97,46 @@ def test_serve_capture_alert_retrain_label_and_grow_the_dataset(
     scenes = with_yaml(
         Path(shutil.copytree(small_package / "scenes", tmp_path / "training-data", copy_function=os.link))
     )  # the training data
+    generate_scenes(tmp_path / "monitor-data", count=40, size=128, seed=1, workers=1)
+    splits = tmp_path / "splits"
+    split_dataset(tmp_path / "monitor-data", splits, ratios=(0.8, 0.1, 0.1), seed=0)  # the baseline's training split
+    generate_scenes(tmp_path / "night", count=DRIFTED_REQUESTS, size=128, seed=2, workers=1)
+    night = sorted((tmp_path / "night" / "images").glob("*.jpg"))
     captures = tmp_path / "captures"
 
-    # 1. A real server captures normal traffic, drifted traffic and a JSON batch.
+    # 1. A real server captures normal traffic, then drifted traffic and a JSON batch.
     server = launch(
         small_package / "model", "--capture-dir", str(captures), cwd=tmp_path, env={"SKYOPS_STATE_DIR": loop_env["SKYOPS_STATE_DIR"]}
     )
-    normal, shifted = [], []
+    normal: list[str] = []
+    shifted: list[str] = []
+    traffic = [(p.read_bytes(), normal) for p in images] + [(drifted(p), shifted) for p in night]
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
-            for n, path in enumerate(images):
-                for body, ids in ((path.read_bytes(), normal), (drifted(cv2.imread(str(path))), shifted)):
-                    answer = client.post(
-                        "/invocations?conf=0.01",
-                        content=body,
-                        headers={"Content-Type": "image/jpeg", "X-Amzn-RequestId": f"r{len(normal) + len(shifted)}-{n}"},
-                    )
-                    assert answer.status_code == 200, answer.text
-                    ids.append(answer.json()["request_id"])
-            batch = {"images": [base64.b64encode(drifted(cv2.imread(str(p)))).decode() for p in images[:2]]}
+            for n, (body, ids) in enumerate(traffic):
+                answer = client.post(
+                    "/invocations?conf=0.01", content=body, headers={"Content-Type": "image/jpeg", "X-Amzn-RequestId": f"r{n}"}
+                )
+                assert answer.status_code == 200, answer.text
+                ids.append(answer.json()["request_id"])
+            batch = {"images": [base64.b64encode(drifted(p)).decode() for p in night[:2]]}
             answer = client.post("/invocations?conf=0.01", json=batch)  # the same drifted pictures again: counted once
             assert answer.status_code == 200
     finally:
         assert shut(server) == 0
     records = list(read_captures(captures))
-    assert len(records) == 2 * len(images) + 1
+    assert len(records) == len(traffic) + 1
 
-    # 2. The drift check's result (its contract): the window drifted, the darkened requests carry the drift.
-    contributions = {**dict.fromkeys(normal, 0.05), **dict.fromkeys(shifted, 1.0)}
-    drift_file = tmp_path / "drift.json"
-    drift_file.write_text(json.dumps(drift_document(requests=contributions, source=str(captures))))
+    # 2. The drift check on the captured window: drifted, and the darkened requests carry the drift.
+    out = skyops(loop_env, "monitor", "run", "--captures", str(captures), "--splits", str(splits), "--model", str(small_package / "model"))
+    drift_file = Path(next(line for line in out.splitlines() if line.startswith("result ")).split()[1])
+    result = DriftResult.from_json(drift_file)
+    assert result.drifted and f"DRIFTED over {len(records)} requests" in out
+    assert result.window["source"] == str(captures) and result.baseline["images"] == 32  # 80% of 40
+    # Named: the score features differ on any traffic here (the requests ask conf=0.01, the baseline uses the package's 0.25).
+    assert {"brightness", "sharpness"} <= {f.name for f in result.features if f.drifted}
+    contribution = {r["inference_id"]: r["drift_contribution"] for r in result.requests}
+    assert max(contribution[i] for i in normal) < min(contribution[i] for i in shifted)
 
     # 3. The alert: an event in the log and at the webhook; the policy starts a run on the training data...
     policy = ["--pipeline", str(TINY_PIPELINE), "--min-new-labels", "0", "--wait"]
@@ -143,7 +163,7 @@ def test_serve_capture_alert_retrain_label_and_grow_the_dataset(
         "--base",
         str(scenes),
     )
-    assert f"4 of {2 * len(images)} captured images picked" in out and "skipped 2: same image as an earlier request" in out
+    assert f"4 of {len(traffic)} captured images picked" in out and "skipped 2: same image as an earlier request" in out
     selection = json.loads((job / "selection.json").read_text())
     assert {item["inference_id"] for item in selection["items"]} <= set(shifted)
     manifest_lines = [json.loads(line) for line in (job / "groundtruth-input.manifest").read_text().splitlines()]
