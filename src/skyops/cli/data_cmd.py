@@ -18,7 +18,7 @@ app = SkyopsGroup(
 )
 
 # The formats `skyops.data.convert` reads (kept here so that `--help` imports no data code; a test compares them).
-SourceFormat = Literal["auto", "visdrone", "coco", "voc", "groundtruth", "yolo"]
+SourceFormat = Literal["auto", "visdrone", "coco", "voc", "groundtruth", "yolo", "dota", "dior"]
 AnyPath = click.Path(path_type=Path)
 
 source_argument = argument("source", type=ExistingPath(), metavar="SOURCE", help="Dataset folder (or COCO JSON / Ground Truth manifest).")
@@ -45,6 +45,7 @@ target_argument = argument(
 )
 @click.option("--classes", default="", show_default=False, help="Comma-separated target class names (default: the source's).")
 @click.option("--keep-ignored/--no-keep-ignored", default=False, help="Keep boxes the source marks as ignored (VisDrone 0/11, score 0).")
+@click.option("--obb/--no-obb", default=False, help="Also write YOLO-OBB labels (labels-obb/) of a DOTA source's oriented boxes.")
 @click.option("--images-dir", type=AnyPath, help="Where COCO file names / Ground Truth source-refs resolve.")
 @click.option("--s3-prefix", help="s3://bucket/prefix/ stripped from Ground Truth source-refs.")
 @click.option("--workers", type=IntegerRange(min=0), default=0, help="Processes; 0 = one per CPU.")
@@ -57,12 +58,13 @@ def convert(
     format: str,
     classes: str,
     keep_ignored: bool,
+    obb: bool,
     images_dir: Path | None,
     s3_prefix: str | None,
     workers: int,
     overwrite: bool,
 ) -> None:
-    """Convert a VisDrone, COCO, VOC, Ground Truth or YOLO dataset into the canonical YOLO layout.
+    """Convert a VisDrone, COCO, VOC, Ground Truth, YOLO, DOTA or DIOR dataset into the canonical YOLO layout.
 
     Example: skyops data convert ../shared/datasets/visdrone-sample out/visdrone --format visdrone
     """
@@ -74,6 +76,7 @@ def convert(
         None if format == "auto" else format,
         names=[c.strip() for c in classes.split(",") if c.strip()] or None,
         keep_ignored=keep_ignored,
+        obb=obb,
         workers=workers or None,
         overwrite=overwrite,
         images_dir=images_dir,
