@@ -13,6 +13,7 @@ from skyops.data.formats import Format
 from skyops.data.formats.dota import CLASSES
 from skyops.data.layout import Manifest
 from skyops.errors import DataValidationError
+from tests.clirun import cli
 from tests.data.test_convert import labels_of
 
 P0001 = """imagesource:GoogleEarth
@@ -114,4 +115,15 @@ def test_dota_folder_of_splits(dota_source: Path, tmp_path: Path) -> None:
     report = convert(outer, tmp_path / "out", "dota")
     assert report.boxes == 3 and [r.source for r in Manifest.read(tmp_path / "out").images] == [
         f"train/images/P000{i}.png" for i in (1, 2, 3)
+    ]
+
+
+def test_convert_obb_is_for_dota_sources_only(tmp_path: Path, capsys: pytest.CaptureFixture[str], dota_source: Path) -> None:
+    code, out, _ = cli(capsys, "data", "convert", str(dota_source), str(tmp_path / "out"), "--obb")
+    assert code == 0 and (tmp_path / "out" / "labels-obb" / "P0001.txt").is_file() and "converted 3 dota images" in out
+    code, _, err = cli(capsys, "data", "convert", str(tmp_path / "out"), str(tmp_path / "again"), "--format", "yolo", "--obb")
+    assert code == 2
+    assert err.splitlines() == [
+        "error: obb labels need oriented boxes, which a yolo source does not have",
+        "hint: drop --obb (obb=True in Python), or convert a DOTA source",
     ]

@@ -19,6 +19,7 @@ from skyops.data.layout import ImageRecord, Manifest, read_split
 from skyops.data.split import split_dataset
 from skyops.data.tiling import TILES_JSON, Tile, TileSettings, map_back, read_tiles, tile_dataset, tile_starts
 from skyops.errors import ConfigError
+from tests.clirun import cli
 
 SIZES = {"wide": (300, 200), "small": (100, 90), "odd": (257, 129)}  # "small" is below the tile size on both axes
 
@@ -152,6 +153,15 @@ def test_empty_tiles_are_kept_by_share_and_seed(make_dataset: Callable[..., Path
     assert read_tiles(tmp_path / "half") == read_tiles(tmp_path / "again")
 
 
+def test_parallel_output_equals_serial(make_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    root = make_dataset(boxes=8, seed=8, sizes={f"f{i}": (150, 100) for i in range(20)})
+    settings = TileSettings(size=64, empty_tile_fraction=0.5)
+    tile_dataset(root, tmp_path / "one", settings, workers=1)
+    tile_dataset(root, tmp_path / "two", settings, workers=2)
+    for name in ("tiles.json", "manifest.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
 def test_map_back_puts_tile_boxes_on_the_source_frame(make_dataset: Callable[..., Path], tmp_path: Path) -> None:
     root = make_dataset(boxes=20, seed=4)
     tile_dataset(root, tmp_path / "tiles", TileSettings(size=96, min_visible=1.0, empty_tile_fraction=0.0))
@@ -204,3 +214,29 @@ def test_bad_settings_are_listed_together(make_dataset: Callable[..., Path], tmp
     with pytest.raises(ConfigError, match=r"overlap of 64 px leaves no stride in tiles of 64 px"):
         tile_dataset(root, tmp_path / "out", TileSettings(size=64, overlap=64))
     assert not (tmp_path / "out").exists()
+
+
+def test_tile_command_prints_its_counts(make_dataset: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_dataset(boxes=5, sizes={"frame": (200, 100)})
+    code, out, err = cli(
+        capsys, "data", "tile", str(root), str(tmp_path / "tiles"), "--size", "100", "--overlap", "0", "--empty-fraction", "1"
+    )
+    tiles = read_tiles(tmp_path / "tiles")
+    with_boxes, empty = sum(1 for t in tiles if t.boxes), sum(1 for t in tiles if not t.boxes)
+    assert (code, err) == (0, "") and [(t.x, t.width) for t in tiles] == [(0, 100), (100, 100)]
+    assert (
+        out.splitlines()[0] == f"1 images -> 2 tiles in {tmp_path / 'tiles'} ({with_boxes} with boxes, {empty} of {empty} empty ones kept)"
+    )
+    assert out.splitlines()[1].startswith(f"boxes: {sum(t.boxes for t in tiles)} in tiles (")
+
+
+def test_tile_command_refuses_a_zero_min_visible(
+    make_dataset: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "data", "tile", str(make_dataset()), str(tmp_path / "tiles"), "--min-visible", "0")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        "error: 1 problem(s) in the tile settings: min_visible 0.0 must be in (0, 1]",
+        "hint: e.g. size=640, overlap=0.2",
+    ]
+    assert not (tmp_path / "tiles").exists()

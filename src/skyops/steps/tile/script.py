@@ -22,6 +22,7 @@ class TileConfig(StepConfig):
     min_visible: Annotated[float, Range(gt=0, le=1)] = 0.5  # a box stays in a tile when this share of its area is inside
     empty_tile_fraction: Annotated[float, Range(ge=0, le=1)] = 0.1  # share of the tiles without boxes kept (seeded choice)
     seed: int = 0
+    workers: Annotated[int, Range(ge=0)] = 0  # processes; 0 = one per CPU (from 16 images up)
 
     def problems(self) -> list[str]:
         pixels = int(self.overlap) if self.overlap >= 1 else round(self.overlap * self.size)
@@ -57,7 +58,7 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
     settings = TileSettings(
         size=args.size, overlap=args.overlap, min_visible=args.min_visible, empty_tile_fraction=args.empty_tile_fraction, seed=args.seed
     )
-    report = tile_dataset(inputs["data"], outputs["tiles"], settings)
+    report = tile_dataset(inputs["data"], outputs["tiles"], settings, workers=args.workers or None)
     print(
         f"tile: {report.images} images -> {report.tiles} tiles ({report.tiles_with_boxes} with boxes, "
         f"{report.empty_tiles_kept} of {report.empty_tiles} empty kept); {report.box_tiles} boxes in tiles, "
