@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from skyops.data.convert import ConvertFailed, convert, detect_format
 from skyops.data.formats import Format
@@ -16,6 +18,18 @@ from skyops.errors import DataValidationError
 from tests.clirun import cli
 from tests.data.test_convert import labels_of
 
+
+def _png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+PNG_100x80 = _png(100, 80)
 P0001 = """imagesource:GoogleEarth
 gsd:0.146
 10 10 30 10 30 20 10 20 plane 0
@@ -127,3 +141,39 @@ def test_convert_obb_is_for_dota_sources_only(tmp_path: Path, capsys: pytest.Cap
         "error: obb labels need oriented boxes, which a yolo source does not have",
         "hint: drop --obb (obb=True in Python), or convert a DOTA source",
     ]
+
+
+def test_dota_links_out_of_the_source_and_bad_bytes_are_refused(dota_source: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("1 1 2 1 2 2 1 2 plane 0\n")
+    (dota_source / "labelTxt" / "P0002.txt").unlink()
+    (dota_source / "labelTxt" / "P0002.txt").symlink_to(secret)
+    (dota_source / "labelTxt" / "P0001.txt").write_bytes(b"gsd:0.1\n1 1 2 1 2 2 1 2 pl\xe9ne 0\n")
+    with pytest.raises(ConvertFailed) as failed:
+        convert(dota_source, tmp_path / "out")
+    assert [p.rsplit("[", 1)[1] for p in failed.value.problems] == ["text.not_utf8]", "path.escapes_root]"]
+    assert failed.value.problems[0].startswith("labelTxt/P0001.txt:2: byte 0xe9 is not UTF-8")
+    assert str(secret) not in "\n".join(failed.value.problems)  # never echoed
+
+
+@settings(max_examples=25, deadline=None)
+@given(corners=st.lists(st.floats(-30, 130, allow_nan=False), min_size=8, max_size=8))
+def test_dota_box_is_the_quads_bounding_box_clipped_to_the_image(corners: list[float], tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("dota")
+    (root / "src" / "images").mkdir(parents=True)
+    (root / "src" / "labelTxt").mkdir()
+    (root / "src" / "images" / "a.png").write_bytes(PNG_100x80)
+    (root / "src" / "labelTxt" / "a.txt").write_text(" ".join(f"{v:.3f}" for v in corners) + " plane 0\n")
+    rounded = [float(f"{v:.3f}") for v in corners]
+    xs, ys = rounded[0::2], rounded[1::2]
+    x1, y1, x2, y2 = max(min(xs), 0), max(min(ys), 0), min(max(xs), 100), min(max(ys), 80)
+    report = convert(root / "src", root / "out")
+    rows = (root / "out" / "labels" / "a.txt").read_text().split()
+    if min(xs) == max(xs) or min(ys) == max(ys):
+        assert rows == [] and report.dropped == {"box.zero_area": 1}
+    elif x2 <= x1 or y2 <= y1:
+        assert rows == [] and report.dropped == {"box.outside_image": 1}
+    else:
+        expected = [(x1 + x2) / 200, (y1 + y2) / 160, (x2 - x1) / 100, (y2 - y1) / 80]
+        assert rows[0] == "0" and all(abs(float(a) - b) <= 1e-6 for a, b in zip(rows[1:], expected, strict=True))
+        assert report.clipped == int((x1, y1, x2, y2) != (min(xs), min(ys), max(xs), max(ys)))
