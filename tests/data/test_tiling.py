@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from PIL import Image
 from skyops.data.layout import ImageRecord, Manifest, read_split
 from skyops.data.split import split_dataset
 from skyops.data.tiling import TILES_JSON, Tile, TileSettings, map_back, read_tiles, tile_dataset, tile_starts
-from skyops.errors import ConfigError
+from skyops.errors import ConfigError, DataValidationError
 from tests.clirun import cli
 
 SIZES = {"wide": (300, 200), "small": (100, 90), "odd": (257, 129)}  # "small" is below the tile size on both axes
@@ -202,6 +203,31 @@ def test_split_groups_tiles_by_their_source_image_from_tiles_json(make_dataset: 
     source_of = {t.image: t.source for t in read_tiles(tmp_path / "tiles")}
     sides = {side: {source_of[i] for i in read_split(tmp_path / "split", side)} for side in ("train", "val", "test")}
     assert all(sides.values()) and sum(len(s) for s in sides.values()) == 4  # each of the 4 frames on exactly one side
+
+
+def test_attributes_follow_their_boxes_into_the_tiles(make_dataset: Callable[..., Path], tmp_path: Path) -> None:
+    root = make_dataset(boxes=15, seed=9, sizes={"frame": (200, 150)})
+    (root / "attributes").mkdir()
+    (root / "attributes" / "frame.txt").write_text("".join(f"{n} {n % 3}\n" for n in range(15)))  # row n names box n
+    tile_dataset(root, tmp_path / "tiles", TileSettings(size=80, min_visible=1.0, empty_tile_fraction=0.0))
+    source = pixel_boxes(root / "labels" / "frame.txt", 200, 150)
+    tiles = read_tiles(tmp_path / "tiles")
+    assert tiles and sum(t.boxes for t in tiles) > 0
+    for tile in tiles:
+        stem = Path(tile.image).stem
+        rows = [tuple(map(int, line.split())) for line in (tmp_path / "tiles" / "attributes" / f"{stem}.txt").read_text().splitlines()]
+        local = pixel_boxes(tmp_path / "tiles" / "labels" / f"{stem}.txt", tile.width, tile.height)
+        assert len(rows) == len(local) == tile.boxes
+        for (n, occlusion), (c, *box) in zip(rows, local, strict=True):
+            assert occlusion == n % 3 and c == source[n][0]
+            assert np.allclose(map_back([box], tile)[0], source[n][1:], atol=0.02)  # whole boxes (min_visible 1.0): the same box
+
+
+def test_tiles_are_never_written_inside_the_dataset(make_dataset: Callable[..., Path]) -> None:
+    root = make_dataset().resolve()
+    with pytest.raises(DataValidationError, match=f"^target {re.escape(str(root / 'tiles'))} overlaps the dataset {re.escape(str(root))}$"):
+        tile_dataset(root, root / "tiles", TileSettings(size=64))
+    assert not (root / "tiles").exists()
 
 
 def test_bad_settings_are_listed_together(make_dataset: Callable[..., Path], tmp_path: Path) -> None:

@@ -191,11 +191,15 @@ def tile_dataset(root: Path | str, target: Path | str, settings: TileSettings, *
 
     Raises:
         ConfigError: bad settings (every problem at once).
-        DataValidationError: `root` has no manifest, or `target` exists and is not empty.
+        DataValidationError: `root` has no manifest, `target` exists and is not empty, or one holds the other.
     """
     if problems := settings.problems():
         raise ConfigError(f"{len(problems)} problem(s) in the tile settings: " + "; ".join(problems), hint="e.g. size=640, overlap=0.2")
-    root, target = Path(root), Path(target)
+    root, target = Path(root).resolve(), Path(target).resolve()
+    if target.is_relative_to(root) or root.is_relative_to(target):
+        raise DataValidationError(
+            f"target {target} overlaps the dataset {root}", hint="write the tiles outside the dataset: it is never modified"
+        )
     manifest = Manifest.read(root)
     plans = [_plan_image(root, record, settings) for record in manifest.images]  # labels only: no pixels decoded yet
     empty = [(i, k) for i, plan in enumerate(plans) for k, (_, kept, _, _) in enumerate(plan.windows) if not kept.size]
