@@ -52,15 +52,22 @@ def test_dior_declared_as_voc_keeps_voc_names(dior_source: Path, tmp_path: Path)
     assert report.names == ["airplane", "expressway-toll-station", "windmill"]  # the names found, sorted (VOC's rule)
 
 
-def test_dior_unknown_class_is_refused_naming_the_object(dior_source: Path, tmp_path: Path) -> None:
-    objects = [("ship", (1, 1, 9, 9), 0), ("car", (11, 11, 20, 30), 0)]
+def test_dior_unknown_class_and_malformed_objects_are_refused_naming_the_object(dior_source: Path, tmp_path: Path) -> None:
+    objects = [("ship", (1, 1, 9, 9), 0), ("car", (11, 11, 20, 30), 0), ("dam", ("a", 1, 9, 9), 0)]  # object 3: xmin 'a'
     (dior_source / "Annotations" / "00002.xml").write_text(voc_xml("00002.jpg", 64, 48, objects))
+    (dior_source / "Annotations" / "00001.xml").write_text("<annotation><filename>00001.jpg</filename>")  # cut short
     with pytest.raises(ConvertFailed) as failed:
         convert(dior_source, tmp_path / "out", "dior")
-    assert failed.value.problems == ["Annotations/00002.xml: object 2: class 'car' is not one of the 20 DIOR classes [class.unknown]"]
+    assert failed.value.problems == [
+        "Annotations/00001.xml: not valid XML (no element found: line 1, column 42) [source.structure]",
+        "Annotations/00002.xml: object 2: class 'car' is not one of the 20 DIOR classes [class.unknown]",
+        "Annotations/00002.xml: object 3: (dam) has no numeric bndbox xmin/ymin/xmax/ymax [row.unparseable]",
+    ]
     assert not (tmp_path / "out").exists()
 
 
-def test_voc_names_outside_dior_stay_voc(dior_source: Path, tmp_path: Path) -> None:
-    (dior_source / "Annotations" / "00001.xml").write_text(voc_xml("00001.jpg", 80, 60, [("person", (1, 1, 9, 9), 0)]))
+def test_a_voc_source_naming_few_dior_classes_stays_voc(dior_source: Path) -> None:
+    # names sampled: airplane, vehicle, windmill, expressway-toll-station, dam (DIOR's) against six others: not most
+    objects = [(name, (1, 1, 9, 9), 0) for name in ("person", "car", "bicycle", "dog", "cat", "horse")]
+    (dior_source / "Annotations" / "00003.xml").write_text(voc_xml("00003.jpg", 50, 40, objects))
     assert detect_format(dior_source) is Format.VOC

@@ -5,8 +5,9 @@ bndbox), so the VOC reader reads it (voc.py: coordinates, `difficult`, orphans, 
 path rules are VOC's; put the files of DIOR's `Annotations/Horizontal Bounding Boxes/` folder in
 `Annotations/`). What differs is the class list: DIOR's 20 classes, in this fixed order, whatever a
 source happens to contain; an object of another name is `class.unknown` (refused, naming the file
-and object). Detection: a VOC-shaped folder whose first annotated XML names only DIOR classes is
-DIOR (and not also VOC: see `formats.REFINES`); declare `--format voc` to read it with VOC's sorted names.
+and object). Detection: a VOC-shaped folder where most of the class names in its first few XML files
+(up to 5) are DIOR's is DIOR (and not also VOC: see `formats.REFINES`); declare `--format voc` to
+read it with VOC's sorted names.
 """
 
 from __future__ import annotations
@@ -52,18 +53,20 @@ class DiorReader:
         if VocReader().evidence(path) is None:
             return None
         inside = Root(path)
+        names: set[str] = set()
         for root in voc_roots(path):
             if inside.escapes(root / "Annotations"):
                 continue
             xmls, _ = scan_files(root / "Annotations", inside, (".xml",))
             for name in xmls[:_EVIDENCE_FILES]:
                 tree = read_xml(root / "Annotations" / name, name, [])
-                names = {(o.findtext("name") or "").strip() for o in tree.iter("object")} if tree is not None else set()
-                if names:
-                    return (
-                        f"VOC-style Annotations/*.xml naming DIOR classes ({', '.join(sorted(names))})" if names <= _INDEX.keys() else None
-                    )
-        return None
+                names |= {(o.findtext("name") or "").strip() for o in tree.iter("object")} if tree is not None else set()
+            break  # the first folder that can be read decides
+        dior = sorted(names & _INDEX.keys())
+        if 2 * len(dior) <= len(names):  # most names DIOR's: a typo in one file does not turn a DIOR source into VOC
+            return None
+        more = ", …" if len(dior) > 5 else ""
+        return f"VOC-style Annotations/*.xml naming mostly DIOR classes ({', '.join(dior[:5])}{more})"
 
     def plan(self, source: Path, options: SourceOptions) -> SourcePlan:
         """VOC's plan with its classes (the names found) mapped onto DIOR's fixed list."""
