@@ -117,7 +117,7 @@ def test_an_extra_argument(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_a_format_outside_the_choices(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert usage_error(capsys, "data", "convert", str(tmp_path), str(tmp_path / "out"), "--format", "png") == [
-        "error: --format png: expected one of auto, visdrone, coco, voc, groundtruth, yolo",
+        "error: --format png: expected one of auto, visdrone, coco, voc, groundtruth, yolo, dota, dior",
         "hint: e.g. --format visdrone; see `skyops data convert --help`",
     ]
 

@@ -151,7 +151,9 @@ def test_format_is_case_insensitive(world: World, tmp_path: Path) -> None:
     assert convert(source, tmp_path / "auto", "Auto").format is Format.COCO
     with pytest.raises(DataValidationError, match=r"unknown format 'pascal'") as error:
         convert(source, tmp_path / "bad", "pascal")
-    assert error.value.hint == "use one of: auto, visdrone, coco, voc, groundtruth, yolo (--format, or fmt= in Python; any case)"
+    assert (
+        error.value.hint == "use one of: auto, visdrone, coco, voc, groundtruth, yolo, dota, dior (--format, or fmt= in Python; any case)"
+    )
 
 
 def test_hints_name_the_cli_flag_and_the_python_argument(world: World, tmp_path: Path) -> None:

@@ -62,7 +62,12 @@ def test_report_matches_written_lists(aerial_split: Path) -> None:
     report = json.loads((aerial_split / SPLIT_REPORT).read_text())
     sides = lists(aerial_split)
     assert report["leakage_clean"] is True
-    assert report["leakage"] == {"groups_on_several_sides": [], "images_on_several_sides": [], "images_missing": []}
+    assert report["leakage"] == {
+        "groups_on_several_sides": [],
+        "images_on_several_sides": [],
+        "images_missing": [],
+        "sources_on_several_sides": [],
+    }
     assert report["seed"] == 0
     assert report["ratios_asked"] == {"train": 0.8, "val": 0.1, "test": 0.1}
     for split, images in sides.items():

@@ -1,4 +1,4 @@
-"""`skyops data convert|validate|profile|split|synth`: the data steps' logic, by hand, on folders."""
+"""`skyops data convert|validate|profile|split|tile|synth`: the data steps' logic, by hand, on folders."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from skyops.cli.usage import SkyopsGroup
 
 app = SkyopsGroup(
     "data",
-    help="Work on datasets directly: convert to the canonical YOLO layout, validate, profile, split, synthesise.",
+    help="Work on datasets directly: convert to the canonical YOLO layout, validate, profile, split, tile, synthesise.",
     no_args_is_help=True,
 )
 
 # The formats `skyops.data.convert` reads (kept here so that `--help` imports no data code; a test compares them).
-SourceFormat = Literal["auto", "visdrone", "coco", "voc", "groundtruth", "yolo"]
+SourceFormat = Literal["auto", "visdrone", "coco", "voc", "groundtruth", "yolo", "dota", "dior"]
 AnyPath = click.Path(path_type=Path)
 
 source_argument = argument("source", type=ExistingPath(), metavar="SOURCE", help="Dataset folder (or COCO JSON / Ground Truth manifest).")
@@ -45,6 +45,7 @@ target_argument = argument(
 )
 @click.option("--classes", default="", show_default=False, help="Comma-separated target class names (default: the source's).")
 @click.option("--keep-ignored/--no-keep-ignored", default=False, help="Keep boxes the source marks as ignored (VisDrone 0/11, score 0).")
+@click.option("--obb/--no-obb", default=False, help="Also write YOLO-OBB labels (labels-obb/) of a DOTA source's oriented boxes.")
 @click.option("--images-dir", type=AnyPath, help="Where COCO file names / Ground Truth source-refs resolve.")
 @click.option("--s3-prefix", help="s3://bucket/prefix/ stripped from Ground Truth source-refs.")
 @click.option("--workers", type=IntegerRange(min=0), default=0, help="Processes; 0 = one per CPU.")
@@ -57,12 +58,13 @@ def convert(
     format: str,
     classes: str,
     keep_ignored: bool,
+    obb: bool,
     images_dir: Path | None,
     s3_prefix: str | None,
     workers: int,
     overwrite: bool,
 ) -> None:
-    """Convert a VisDrone, COCO, VOC, Ground Truth or YOLO dataset into the canonical YOLO layout.
+    """Convert a VisDrone, COCO, VOC, Ground Truth, YOLO, DOTA or DIOR dataset into the canonical YOLO layout.
 
     Example: skyops data convert ../shared/datasets/visdrone-sample out/visdrone --format visdrone
     """
@@ -74,6 +76,7 @@ def convert(
         None if format == "auto" else format,
         names=[c.strip() for c in classes.split(",") if c.strip()] or None,
         keep_ignored=keep_ignored,
+        obb=obb,
         workers=workers or None,
         overwrite=overwrite,
         images_dir=images_dir,
@@ -144,6 +147,32 @@ def split(dataset: Path, target: Path, ratios: str, seed: int) -> None:
     for side, counts in report.counts.items():
         print(f"{side:5} {counts.images:6} images {counts.boxes:8} boxes")
     print(f"leakage check: {'clean' if report.leakage.clean else json.dumps(report.leakage.__dict__)}")
+
+
+@app.command()
+@dataset_argument
+@target_argument
+@click.option("--size", type=IntegerRange(min=32), default=640, help="Tile side in pixels.")
+@click.option(
+    "--overlap", type=FiniteRange(min=0), default=0.2, help="Overlap of neighbouring tiles: pixels if >= 1, else a fraction of --size."
+)
+@click.option("--min-visible", type=FiniteRange(min=0, max=1), default=0.5, help="Keep a box in a tile when this share of it is inside.")
+@click.option("--empty-fraction", type=FiniteRange(min=0, max=1), default=0.1, help="Share of the tiles without boxes that is kept.")
+@click.option("--seed", type=Integer(), default=0, help="Seeds the choice of empty tiles.")
+@click.option("--workers", type=IntegerRange(min=0), default=0, help="Processes; 0 = one per CPU.")
+def tile(
+    dataset: Path, target: Path, size: int, overlap: float, min_visible: float, empty_fraction: float, seed: int, workers: int
+) -> None:
+    """Cut large frames into overlapping tiles for training; tiles.json records where each came from (docs/data.md)."""
+    from skyops.data.tiling import TileSettings, tile_dataset
+
+    settings = TileSettings(size=size, overlap=overlap, min_visible=min_visible, empty_tile_fraction=empty_fraction, seed=seed)
+    report = tile_dataset(dataset, target, settings, workers=workers or None)
+    print(
+        f"{report.images} images -> {report.tiles} tiles in {target} ({report.tiles_with_boxes} with boxes, "
+        f"{report.empty_tiles_kept} of {report.empty_tiles} empty ones kept)"
+    )
+    print(f"boxes: {report.box_tiles} in tiles ({report.boxes_clipped} clipped); {report.boxes_lost} of {report.boxes} in no tile")
 
 
 @app.command()

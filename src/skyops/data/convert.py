@@ -1,4 +1,4 @@
-"""Convert a detection dataset (VisDrone, COCO, VOC, Ground Truth, YOLO) into the canonical layout.
+"""Convert a detection dataset (VisDrone, COCO, VOC, Ground Truth, YOLO, DOTA, DIOR) into the canonical layout.
 
 `convert` never modifies the source and never reads outside it: images are hard-linked (copied
 across file systems), labels are written fresh, and the whole output (images/, labels/,
@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from skyops.data.formats import READERS, Format, SourceOptions
+from skyops.data.formats import READERS, REFINES, Format, SourceOptions
 from skyops.data.formats.base import Item, describe_folder, stem_of
 from skyops.data.formats.files import choose_workers, chunked, occupied, parallel_map
 from skyops.data.formats.findings import Finding, Outcome, Rule
@@ -179,6 +179,7 @@ def convert(
     overwrite: bool = False,
     images_dir: Path | str | None = None,
     s3_prefix: str | None = None,
+    obb: bool = False,
 ) -> ConvertReport:
     """Convert the dataset at `source` into the canonical layout at `target`.
 
@@ -197,6 +198,7 @@ def convert(
         overwrite: replace an existing `target` (the old one is removed only after the new one is complete).
         images_dir: where COCO file names / Ground Truth source-refs are resolved (and must stay).
         s3_prefix: `s3://bucket/prefix/` stripped from Ground Truth source-refs.
+        obb: also write YOLO-OBB labels (labels-obb/) of the oriented boxes; DOTA sources only.
 
     Raises:
         ConvertFailed: the source has refused findings (all of them listed at once, sorted);
@@ -207,9 +209,18 @@ def convert(
     source, target = Path(source).resolve(), Path(target).resolve()
     _check_paths(source, target, overwrite, Path(images_dir).resolve() if images_dir else None)
     fmt = _declared(source, fmt)
+    if obb and fmt is not Format.DOTA:
+        raise DataValidationError(
+            f"obb labels need oriented boxes, which a {fmt} source does not have",
+            hint="drop --obb (obb=True in Python), or convert a DOTA source",
+        )
     yolo_names = tuple(names) if fmt is Format.YOLO and names is not None and not isinstance(names, Mapping) else None
     options = SourceOptions(
-        keep_ignored=keep_ignored, images_dir=Path(images_dir).resolve() if images_dir else None, s3_prefix=s3_prefix, yolo_names=yolo_names
+        keep_ignored=keep_ignored,
+        images_dir=Path(images_dir).resolve() if images_dir else None,
+        s3_prefix=s3_prefix,
+        yolo_names=yolo_names,
+        obb=obb,
     )
     plan = READERS[fmt].plan(source, options)
     findings = list(plan.findings)
@@ -336,8 +347,10 @@ def _run(
 
 
 def _evidence(path: Path) -> dict[Format, str]:
-    found = {fmt: reader.evidence(path) for fmt, reader in READERS.items()}
-    return {fmt: why for fmt, why in found.items() if why}
+    evidence = {fmt: reader.evidence(path) for fmt, reader in READERS.items()}
+    found = {fmt: why for fmt, why in evidence.items() if why}
+    refined = {REFINES[fmt] for fmt in found if fmt in REFINES}  # DIOR is VOC with a class list: say DIOR only
+    return {fmt: why for fmt, why in found.items() if fmt not in refined}
 
 
 def _declared(source: Path, fmt: Format | str | None) -> Format:

@@ -5,6 +5,8 @@
       labels/<name>.txt          YOLO labels: `class cx cy w h`, normalised to [0, 1], one box per line
       attributes/<name>.txt      (optional) per-box attributes beyond the label, one line per label row
                                  (VisDrone truncation, occlusion: see skyops.data.attributes)
+      labels-obb/<name>.txt      (optional, convert --obb of a DOTA source) YOLO-OBB rows
+                                 `class x1 y1 ... x4 y4`, one per label row (see formats/dota.py)
       manifest.json              see `Manifest`: names, one record per image with sha256s, fingerprint
       train.txt, val.txt, test.txt   (after `split`) image paths relative to <root>, one per line
 
@@ -32,6 +34,7 @@ MANIFEST = "manifest.json"
 IMAGES = "images"
 LABELS = "labels"
 ATTRIBUTES = "attributes"  # optional; see skyops.data.attributes
+OBB_LABELS = "labels-obb"  # optional; see skyops.data.formats.dota
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MANIFEST_VERSION = 1

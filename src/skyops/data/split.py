@@ -2,7 +2,9 @@
 
 Related images (frames of one video sequence, augmented copies of one source photo) form a *group*
 and always land on the same side, so the test set never holds a near-copy of a training image.
-A group is `ImageRecord.group` from the manifest, or, where that is empty, `group_of(file name)`.
+A group is `ImageRecord.group` from the manifest, or, where that is empty, `group_of(file name)`; in
+a tiled dataset (`tiles.json`, see skyops.data.tiling) the file name is the tile's source image's, so
+every tile of one image (the tiler also gives each tile its image's group) lands on one side.
 
 Assignment: groups are shuffled with the seed, stably sorted largest first, and each goes to the
 split furthest below its target image count (ratio x images). A split with ratio 0 is written empty.
@@ -11,8 +13,9 @@ splits is refused with an error.
 
 The target is a canonical-layout dataset (images/labels hard-linked, manifest copied) plus
 `train.txt`, `val.txt`, `test.txt` (image paths relative to the target) and `split.json` (the
-`SplitReport`). The leakage check re-reads the written lists, so it is independent of the
-assignment code. The target is built in a temporary folder and renamed into place.
+`SplitReport`), and `tiles.json` when the dataset has one. The leakage check re-reads the written
+lists, so it is independent of the assignment code; for a tiled dataset it also checks that no
+source image has tiles on two sides. The target is built in a temporary folder and renamed into place.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import math
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +45,17 @@ from skyops.data.layout import (
     link_or_copy,
     read_split,
 )
+from skyops.data.tiling import TILES_JSON, read_tiles
 from skyops.errors import ConfigError, DataValidationError, problems_error
 
 SPLIT_REPORT = "split.json"
 SPLIT_REPORT_VERSION = 1
 
 
-def resolve_group(record: ImageRecord) -> str:
-    """The manifest's group when set, else the one derived from the image's file name."""
-    return record.group or group_of(image_stem(record.image))
+def resolve_group(record: ImageRecord, source: str = "") -> str:
+    """The manifest's group when set, else the one derived from the file name of `source` (a tile's
+    source image) or of the image itself."""
+    return record.group or group_of(image_stem(source or record.image))
 
 
 def validate_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
@@ -135,10 +140,11 @@ class Leakage:
     groups_on_several_sides: list[str]
     images_on_several_sides: list[str]
     images_missing: list[str]  # in the manifest but in no list
+    sources_on_several_sides: list[str] = field(default_factory=list)  # tiled datasets: source images with tiles on two sides
 
     @property
     def clean(self) -> bool:
-        return not (self.groups_on_several_sides or self.images_on_several_sides or self.images_missing)
+        return not (self.groups_on_several_sides or self.images_on_several_sides or self.images_missing or self.sources_on_several_sides)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,18 +173,24 @@ def _class_counts(label: Path) -> Counter[int]:
 
 
 def check_leakage(root: Path, manifest: Manifest) -> Leakage:
-    """Re-read `<root>/<split>.txt` and find groups or images on more than one side, and lost images."""
-    group_by_image = {r.image: resolve_group(r) for r in manifest.images}
+    """Re-read `<root>/<split>.txt` (and `tiles.json`) and find groups, images or tiled source images on
+    more than one side, and lost images."""
+    source_of = {t.image: t.source for t in read_tiles(root)}
+    group_by_image = {r.image: resolve_group(r, source_of.get(r.image, "")) for r in manifest.images}
     sides_of_group: dict[str, set[str]] = defaultdict(set)
     sides_of_image: dict[str, set[str]] = defaultdict(set)
+    sides_of_source: dict[str, set[str]] = defaultdict(set)
     for split in SPLITS:
         for image in read_split(root, split):
             sides_of_image[image].add(split)
             sides_of_group[group_by_image.get(image, group_of(image_stem(image)))].add(split)
+            if image in source_of:
+                sides_of_source[source_of[image]].add(split)
     return Leakage(
         groups_on_several_sides=sorted(g for g, sides in sides_of_group.items() if len(sides) > 1),
         images_on_several_sides=sorted(i for i, sides in sides_of_image.items() if len(sides) > 1),
         images_missing=sorted(set(group_by_image) - set(sides_of_image)),
+        sources_on_several_sides=sorted(s for s, sides in sides_of_source.items() if len(sides) > 1),
     )
 
 
@@ -209,7 +221,8 @@ def split_dataset(root: Path, target: Path, ratios: Sequence[float] = (0.8, 0.1,
             [f"missing file {m}" for m in missing],
             hint="re-run ingest; the manifest and files disagree",
         )
-    lists = plan_split([(r.image, resolve_group(r)) for r in manifest.images], ratios, seed)
+    source_of = {t.image: t.source for t in read_tiles(root)}  # {} unless the dataset is tiled
+    lists = plan_split([(r.image, resolve_group(r, source_of.get(r.image, ""))) for r in manifest.images], ratios, seed)
     by_image = {r.image: r for r in manifest.images}
 
     with atomic_output_dir(target) as staging:
@@ -221,6 +234,8 @@ def split_dataset(root: Path, target: Path, ratios: Sequence[float] = (0.8, 0.1,
         (staging / IMAGES).mkdir(exist_ok=True)  # an empty dataset still has the layout's folders
         (staging / LABELS).mkdir(exist_ok=True)
         shutil.copy2(root / MANIFEST, staging / MANIFEST)
+        if source_of:  # the tiles' geometry travels with them (map_back needs it downstream)
+            shutil.copy2(root / TILES_JSON, staging / TILES_JSON)
         for split, images in lists.items():
             (staging / f"{split}.txt").write_text("".join(f"{image}\n" for image in images))
         leakage = check_leakage(staging, manifest)

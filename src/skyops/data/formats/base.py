@@ -32,6 +32,8 @@ class Format(StrEnum):
     VOC = "voc"
     GROUNDTRUTH = "groundtruth"
     YOLO = "yolo"
+    DOTA = "dota"
+    DIOR = "dior"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,18 +42,20 @@ class SourceOptions:
 
     Attributes:
         keep_ignored: keep boxes the source marks as ignored (VisDrone category 0 / 11 and
-            score 0, COCO `iscrowd`, VOC `difficult`) instead of dropping and counting them.
+            score 0, COCO `iscrowd`, VOC, DIOR and DOTA `difficult`) instead of dropping and counting them.
         images_dir: where COCO `file_name`s and Ground Truth `source-ref`s are resolved
             (default: the folder holding the JSON / manifest).
         s3_prefix: `s3://bucket/prefix/` stripped from Ground Truth `source-ref`s before they are
             resolved against `images_dir` (no AWS call is ever made).
         yolo_names: class names of a YOLO source that has no data.yaml.
+        obb: also write YOLO-OBB labels (labels-obb/) for a source with oriented boxes (DOTA).
     """
 
     keep_ignored: bool = False
     images_dir: Path | None = None
     s3_prefix: str | None = None
     yolo_names: tuple[str, ...] | None = None
+    obb: bool = False
 
 
 class Item(NamedTuple):
@@ -85,6 +89,8 @@ class Parsed:
     # per box, the format's own attributes beyond class and box (VisDrone: truncation, occlusion; see
     # skyops.data.attributes); None for formats that have none
     attributes: list[tuple[int, int]] | None = None
+    # per box, the oriented quadrilateral (x1, y1, ..., x4, y4 in pixels) of formats that have one (DOTA); else None
+    polygons: list[tuple[float, ...]] | None = None
     dropped: Counter[str] = field(default_factory=Counter)  # boxes the format marks as ignored, per reason
     findings: list[Finding] = field(default_factory=list)
     failed: set[int] = field(default_factory=set)  # images with a refusal: not converted

@@ -79,7 +79,7 @@ class VocReader:
             used: set[Path] = set()
             for xml_name in xml_names:
                 where = f"{prefix}Annotations/{xml_name}"
-                tree = _read_xml(folder / "Annotations" / xml_name, where, findings)
+                tree = read_xml(folder / "Annotations" / xml_name, where, findings)
                 if tree is None:
                     continue
                 filename = (tree.findtext("filename") or "").strip()
@@ -140,7 +140,8 @@ class VocReader:
         return inline_parse(items)
 
 
-def _read_xml(path: Path, where: str, findings: list[Finding]) -> ET.Element | None:
+def read_xml(path: Path, where: str, findings: list[Finding]) -> ET.Element | None:
+    """The root of the XML file at `path`, or None after a finding (DIOR reads its XML through this too)."""
     try:
         return ET.parse(path).getroot()
     except ET.ParseError as e:  # its message gives a line and column, never the content

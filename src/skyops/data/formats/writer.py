@@ -5,7 +5,8 @@ chunk: parse all annotations, then sort out bad boxes, clip, map classes and nor
 pass (Python only touches the few boxes that get a finding), and write one label file per image
 with a single `%`-format of all its rows. An image whose source has no annotation gets no label
 file, so that validation can tell "nobody labelled it" (`label.missing`) from "no objects". A format
-that keeps box attributes (VisDrone) also gets `attributes/<stem>.txt` beside each label file.
+that keeps box attributes (VisDrone) also gets `attributes/<stem>.txt` beside each label file, and
+one with oriented boxes (DOTA), asked for them (`obb`), `labels-obb/<stem>.txt` (see formats/dota.py).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from skyops.data.formats.base import Item, Parsed, stem_of
 from skyops.data.formats.files import link, read_bytes, write_new
 from skyops.data.formats.findings import Finding, Rule
 from skyops.data.imageinfo import ImageHeaderError, probe
-from skyops.data.layout import IMAGES, LABELS, ImageRecord
+from skyops.data.layout import IMAGES, LABELS, OBB_LABELS, ImageRecord
 
 ROW = "%d %.6f %.6f %.6f %.6f\n"  # one YOLO label row: class cx cy w h
+OBB_ROW = "%d" + " %.6f" * 8 + "\n"  # one YOLO-OBB label row: class x1 y1 ... x4 y4
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,13 @@ def convert_chunk(chunk: Chunk) -> ChunkResult:
     parsed = READERS[chunk.fmt].parse(items, sizes, chunk.options)
     result.dropped += parsed.dropped
     result.findings += parsed.findings
-    ok, rows, bounds, attributes = _yolo_rows(parsed, items, sizes, chunk, result)
+    ok, rows, bounds, attributes, obb = _yolo_rows(parsed, items, sizes, chunk, result)
 
     images, labels = f"{chunk.staging}/{IMAGES}", f"{chunk.staging}/{LABELS}"
     if attributes is not None:
         os.makedirs(f"{chunk.staging}/{ATTRIBUTES}", exist_ok=True)
+    if obb is not None:
+        os.makedirs(f"{chunk.staging}/{OBB_LABELS}", exist_ok=True)
     for i, item in enumerate(items):
         if not ok[i]:
             continue
@@ -107,6 +111,9 @@ def convert_chunk(chunk: Chunk) -> ChunkResult:
             if attributes is not None:  # one line per label row, same order (skyops.data.attributes)
                 side = ((ATTRIBUTE_ROW * (last - first)) % tuple(attributes[2 * first : 2 * last])).encode()
                 write_new(f"{chunk.staging}/{ATTRIBUTES}/{stem_of(item.name)}.txt", side)
+            if obb is not None:  # one row per label row, same order
+                oriented = ((OBB_ROW * (last - first)) % tuple(obb[9 * first : 9 * last])).encode()
+                write_new(f"{chunk.staging}/{OBB_LABELS}/{stem_of(item.name)}.txt", oriented)
         link(item.image, f"{images}/{item.name}")
         width, height = sizes[i]
         result.records.append((item.name, width, height, hashes[i], label_sha, last - first, item.group, item.source))
@@ -150,7 +157,7 @@ def _read_images(chunk_items: list[Item], result: ChunkResult) -> tuple[list[Ite
 
 def _yolo_rows(
     parsed: Parsed, items: list[Item], sizes: list[tuple[int, int]], chunk: Chunk, result: ChunkResult
-) -> tuple[list[bool], list[float], list[int], list[int] | None]:
+) -> tuple[list[bool], list[float], list[int], list[int] | None, list[float] | None]:
     """Box maths once for the whole chunk (every box carries its own image's size).
 
     Each box gets at most one box rule, in this order: negative size, zero area (both judged on
@@ -163,6 +170,8 @@ def _yolo_rows(
         bounds: image i owns rows bounds[i]:bounds[i + 1];
         attributes: flat [truncation, occlusion, ...] of the kept boxes in the same order, or None
             when the format keeps no attributes.
+        obb: flat [class, x1, y1, ..., x4, y4, class, ...] of the kept boxes' quadrilaterals in the
+            same order, normalised and clamped to [0, 1], or None unless asked and the format has them.
     """
     owner = np.array(parsed.owner, dtype=np.int64)
     order = np.argsort(owner, kind="stable")  # readers emit image by image; make sure
@@ -213,7 +222,12 @@ def _yolo_rows(
     attributes = None
     if parsed.attributes is not None:
         attributes = np.array(parsed.attributes, dtype=np.int64).reshape(-1, len(ATTRIBUTE_COLUMNS))[order][keep].ravel().tolist()
-    return ok.tolist(), rows, bounds, attributes
+    obb = None
+    if chunk.options.obb and parsed.polygons is not None:
+        corners = np.array(parsed.polygons, dtype=np.float64).reshape(-1, 8)[order][keep]  # (K, 8) x1 y1 ... x4 y4 pixels
+        scale = np.tile(np.column_stack((width[keep], height[keep])), 4)  # (K, 8) w h w h ...
+        obb = np.column_stack((target, np.clip(corners / scale, 0.0, 1.0))).ravel().tolist()
+    return ok.tolist(), rows, bounds, attributes, obb
 
 
 def _duplicates(
@@ -280,6 +294,6 @@ def _place(fmt: Format, item: Item, ref: int) -> tuple[str, int, str]:
         return item.label, 0, f"annotations[{ref}]"
     if fmt is Format.GROUNDTRUTH:
         return item.label, item.line, f"annotations[{ref}]"
-    if fmt is Format.VOC:
+    if fmt in (Format.VOC, Format.DIOR):
         return item.label, 0, f"object {ref}"
-    return item.label, ref, ""  # VisDrone, YOLO: the box's line
+    return item.label, ref, ""  # VisDrone, YOLO, DOTA: the box's line

@@ -1,6 +1,6 @@
 """ingest: bring a drone dataset into the canonical YOLO layout, or generate synthetic scenes.
 
-With the optional `source` input bound (a VisDrone, COCO, VOC, Ground Truth or YOLO dataset), it
+With the optional `source` input bound (a VisDrone, COCO, VOC, Ground Truth, YOLO, DOTA or DIOR dataset), it
 converts; unbound (the embedded default), it generates `synth_images` synthetic aerial scenes.
 Either way the output is images/, labels/ and manifest.json (see skyops.data.layout), plus
 ingest.json saying what was kept, dropped and clipped.
@@ -19,8 +19,9 @@ from skyops.steps import CATALOG
 
 @dataclass(frozen=True, kw_only=True)
 class IngestConfig(StepConfig):
-    format: Literal["auto", "visdrone", "coco", "voc", "groundtruth", "yolo"] = "auto"
-    keep_ignored: bool = False  # keep boxes the source marks as ignored (VisDrone category 0/11, score 0)
+    format: Literal["auto", "visdrone", "coco", "voc", "groundtruth", "yolo", "dota", "dior"] = "auto"
+    keep_ignored: bool = False  # keep boxes the source marks as ignored (VisDrone category 0/11, score 0; difficult)
+    obb: bool = False  # also write YOLO-OBB labels (labels-obb/) of a DOTA source's oriented boxes
     classes: tuple[str, ...] = ()  # target class names; empty keeps the source's classes
     synth_images: Annotated[int, Range(ge=1)] = 800  # synthetic scenes when no source is bound
     synth_size: Annotated[int, Range(ge=64, le=4096)] = 256  # pixels, square
@@ -56,6 +57,7 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
             fmt,
             names=list(args.classes) or None,
             keep_ignored=args.keep_ignored,
+            obb=args.obb,
             workers=args.workers or None,
             overwrite=True,
         )

@@ -1,0 +1,1 @@
+"""The tile step: see script.py."""
