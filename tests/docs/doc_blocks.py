@@ -55,7 +55,7 @@ class Block:
 
 def doc_pages() -> list[Path]:
     """Every page of the site and the README."""
-    return sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
+    return [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 
 
 def blocks_of(path: Path) -> list[Block]:

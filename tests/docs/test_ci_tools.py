@@ -79,8 +79,8 @@ def test_deploy_plans_on_pull_requests_and_applies_behind_a_protected_environmen
     assert "github.event_name == 'pull_request'" in plan["if"] and "github.event_name == 'push'" in apply["if"]
     assert apply["environment"] == "${{ matrix.env }}"
     assert apply["concurrency"] == {"group": "deploy-${{ matrix.env }}", "cancel-in-progress": False}
-    assert any('skyops deploy plan --env "$ENVIRONMENT"' == s.get("run") for s in plan["steps"])
-    assert any('skyops deploy apply --env "$ENVIRONMENT"' == s.get("run") for s in apply["steps"])
+    assert any(s.get("run") == 'skyops deploy plan --env "$ENVIRONMENT"' for s in plan["steps"])
+    assert any(s.get("run") == 'skyops deploy apply --env "$ENVIRONMENT"' for s in apply["steps"])
 
 
 def test_every_action_is_pinned_to_a_version() -> None:
