@@ -3,6 +3,7 @@ the workflows keep the promises docs/aws-setup.md and the runbooks make about th
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.docs.doc_blocks import ROOT
+from skyops.cli import app
+from tests.docs.doc_blocks import ROOT, parse_problems
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 LINTER = ROOT / "tools" / "actionlint.mjs"
@@ -98,3 +100,18 @@ def test_every_action_is_pinned_to_a_version() -> None:
         if "uses:" in line and "@v" in line and line.rsplit("@v", 1)[1].count(".") < 2
     ]
     assert not unpinned, unpinned
+
+
+def test_every_skyops_command_in_the_workflows_exists_with_its_options() -> None:
+    # The same check as the docs' parse-only blocks: a renamed command or option fails here, not in CI.
+    checked, problems = 0, []
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for job in _workflow(path.name)["jobs"].values():
+            for step in job.get("steps", []):
+                for line in step.get("run", "").splitlines():
+                    argv = shlex.split(line.strip().removeprefix(".venv/bin/"), comments=True)
+                    if argv[:1] in (["skyops"], ["make"]):
+                        checked += 1
+                        problems += [f"{path.name}: {line.strip()}: {p}" for p in parse_problems(tuple(argv), app, ROOT / "Makefile")]
+    assert not problems, problems
+    assert checked >= 12, checked
