@@ -44,9 +44,8 @@ def outputs(book: Any, kind: str) -> list[Any]:
     found = []
     for cell in book.cells:
         for output in cell.get("outputs", []):
-            if kind == "error" and output.output_type == "error":
-                found.append(output)
-            elif output.output_type in ("display_data", "execute_result") and kind in output.get("data", {}):
+            is_error = kind == "error" and output.output_type == "error"
+            if is_error or (output.output_type in ("display_data", "execute_result") and kind in output.get("data", {})):
                 found.append(output)
     return found
 
