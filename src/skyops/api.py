@@ -267,6 +267,47 @@ def set_desired_version(environment: str, version: int | None) -> Path:
     return write_text_atomic(path, text)
 
 
+def set_local_port(environment: str, port: int) -> Path:
+    """Serve `environment` of this project on 127.0.0.1:`port`: the `port:` line of the file's `local:` section
+    rewritten (added when the section names none), atomically; checked as `deploy apply` checks it. For a
+    project that must not meet another server on the environment's usual port (a second checkout, a test run).
+
+    Raises:
+        ConfigError: no such environment, a file without a `local:` section, or a port outside 1024-65535.
+    """
+    import re
+
+    from skyops.errors import ConfigError
+    from skyops.evaluation.report import write_text_atomic
+    from skyops.registry.gitops import ENVIRONMENTS, load_desired
+
+    if isinstance(port, bool) or not 1024 <= int(port) <= 65535:
+        raise ConfigError(f"port {port!r} is not from 1024 to 65535", hint="ports below 1024 need root; pick a free one above")
+    path = settings().project_dir / ENVIRONMENTS / f"{environment}.yaml"
+    load_desired(settings().project_dir, environment)  # the file as it is: named, readable, well-formed
+    text = path.read_text()
+    section = re.search(r"(?m)^local:[ \t]*\n((?:[ \t]+.*\n?)*)", text)
+    if section is None:
+        raise ConfigError(f"{path} has no `local:` section to give a port", hint="add `local:` with `port: N` by hand")
+    body = section.group(1)
+    body, count = re.subn(r"(?m)^([ \t]+)port:.*$", lambda m: f"{m.group(1)}port: {int(port)}", body)
+    if count == 0:
+        body = f"  port: {int(port)}\n" + body
+    changed = text[: section.start(1)] + body + text[section.end(1) :]
+    return write_text_atomic(path, changed)
+
+
+def environment_address(environment: str) -> str:
+    """Where `environment` is served on this machine (`http://127.0.0.1:PORT`, from its file's `local:` section)."""
+    from skyops.errors import ConfigError
+    from skyops.registry.gitops import load_desired
+
+    desired = load_desired(settings().project_dir, environment)
+    if desired.local is None or desired.local.port is None:
+        raise ConfigError(f"environment {environment!r} is not served on this machine (no local port)", hint=f"see {desired.source}")
+    return desired.local.address
+
+
 def deploy_apply(environment: str, *, as_user: str | None = None, wait: float = 0.0) -> None:
     """Make the environment serve its desired version, as `skyops deploy apply --env ENV` (ML Engineers only,
     Approved versions only, audited). Locally: blue/green behind the environment's port; with `version: null`
