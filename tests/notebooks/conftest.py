@@ -39,6 +39,36 @@ def execute(path: Path, values: dict[str, Any], *, stop_before: str | None = Non
     return book
 
 
+def parameters(path: Path) -> dict[str, Any]:
+    """The notebook's own defaults: the literal assignments of its `parameters` cell."""
+    import ast
+
+    import nbformat
+
+    [cell] = [c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
+    return {
+        t.id: ast.literal_eval(n.value)
+        for n in ast.parse(cell.source).body
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel picks it), for a deployment that must not meet another server."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def streams(book: Any) -> str:
+    """Everything the executed notebook printed (stdout and stderr streams), in order."""
+    return "".join(o.get("text", "") for c in book.cells for o in c.get("outputs", []) if o.output_type == "stream")
+
+
 def outputs(book: Any, kind: str) -> list[Any]:
     """Every output of `kind`: 'error', or a MIME type of display data ('image/png', 'text/html')."""
     found = []

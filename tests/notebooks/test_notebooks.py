@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ALL, DATA_SCIENTIST, END_TO_END, ML_ENGINEER, NOTEBOOKS, ROOT, execute, outputs
+from .conftest import ALL, DATA_SCIENTIST, END_TO_END, ML_ENGINEER, NOTEBOOKS, ROOT, execute, free_port, outputs, parameters, streams
 
 SMALL = {"images": 16, "image_size": 64, "epochs": 1, "batch": 8, "template": str(ROOT)}
 
@@ -59,7 +59,7 @@ def test_end_to_end_notebook_runs_registers_promotes_and_reproduces(clean_enviro
     book = execute(END_TO_END, SMALL)
     assert outputs(book, "error") == []
     assert outputs(book, "image/png") and outputs(book, "text/html")
-    text = "".join(o.get("text", "") for c in book.cells for o in c.get("outputs", []) if o.output_type == "stream")
+    text = streams(book)
     assert "approve" in text and "promote" in text  # the audit tail
     assert "reproduced" in text.lower()
 
@@ -68,12 +68,15 @@ def test_end_to_end_notebook_runs_registers_promotes_and_reproduces(clean_enviro
 def test_ml_engineer_notebook_deploys_monitors_rolls_back_and_stops_what_it_started(clean_environment: Path) -> None:
     from skyops.deploy_local import procs
 
-    book = execute(
-        ML_ENGINEER,
-        {"images": 160, "image_size": 128, "epochs": 8, "batch": 16, "template": str(ROOT), "environment": "staging", "requests": 12},
-    )
+    defaults = parameters(ML_ENGINEER)  # the notebook's own training defaults: the smallest that pass the canary check
+    values = {**defaults, "template": str(ROOT), "port": free_port()}  # never a developer's staging server on 8081
+    book = execute(ML_ENGINEER, values)
     assert outputs(book, "error") == []
     assert len(outputs(book, "image/png")) >= 1  # the SageMaker step graph
+    text = streams(book)
+    assert f"applied: staging: start drone-detector v2 on http://127.0.0.1:{values['port']} (after its canary)" in text
+    assert "drifted - report:" in text  # the dusk half of the traffic drifts
+    assert "refused: " in text and "@champion -> v1" in text
     [state] = list(clean_environment.glob("skyops-mle-*/project/.skyops"))
     assert procs.marked(state, "staging") == []  # the notebook stopped the router and server it started
 
