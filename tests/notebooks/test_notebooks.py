@@ -61,7 +61,7 @@ def test_end_to_end_notebook_runs_registers_promotes_and_reproduces(clean_enviro
     assert outputs(book, "image/png") and outputs(book, "text/html")
     text = streams(book)
     assert "approve" in text and "promote" in text  # the audit tail
-    assert "reproduced" in text.lower()
+    assert "reproduced {'reproduced': True" in text  # the verdict line, not "NOT reproduced {..."
 
 
 @pytest.mark.slow
