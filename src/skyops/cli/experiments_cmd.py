@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +13,9 @@ from skyops.cli.common import settings
 from skyops.cli.output import stdout_console
 from skyops.cli.params import FiniteRange, IntegerRange, argument
 from skyops.cli.usage import SkyopsGroup
+
+if TYPE_CHECKING:
+    from skyops.registry.reproducibility import Reproduction
 
 app = SkyopsGroup(
     "experiments", help="Compare and reproduce training runs (pipeline run ids; `skyops runs list` shows them).", no_args_is_help=True
@@ -22,7 +25,7 @@ METRICS = ("map50", "map50_95", "precision", "recall")
 CURVE = "metrics/mAP50-95(B)"
 
 
-def _run_results(run_id: str) -> dict[str, Any]:
+def run_results(run_id: str) -> dict[str, Any]:
     """Lineage, training.json and evaluation.json of a pipeline run."""
     from skyops.errors import SkyopsError
     from skyops.pipeline.lineage import load_record
@@ -51,7 +54,7 @@ def compare(runs: Sequence[str], plot: Path | None) -> None:
 
     from skyops.training.tracking import TrackingStore
 
-    results = [_run_results(r) for r in runs]
+    results = [run_results(r) for r in runs]
     params = sorted({k for r in results for k in r["record"].parameters})
     differing = [p for p in params if len({json.dumps(r["record"].parameters.get(p)) for r in results}) > 1]
     table = Table("run", *differing, "epochs", *METRICS, "MLflow run")
@@ -84,18 +87,52 @@ def compare(runs: Sequence[str], plot: Path | None) -> None:
         print(f"curves: {plot}")
 
 
-@app.command()
-@argument("run", metavar="RUN", help="The pipeline run to reproduce.")
-@click.option(
-    "--tolerance", type=FiniteRange(min=0, max=1), default=0.02, help="Largest allowed absolute difference of each test metric (0-1)."
-)
-def reproduce(run: str, tolerance: float) -> None:
-    """Re-run with the recorded parameters (seed included), training and evaluating afresh; compare metrics."""
-    from skyops.cli.common import engine, load
+def version_run(reference: str) -> tuple[str, str, int]:
+    """(pipeline run id, model, version) of `MODEL:VERSION` (a version number or an alias): the run its card names."""
+    from skyops.cli.common import registry
+    from skyops.errors import ConfigError
+
+    model, _, version = reference.rpartition(":")
+    found = registry(model).get(version)
+    run = found.card.get("pipeline_run", "")
+    if not run:
+        raise ConfigError(
+            f"{model} v{found.version} names no pipeline run in its model card; nothing to re-run",
+            hint="reproduce a version registered by `skyops run` (its card's pipeline_run), or give the run id",
+        )
+    return str(run), model, found.version
+
+
+def _registered(results: dict[str, Any]) -> tuple[str, int] | None:
+    """(model, version) the run registered, when its register step did."""
+    from skyops.registry.records import REGISTRATION, read_registration
+
+    for step in results["record"].steps.values():
+        for output in step.outputs.values():
+            if (Path(output["path"]) / REGISTRATION).is_file():
+                registration = read_registration(Path(output["path"]))
+                if registration.get("version") is not None:
+                    return str(registration["model"]), int(registration["version"])
+    return None
+
+
+def reproduce_run(run: str, tolerance: float, *, report: bool = False) -> tuple[Reproduction, tuple[Path, ...], str]:
+    """Re-run `run` (a run id, or MODEL:VERSION) from its recorded parameters, seed included, every step afresh;
+    compare its test metrics. With `report`: reproducibility.md/.html in the re-run's record folder, attached to
+    the registered version (tag + artifacts of its training run). Returns (comparison, report files, artifact URI).
+    """
+    from skyops.cli.common import engine, load, registry
     from skyops.errors import SkyopsError
     from skyops.pipeline.lineage import RunStatus
+    from skyops.registry.reproducibility import attach, compare, recorded_inputs, write_report
+    from skyops.training.tracking import TrackingStore
 
-    original = _run_results(run)
+    model, version = "", None
+    if ":" in run:
+        run, model, version = version_run(run)
+    original = run_results(run)
+    if version is None and (registered := _registered(original)) is not None:
+        model, version = registered
     record = original["record"]
     pipeline = load(record.source or record.pipeline)
     overrides = {
@@ -105,16 +142,52 @@ def reproduce(run: str, tolerance: float) -> None:
     again = engine(pipeline, use_cache=False).run(pipeline, overrides)
     if again.status is RunStatus.FAILED:
         raise SkyopsError(f"the re-run {again.run_id} failed", hint=f"see skyops runs show {again.run_id}")
-    fresh = _run_results(again.run_id)
-    same_data = fresh["training.json"]["data_fingerprint"] == original["training.json"]["data_fingerprint"]
-    print(f"data fingerprint: {'same' if same_data else 'DIFFERENT'} ({original['training.json']['data_fingerprint'][:12]})")
-    worst = 0.0
-    for m in METRICS:
-        a, b = original["evaluation.json"]["metrics"][m], fresh["evaluation.json"]["metrics"][m]
-        worst = max(worst, abs(a - b))
-        print(f"{m:10} {a:.4f} -> {b:.4f}  ({b - a:+.4f})")
-    verdict = same_data and worst <= tolerance
-    print(f"reproduced: {'yes' if verdict else 'no'} (largest difference {worst:.4f}, tolerance {tolerance}); new run {again.run_id}")
+    fresh = run_results(again.run_id)
+    store = TrackingStore.local(settings().state_dir, settings().tracking_uri)
+    reproduction = compare(
+        original,
+        fresh,
+        tolerance=tolerance,
+        inputs=recorded_inputs(original, store),
+        rerun_inputs=recorded_inputs(fresh, store),
+        model=model,
+        version=version,
+    )
+    if not report:
+        return reproduction, (), ""
+    paths = write_report(reproduction, settings().state_dir / "runs" / again.run_id)
+    uri = attach(registry(model), version, reproduction, paths) if version is not None else ""
+    return reproduction, paths, uri
+
+
+@app.command()
+@argument("run", metavar="RUN", help="The pipeline run to reproduce, or a registered version as MODEL:VERSION (drone-detector:3).")
+@click.option(
+    "--tolerance", type=FiniteRange(min=0, max=1), default=0.02, help="Largest allowed absolute difference of each test metric (0-1)."
+)
+@click.option(
+    "--report", is_flag=True, help="Write reproducibility.md/.html beside the re-run and attach them to the registered version's card."
+)
+def reproduce(run: str, tolerance: float, report: bool) -> None:
+    """Re-run with the recorded parameters (seed included), training and evaluating afresh; compare metrics.
+
+    Exit 0 when reproduced (same data, every test metric within the tolerance), 1 when not.
+    """
+    reproduction, paths, uri = reproduce_run(run, tolerance, report=report)
+    fingerprint = reproduction.inputs["data_fingerprint"]
+    same_data = "data_fingerprint" not in reproduction.differing_inputs
+    print(f"data fingerprint: {'same' if same_data else 'DIFFERENT'} ({fingerprint[:12]})")
+    for m in reproduction.metrics:
+        print(f"{m.name:10} {m.original:.4f} -> {m.reproduced:.4f}  ({m.difference:+.4f})")
+    verdict = reproduction.reproduced
+    print(
+        f"reproduced: {'yes' if verdict else 'no'} (largest difference {reproduction.largest_difference:.4f}, "
+        f"tolerance {tolerance}); new run {reproduction.rerun}"
+    )
+    for path in paths:
+        print(f"report: {path}")
+    if uri:
+        print(f"attached to {reproduction.model} v{reproduction.version}: {uri} (skyops models show {reproduction.version})")
     if not verdict:
         click.get_current_context().exit(1)
 

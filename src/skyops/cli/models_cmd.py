@@ -76,6 +76,12 @@ def show(version: str, model: str) -> None:
         print(f"package: {v.package_uri}")
     else:
         print("artifacts: none recorded (registered without an export package)")
+    if text := v.tags.get("skyops.reproducibility"):  # skyops experiments reproduce MODEL:VERSION --report
+        done = json.loads(text)
+        verdict = "reproduced" if done.get("reproduced") else "NOT reproduced"
+        differing = ", ".join(done.get("differing_metrics", []) + done.get("differing_inputs", [])) or "none"
+        print(f"reproducibility: {verdict} within {done.get('tolerance')} by run {done.get('rerun')} (differing: {differing})")
+        print(f"  report: {done.get('report')}")
 
 
 def governed(model: str) -> GovernedRegistry[Candidate]:
