@@ -167,3 +167,33 @@ def test_slicing_off_is_the_unsliced_answer(model_dir: object) -> None:
     assert len(plain.scores) > 0
     np.testing.assert_array_equal(found.detections.scores, plain.scores)
     np.testing.assert_array_equal(found.detections.boxes, plain.boxes)
+
+
+def test_the_evaluate_steps_section_runs_the_real_model_both_ways(package: object, tmp_path: object) -> None:
+    """The evaluate step's `sliced` section on two real scenes with the tiny model's best.pt: valid, both sides scored."""
+    from pathlib import Path
+
+    from skyops.steps.evaluate.sliced import sliced_section
+    from skyops.training.evaluation_doc import validate_evaluation
+    from tests.steps.conftest import evaluation_document
+
+    scenes = Path(str(package)) / "scenes"
+    found = sliced_section(
+        Path(str(package)) / "model" / "best.pt",
+        scenes,
+        ["images/scene_000000.jpg", "images/scene_000001.jpg"],
+        4,
+        imgsz=256,
+        conf=0.001,
+        iou=0.7,
+        size=128,
+        overlap=0.2,
+        merge="nmm",
+        state_dir=Path(str(tmp_path)) / "state",
+    )
+    assert found["images"] == 2
+    assert found["sliced"]["runs_per_image"] == 10  # 3 x 3 windows of 128 px in a 256 px scene, and the full frame
+    for side in ("full_frame", "sliced"):
+        assert found[side]["ap50"] is not None and 0 <= found[side]["ap50"] <= 1
+        assert found[side]["ms_per_image"] > 0
+    validate_evaluation({**evaluation_document("a" * 64), "sliced": found})
