@@ -84,7 +84,9 @@ def train_model(work: Path, args: argparse.Namespace) -> Path:
     config = TrainConfig(epochs=args.epochs, imgsz=args.imgsz, batch=16, workers=0, device="cpu", mosaic=0.0, close_mosaic=0, patience=0)
     started, cpu = time.perf_counter(), time.process_time()
     result = train(data_yaml, config, out_dir=work / "train", checkpoint_dir=work / "ckpt", state_dir=work / "state")
-    print(f"trained {args.epochs} epochs in {time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU (this process)")
+    print(
+        f"trained {args.epochs} epochs in {time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU (this process)"
+    )
     return Path(result.best_weights)
 
 
@@ -172,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         full, cut = found["full_frame"], found["sliced"]
         windows = cut["runs_per_image"] - 1
-        print(f"\n{len(images)} held-out {args.size} px scenes (scale {args.scale}), model imgsz {args.imgsz}, windows {args.imgsz} px overlap {args.overlap}")
+        print(
+            f"\n{len(images)} held-out {args.size} px scenes (scale {args.scale}), model imgsz {args.imgsz}, windows {args.imgsz} px overlap {args.overlap}"
+        )
         print(f"{'':12s}{'AP50':>8s}{'AP50 small':>12s}{'APs':>8s}{'ms/image':>11s}{'CPU ms/image':>14s}{'runs':>6s}")
         for label, side, runs in (("full frame", full, 1.0), ("sliced", cut, cut["runs_per_image"])):
             print(

@@ -97,3 +97,20 @@ def test_too_many_slices_is_refused_in_one_line(sliced_server: Server) -> None:
         "the body: a 2000x2000 image makes 6889 slices of 32 px at overlap 0.25, over the limit of 400: send a larger slice=SIZE, or slice=0"
     )
     assert error["limit"] == 400
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("--slice", "16"), "error: --slice 16 is too small: expected 0 (off) or a window of at least 32 px"),
+        (("--slice", "5000"), "error: --slice"),
+        (("--slice", "256", "--slice-overlap", "0.9"), "error: --slice-overlap"),
+    ],
+)
+def test_bad_slice_options_are_one_line(capsys: pytest.CaptureFixture[str], model_dir: Path, args: tuple[str, ...], line: str) -> None:
+    from tests.clirun import cli
+
+    code, _, err = cli(capsys, "serve", str(model_dir), "--port", "0", *args)
+    assert code == 2
+    assert err.splitlines()[0].startswith(line)
+    assert "Traceback" not in err
