@@ -79,7 +79,7 @@ def train_model(work: Path, args: argparse.Namespace) -> Path:
     scenes = work / "train-scenes"
     generate_scenes(scenes, args.train_scenes, size=args.size, seed=100, workers=2, scale=args.scale)
     data = tiles_dataset(scenes, work / "tiles", args.imgsz)
-    print(f"training on {len(open(data / 'train.txt').read().split())} images ({args.train_scenes} scenes' tiles and downscaled frames)")
+    print(f"training on {len((data / 'train.txt').read_text().split())} images ({args.train_scenes} scenes' tiles and downscaled frames)")
     data_yaml = write_data_yaml(data, work / "data.yaml", list(DEFAULT_CLASSES))
     config = TrainConfig(epochs=args.epochs, imgsz=args.imgsz, batch=16, workers=0, device="cpu", mosaic=0.0, close_mosaic=0, patience=0)
     started, cpu = time.perf_counter(), time.process_time()
