@@ -233,7 +233,7 @@ BAD_REQUESTS: list[tuple[str, str | None, object, str, int, str, str]] = [
         "?cnf=0.3",
         422,
         "invalid_parameter",
-        "unknown parameter 'cnf' in the query string: expected one of conf, iou, max_det",
+        "unknown parameter 'cnf' in the query string: expected one of conf, iou, max_det, slice",
     ),
     (
         "parameter twice",
@@ -293,7 +293,7 @@ def test_custom_attributes_are_checked_like_the_query(server: Server, jpeg: byte
     for header, message in [
         ("conf=2", "conf=2 is out of range: expected a number in [0, 1]"),
         ("conf", "X-Amzn-SageMaker-Custom-Attributes item 'conf' is not name=value: expected e.g. conf=0.3,iou=0.5,max_det=100"),
-        ("trace=1", "unknown parameter 'trace' in X-Amzn-SageMaker-Custom-Attributes: expected one of conf, iou, max_det"),
+        ("trace=1", "unknown parameter 'trace' in X-Amzn-SageMaker-Custom-Attributes: expected one of conf, iou, max_det, slice"),
     ]:
         response = post(server, jpeg, JPEG, params="", headers={"X-Amzn-SageMaker-Custom-Attributes": header})
         assert (response.status_code, response.json()["error"]["message"]) == (422, message)

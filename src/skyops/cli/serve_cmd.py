@@ -55,6 +55,16 @@ _REFERENCE = re.compile(r"^(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*)(?:@(?P<alias>[a
 @click.option("--max-batch", type=IntegerRange(min=1, max=256), default=8, help='Most images in one JSON {"images": [...]} request.')
 @click.option("--nms", type=Choice(("numpy", "opencv")), default="numpy", help="NMS implementation (the same boxes).")
 @click.option(
+    "--slice",
+    "slice_size",
+    type=IntegerRange(min=0, max=4096),
+    default=0,
+    help="Sliced inference for small objects: windows of SIZE px plus the full frame, merged (0: off; best the model's imgsz).",
+)
+@click.option(
+    "--slice-overlap", type=FiniteRange(min=0, max=0.75), default=0.2, help="Fraction of a window its neighbours share (with --slice)."
+)
+@click.option(
     "--capture-dir", type=click.Path(path_type=Path, file_okay=False), default=None, help="Write data capture here (off when absent)."
 )
 @click.option("--capture-percent", type=FiniteRange(min=0, max=100), default=100.0, help="Percentage of successful requests captured.")
@@ -76,6 +86,8 @@ def serve(
     max_pixels: int,
     max_batch: int,
     nms: str,
+    slice_size: int,
+    slice_overlap: float,
     capture_dir: Path | None,
     capture_percent: float,
     capture_endpoint: str,
@@ -92,6 +104,7 @@ def serve(
     from skyops.serving.model import BackendName, locate_model_folder
     from skyops.serving.server import ServeConfig
     from skyops.serving.server import serve as run_server
+    from skyops.serving.sliced import SliceSettings
 
     if model is not None and model_dir is not None:
         raise ConfigError(f"both MODEL ({model[:70]}) and --model-dir ({model_dir}) name a model", hint="give one of them")
@@ -100,6 +113,10 @@ def serve(
             raise ConfigError(
                 f"{name} {value[:70]!r} is not an endpoint or variant name", hint="letters, digits and '-', as SageMaker allows"
             )
+    if 0 < slice_size < 32:
+        raise ConfigError(
+            f"--slice {slice_size} is too small: expected 0 (off) or a window of at least 32 px", hint="e.g. --slice 640, the model's imgsz"
+        )
     capture = None
     if capture_dir is not None:
         capture = CaptureConfig(
@@ -120,6 +137,7 @@ def serve(
         max_queue=max_queue,
         limits=Limits(max_bytes=max_bytes, max_pixels=max_pixels, max_batch=max_batch),
         nms=NmsKind(nms),
+        slicing=SliceSettings(size=slice_size, overlap=slice_overlap),
         capture=capture,
         drain_seconds=drain_seconds,
         state_dir=settings().state_dir,

@@ -27,11 +27,14 @@ DEFAULT_CLASSES = ("car", "truck", "bus", "person")
 KNOWN_CLASSES = DEFAULT_CLASSES  # the sprites `synth_scene.SPRITES` can draw
 GENERATOR_VERSION = 1  # bump when a change alters the images a seed gives
 MIN_SIZE, MAX_SIZE = 64, 4096  # px; below 64 a person is under 3 px
+MIN_SCALE, MAX_SCALE = 0.25, 16.0  # px per px of a 256 px scene; below 0.25 a person is under 3 px
 JPEG_QUALITY = 92
 
 
-def _check(count: int, size: int, seed: int, classes: Sequence[str]) -> None:
+def _check(count: int, size: int, seed: int, classes: Sequence[str], scale: float | None) -> None:
     problems = []
+    if scale is not None and not (math.isfinite(scale) and MIN_SCALE <= scale <= MAX_SCALE and scale * 256 <= size * 4):
+        problems.append(f"scale={scale}: expected {MIN_SCALE}..{MAX_SCALE} and at most size/64 (a car must fit in the frame)")
     if count < 1:
         problems.append(f"count={count}: expected at least 1 image")
     if not MIN_SIZE <= size <= MAX_SIZE:
@@ -44,11 +47,13 @@ def _check(count: int, size: int, seed: int, classes: Sequence[str]) -> None:
     if problems:
         raise ConfigError(
             "invalid synthetic-scene settings: " + "; ".join(problems),
-            hint=f"e.g. count=800, size=256, seed=0, classes={list(DEFAULT_CLASSES)}",
+            hint=f"e.g. count=800, size=256, seed=0, classes={list(DEFAULT_CLASSES)}; scale=0.5 at size=1536 for 8-15 px cars",
         )
 
 
-def _render(staging: str, indices: range, size: int, seed: int, classes: tuple[str, ...]) -> list[tuple[ImageRecord, int]]:
+def _render(
+    staging: str, indices: range, size: int, seed: int, classes: tuple[str, ...], scale: float | None
+) -> list[tuple[ImageRecord, int]]:
     """Draw and write scenes `indices` into `staging`; returns their records and hidden-object counts."""
     import cv2  # heavy: loaded in the worker
     import numpy as np
@@ -57,7 +62,7 @@ def _render(staging: str, indices: range, size: int, seed: int, classes: tuple[s
 
     done = []
     for index in indices:
-        scene = render_scene(np.random.default_rng([seed, index]), size, classes)
+        scene = render_scene(np.random.default_rng([seed, index]), size, classes, scale)
         ok, encoded = cv2.imencode(".jpg", scene.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise RuntimeError(f"OpenCV could not encode scene {index} as JPEG")
@@ -80,7 +85,7 @@ def _render(staging: str, indices: range, size: int, seed: int, classes: tuple[s
             label_sha256=hashlib.sha256(label_bytes).hexdigest(),
             boxes=len(scene.boxes),
             group=name,
-            source=f"synthetic:v{GENERATOR_VERSION}:seed={seed}:index={index}",
+            source=f"synthetic:v{GENERATOR_VERSION}:seed={seed}:index={index}" + (f":scale={scale}" if scale is not None else ""),
         )
         done.append((record, scene.hidden))
     return done
@@ -93,7 +98,14 @@ def _worker_init() -> None:
 
 
 def generate_scenes(
-    target: Path, count: int, size: int = 256, seed: int = 0, classes: Sequence[str] = DEFAULT_CLASSES, *, workers: int | None = None
+    target: Path,
+    count: int,
+    size: int = 256,
+    seed: int = 0,
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    *,
+    workers: int | None = None,
+    scale: float | None = None,
 ) -> Manifest:
     """Generate `count` synthetic aerial scenes of `size` x `size` px into `target` (canonical layout).
 
@@ -104,15 +116,19 @@ def generate_scenes(
         seed: the same seed gives byte-identical files.
         classes: names among "car", "truck", "bus", "person"; class ids follow this order.
         workers: processes drawing scenes (default: CPU count, at most 8); 1 draws in this process.
+        scale: object scale in px per px of a 256 px scene (cars 16-30 px long times `scale`), for
+            high-resolution frames of small objects: size=1536, scale=0.5 gives 8-15 px cars and 5-7 px
+            people, `round(size / (256 * scale))` times as many objects (see `synth_scene`). None (the
+            default): `size / 256`, the images every earlier version drew.
 
     Returns:
         The manifest written to `<target>/manifest.json`; `stats` holds the settings and counts.
 
     Raises:
-        ConfigError: count, size, seed or classes out of range.
+        ConfigError: count, size, seed, classes or scale out of range.
     """
     classes = tuple(classes)
-    _check(count, size, seed, classes)
+    _check(count, size, seed, classes, scale)
     workers = max(1, min(workers or min(os.cpu_count() or 1, 8), count))
     with atomic_output_dir(Path(target)) as staging:
         (staging / IMAGES).mkdir()
@@ -120,14 +136,20 @@ def generate_scenes(
         chunk = max(1, math.ceil(count / (workers * 4)))  # a few chunks per worker evens out their load
         chunks = [range(start, min(start + chunk, count)) for start in range(0, count, chunk)]
         if workers == 1:
-            results = [_render(str(staging), c, size, seed, classes) for c in chunks]
+            results = [_render(str(staging), c, size, seed, classes, scale) for c in chunks]
         else:
             # forkserver: workers start from a clean process, safe even when the caller holds threads (torch, a server)
             context = multiprocessing.get_context("forkserver")
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
                 results = list(
                     pool.map(
-                        _render, [str(staging)] * len(chunks), chunks, [size] * len(chunks), [seed] * len(chunks), [classes] * len(chunks)
+                        _render,
+                        [str(staging)] * len(chunks),
+                        chunks,
+                        [size] * len(chunks),
+                        [seed] * len(chunks),
+                        [classes] * len(chunks),
+                        [scale] * len(chunks),
                     )
                 )
         done = [item for result in results for item in result]
@@ -139,6 +161,7 @@ def generate_scenes(
                 "generator_version": GENERATOR_VERSION,
                 "seed": seed,
                 "size": size,
+                **({"scale": scale} if scale is not None else {}),
                 "count": count,
                 "boxes": sum(r.boxes for r, _ in done),
                 "hidden_objects": sum(h for _, h in done),

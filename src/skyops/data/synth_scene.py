@@ -6,6 +6,13 @@ which keeps their true extent; see `synth_draw.rasterise`); objects never overla
 trees are the only occluders, and an object less than `MIN_VISIBLE` visible (under canopy or outside
 the frame) is drawn but not labelled. Sizes are in pixels of a 256 px scene times `k = size / 256`: a scene covers
 the same ground at any size.
+
+With an explicit `scale` (`k` given, e.g. 0.5 for a 1536 px scene of 8-15 px cars: a high-resolution frame
+of a wide area, where objects are small), the scene covers `r = size / (256 k)` times the side of the
+default ground; roofs, trees and objects are `round(r)` times as many (the side, not the area: at r = 12 the
+area would mean ~1500 objects a frame, far past what a detector keeps per image). Roads keep their count
+(each crosses the whole frame); there is at most one parking lot. Without `scale` every count and every
+random draw is what it always was (`r = 1`), so the default images are byte-identical.
 """
 
 from __future__ import annotations
@@ -172,18 +179,22 @@ def _lot_outline(stalls: int, k: float) -> np.ndarray:
     return rect(-half_l, half_l, -half_w, half_w)
 
 
-def render_scene(rng: np.random.Generator, size: int, classes: Sequence[str]) -> Scene:
-    """Draw one scene. `classes` are sprite names (see `SPRITES`); class ids are their positions."""
-    k = size / 256
+def render_scene(rng: np.random.Generator, size: int, classes: Sequence[str], scale: float | None = None) -> Scene:
+    """Draw one scene. `classes` are sprite names (see `SPRITES`); class ids are their positions.
+
+    `scale`: pixels per pixel of a 256 px scene (object sizes); None is `size / 256` (see the module docstring).
+    """
+    k = size / 256 if scale is None else scale
+    many = 1 if scale is None else max(1, round(size / (256 * scale)))  # counts of roofs, trees and objects
     urban = rng.random() < 0.6
     canvas, blocked, roads, lot = _surfaces(rng, size, k, urban)
-    roofs = _roofs(rng, size, k, blocked, roads, urban)
+    roofs = _roofs(rng, size, k, blocked, roads, urban, many)
     roof_mask = np.zeros_like(blocked)
     for roof in roofs:
         fill(roof_mask, roof.outline, 255)
     blocked |= roof_mask
-    objects, classes_of = _objects(rng, size, k, classes, roof_mask, roads, lot, urban)
-    trees = _trees(rng, size, k, blocked, objects, urban)
+    objects, classes_of = _objects(rng, size, k, classes, roof_mask, roads, lot, urban, many)
+    trees = _trees(rng, size, k, blocked, objects, urban, many)
     canvas = _cast_shadows(rng, canvas, (*roofs, *objects, *trees), k)
     image = canvas.astype(np.float32)
     composite(image, [(item.sprite, item.centre, item.angle) for item in (*roofs, *objects, *trees)])
@@ -248,10 +259,10 @@ def _stall_lines(canvas: np.ndarray, centre: np.ndarray, angle: float, stalls: i
         _polyline(canvas, place(np.array([[x, -depth], [x, depth]]), centre, angle), colour, width)
 
 
-def _roofs(rng: np.random.Generator, size: int, k: float, blocked: np.ndarray, roads: list[_Road], urban: bool) -> list[_Placed]:
+def _roofs(rng: np.random.Generator, size: int, k: float, blocked: np.ndarray, roads: list[_Road], urban: bool, many: int) -> list[_Placed]:
     placed: list[_Placed] = []
     taken = blocked.copy()
-    for _ in range(int(rng.integers(3, 8) if urban else rng.integers(0, 3))):
+    for _ in range(many * int(rng.integers(3, 8) if urban else rng.integers(0, 3))):
         sprite = building(rng, rng.uniform(40, 90) * k, rng.uniform(30, 60) * k, k)
         for _ in range(_TRIES):
             centre = rng.uniform(-0.1, 1.1, 2) * size
@@ -293,6 +304,7 @@ def _objects(
     roads: list[_Road],
     lot: tuple[np.ndarray, float, int] | None,
     urban: bool,
+    many: int,
 ) -> tuple[list[_Placed], list[int]]:
     """Sample and place objects; none overlaps another or a roof. Returns them and their class ids."""
     ranges = {
@@ -322,7 +334,7 @@ def _objects(
                     heading = angle + row * math.pi / 2 + (math.pi if rng.random() < 0.3 else 0.0) + rng.normal(0, 0.04)
                     put(_Placed(car(rng, k), place(spot[None], centre, angle)[0], heading), classes.index("car"))
     for cls, name in enumerate(classes):
-        for _ in range(int(rng.integers(*ranges[name]))):
+        for _ in range(many * int(rng.integers(*ranges[name]))):
             sprite = SPRITES[name](rng, k)
             for _ in range(_TRIES):
                 centre, heading = (
@@ -333,10 +345,12 @@ def _objects(
     return placed, classes_of
 
 
-def _trees(rng: np.random.Generator, size: int, k: float, blocked: np.ndarray, objects: list[_Placed], urban: bool) -> list[_Placed]:
+def _trees(
+    rng: np.random.Generator, size: int, k: float, blocked: np.ndarray, objects: list[_Placed], urban: bool, many: int
+) -> list[_Placed]:
     """Trees on free ground, plus some deliberately over objects to occlude them partly."""
     trees = []
-    for _ in range(int(rng.integers(2, 8) if urban else rng.integers(5, 17))):
+    for _ in range(many * int(rng.integers(2, 8) if urban else rng.integers(5, 17))):
         sprite = tree(rng, rng.uniform(7, 15) * k)
         for _ in range(_TRIES):
             candidate = _Placed(sprite, rng.uniform(0, size, 2), 0.0)

@@ -23,6 +23,8 @@ from skyops.serving.images import Limits, decode, split_payload, thumbnail
 from skyops.serving.metrics import ServerMetrics
 from skyops.serving.model import ModelInfo
 from skyops.serving.params import DetectParams
+from skyops.serving.problems import RequestError
+from skyops.serving.sliced import SliceLimitError, SliceSettings, detect_sliced
 
 WARMUP_RUNS = 3  # the first runs of a session allocate; /ping says ready after these
 
@@ -39,9 +41,19 @@ class Predictor:
     """Runs requests on `workers` threads; `admit`/`release` bound how many are in the server at once."""
 
     def __init__(
-        self, info: ModelInfo, backend: Backend, limits: Limits, metrics: ServerMetrics, *, workers: int, max_queue: int, nms: NmsKind
+        self,
+        info: ModelInfo,
+        backend: Backend,
+        limits: Limits,
+        metrics: ServerMetrics,
+        *,
+        workers: int,
+        max_queue: int,
+        nms: NmsKind,
+        slicing: SliceSettings | None = None,
     ) -> None:
         self.info, self.backend, self.limits, self.metrics, self.nms = info, backend, limits, metrics, nms
+        self.slicing = slicing or SliceSettings(size=0)  # the server's --slice; a request's slice=SIZE overrides the size
         self.workers, self.capacity = workers, workers + max_queue
         self.admitted = 0  # changed on the event loop only
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="skyops-infer")
@@ -84,13 +96,38 @@ class Predictor:
         decoded = [decode(data, kind, self.limits, _where(kind, batch, i)) for i, data in enumerate(encoded)]
         results = []
         found = 0
-        for image in decoded:
+        slicing = self._slicing(params)
+        for i, image in enumerate(decoded):
             height, width = image.shape[:2]
-            blob, box = letterbox(image, self.info.imgsz)
-            raw = self.backend.infer(blob)
-            detections = postprocess(raw, box, conf=params.conf, iou=params.iou, max_det=params.max_det, nms=self.nms)
+            result: dict[str, Any] = {"image": {"width": width, "height": height}}
+            if slicing.size:
+                try:
+                    sliced = detect_sliced(
+                        image,
+                        self.backend.infer,
+                        self.info.imgsz,
+                        slicing,
+                        conf=params.conf,
+                        iou=params.iou,
+                        max_det=params.max_det,
+                        nms=self.nms,
+                    )
+                except SliceLimitError as e:
+                    raise RequestError(
+                        422,
+                        "too_many_slices",
+                        f"{_where(kind, batch, i)}: {e}: send a larger slice=SIZE, or slice=0",
+                        limit=slicing.max_slices,
+                    ) from None
+                detections = sliced.detections
+                result["slices"] = {"size": slicing.size, "overlap": slicing.overlap, "count": sliced.slices, "runs": sliced.runs}
+            else:
+                blob, box = letterbox(image, self.info.imgsz)
+                raw = self.backend.infer(blob)
+                detections = postprocess(raw, box, conf=params.conf, iou=params.iou, max_det=params.max_det, nms=self.nms)
             found += len(detections.scores)
-            results.append({"image": {"width": width, "height": height}, "detections": self._detections(detections)})
+            result["detections"] = self._detections(detections)
+            results.append(result)
         self.metrics.images.inc(len(decoded))
         answer: dict[str, Any] = {"request_id": request_id, "model": self.model_json}
         if batch:
@@ -99,6 +136,12 @@ class Predictor:
             answer |= results[0]
         thumbnails = tuple(thumbnail(image) for image in decoded) if want_thumbnails else ()
         return Prediction(json.dumps(answer, separators=(",", ":")).encode(), len(decoded), found, thumbnails)
+
+    def _slicing(self, params: DetectParams) -> SliceSettings:
+        """The server's slice settings, with the request's window size when it gives one (slice=0: none)."""
+        if params.slice is None or params.slice == self.slicing.size:
+            return self.slicing
+        return SliceSettings(size=params.slice, overlap=self.slicing.overlap, merge=self.slicing.merge, max_slices=self.slicing.max_slices)
 
     def _detections(self, found: Detections) -> list[dict[str, Any]]:
         boxes = np.round(found.boxes.astype(np.float64), 2).tolist()

@@ -1,7 +1,10 @@
-"""Per-request detection parameters: confidence, IoU and max detections, from the query string or SageMaker's custom attributes.
+"""Per-request detection parameters: confidence, IoU, max detections and slicing, from the query string or SageMaker's custom attributes.
 
-    POST /invocations?conf=0.3&iou=0.5&max_det=100                      (local clients)
+    POST /invocations?conf=0.3&iou=0.5&max_det=100&slice=256            (local clients)
     X-Amzn-SageMaker-Custom-Attributes: conf=0.3,iou=0.5,max_det=100     (SageMaker's InvokeEndpoint has no query string)
+
+`slice=SIZE` runs sliced inference with windows of SIZE px (skyops.serving.sliced; the server's
+--slice-overlap); `slice=0` turns off the slicing a server was started with (`--slice`).
 
 Both may be given; the query string wins for a name both set. Anything else is refused with 422 and
 what was expected: an unknown name (a typo must not fall back to the default silently), a name given
@@ -19,7 +22,8 @@ from skyops.serving.problems import RequestError
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 MAX_DET_LIMIT = 1000  # more boxes than this per image is a mistake, not a request
-KNOWN = ("conf", "iou", "max_det")
+MIN_SLICE, MAX_SLICE = 32, 4096  # px: a window smaller than the network's stride sees nothing; larger is no slicing
+KNOWN = ("conf", "iou", "max_det", "slice")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,7 @@ class DetectParams:
     conf: float  # keep boxes whose best class score is above this, in [0, 1]
     iou: float  # suppress a box overlapping a better one of its class by more than this, in [0, 1]
     max_det: int  # at most this many boxes per image, 1..MAX_DET_LIMIT
+    slice: int | None = None  # window side in px (0: no slicing); None: the server's setting
 
 
 def parse_params(query: Iterable[tuple[str, str]], custom_attributes: str | None, defaults: Thresholds) -> DetectParams:
@@ -47,7 +52,7 @@ def parse_params(query: Iterable[tuple[str, str]], custom_attributes: str | None
     conf = _fraction("conf", given.get("conf"), defaults.conf)
     iou = _fraction("iou", given.get("iou"), defaults.iou)
     max_det = _count("max_det", given.get("max_det"), defaults.max_det)
-    return DetectParams(conf=conf, iou=iou, max_det=max_det)
+    return DetectParams(conf=conf, iou=iou, max_det=max_det, slice=_slice(given.get("slice")))
 
 
 def _split_attributes(header: str) -> list[tuple[str, str]]:
@@ -103,7 +108,20 @@ def _count(name: str, text: str | None, default: int) -> int:
     return int(value)
 
 
+def _slice(text: str | None) -> int | None:
+    if text is None:
+        return None
+    value = _number("slice", text)
+    if not value.is_integer():
+        raise _invalid(f"slice={text[:40]} is not an integer", _expected("slice"))
+    if value != 0 and not MIN_SLICE <= value <= MAX_SLICE:
+        raise _invalid(f"slice={text[:40]} is out of range", _expected("slice"))
+    return int(value)
+
+
 def _expected(name: str) -> str:
+    if name == "slice":
+        return f"0 (no slicing) or a window size in px, {MIN_SLICE}..{MAX_SLICE}"
     return f"an integer in 1..{MAX_DET_LIMIT}" if name == "max_det" else "a number in [0, 1]"
 
 

@@ -33,6 +33,7 @@ from skyops.serving.inference import Predictor
 from skyops.serving.logs import configure_logging
 from skyops.serving.metrics import ServerMetrics
 from skyops.serving.model import BackendName, read_model_info
+from skyops.serving.sliced import SliceSettings
 
 log = logging.getLogger("skyops.serving")
 
@@ -51,6 +52,7 @@ class ServeConfig:
     max_queue: int = 16  # admitted requests waiting for a worker; more get 429
     limits: Limits = DEFAULT_LIMITS
     nms: NmsKind = NmsKind.NUMPY
+    slicing: SliceSettings = field(default_factory=lambda: SliceSettings(size=0))  # --slice, --slice-overlap (size 0: off)
     capture: CaptureConfig | None = None
     drain_seconds: float = 30.0  # SIGTERM: how long in-flight requests may take to finish
     state_dir: Path = field(default_factory=lambda: Path(".skyops"))  # Ultralytics' private settings (torch backend)
@@ -83,7 +85,9 @@ def serve(config: ServeConfig) -> None:
 
         cv2.setNumThreads(1)  # the workers are the parallelism; OpenCV's own pool would oversubscribe the cores
         backend = load_backend(info, config.backend, threads=config.threads, state_dir=config.state_dir)
-        predictor = Predictor(info, backend, config.limits, metrics, workers=workers, max_queue=config.max_queue, nms=config.nms)
+        predictor = Predictor(
+            info, backend, config.limits, metrics, workers=workers, max_queue=config.max_queue, nms=config.nms, slicing=config.slicing
+        )
         predictor.warm_up()
         return predictor
 
@@ -126,6 +130,7 @@ def serve(config: ServeConfig) -> None:
                 "workers": workers,
                 "threads": config.threads,
                 "max_queue": config.max_queue,
+                "slice": {"size": config.slicing.size, "overlap": config.slicing.overlap} if config.slicing.size else None,
                 "capture": str(config.capture.root) if config.capture else None,
             }
         },

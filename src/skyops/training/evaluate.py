@@ -71,6 +71,7 @@ def evaluate(
     min_slice_instances: int = MIN_SLICE_INSTANCES,
     report_conf: float = REPORT_CONF,
     worst_images: int = WORST_IMAGES,
+    sliced: Mapping[str, Any] | None = None,
     report: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate `weights` on `split` of `data_yaml` and return the evaluation document.
@@ -95,6 +96,8 @@ def evaluate(
         min_slice_instances: ground-truth boxes a slice needs to be the weakest or to be compared with the champion.
         report_conf: confidence of the operating point for the confusion matrix and the worst images.
         worst_images: how many worst images the document lists and the report draws.
+        sliced: the full-frame against sliced comparison (skyops.steps.evaluate.sliced), put in the
+            document as `sliced` and in the report; None: none was run.
         report: where to write the HTML report (atomically); None: no report.
 
     Returns:
@@ -151,6 +154,8 @@ def evaluate(
         "comparison": None,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if sliced is not None:
+        doc["sliced"] = dict(sliced)
     if champion_doc is not None:
         doc["comparison"] = compare(doc, champion_doc, source=champion_source)
     validate_evaluation(doc)

@@ -25,6 +25,8 @@ class IngestConfig(StepConfig):
     classes: tuple[str, ...] = ()  # target class names; empty keeps the source's classes
     synth_images: Annotated[int, Range(ge=1)] = 800  # synthetic scenes when no source is bound
     synth_size: Annotated[int, Range(ge=64, le=4096)] = 256  # pixels, square
+    # object scale, px per px of a 256 px scene (e.g. 0.5 at synth_size 1536: 8-15 px cars); 0 = synth_size / 256
+    synth_scale: Annotated[float, Range(ge=0, le=16)] = 0.0
     seed: int = 0
     workers: Annotated[int, Range(ge=0)] = 0  # processes; 0 = one per CPU
 
@@ -72,6 +74,7 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
             seed=args.seed,
             classes=args.classes or DEFAULT_CLASSES,
             workers=args.workers or None,
+            scale=args.synth_scale or None,
         )
         summary = {
             "mode": "synthetic",
