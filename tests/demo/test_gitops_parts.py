@@ -54,12 +54,12 @@ def test_help_lists_the_options_and_every_step(capsys: pytest.CaptureFixture[str
         (["--image-size", "100"], ["error: --image-size 100: expected a multiple of 32", "hint: e.g. --image-size 96"]),
         (
             ["--images", "10"],
-            ["error: --images 10: must be >= 60", "hint: e.g. --images 160 (the default); see `skyops demo gitops --help`"],
+            ["error: --images 10: must be >= 60", "hint: e.g. --images 400 (the default); see `skyops demo gitops --help`"],
         ),
-        (["--epochs", "0"], ["error: --epochs 0: must be >= 1", "hint: e.g. --epochs 8 (the default); see `skyops demo gitops --help`"]),
+        (["--epochs", "0"], ["error: --epochs 0: must be >= 1", "hint: e.g. --epochs 16 (the default); see `skyops demo gitops --help`"]),
         (
             ["--epochs", "two"],
-            ["error: --epochs two: expected an integer", "hint: e.g. --epochs 8 (the default); see `skyops demo gitops --help`"],
+            ["error: --epochs two: expected an integer", "hint: e.g. --epochs 16 (the default); see `skyops demo gitops --help`"],
         ),
     ],
 )
@@ -130,3 +130,35 @@ def test_stop_everything_stops_what_the_demo_started(tmp_path: Path) -> None:
     assert proc.poll() is None
     assert stage.stop_everything() == [f"pid {proc.pid}"]
     assert proc.poll() is not None and stage.started == []
+
+
+@pytest.mark.parametrize(("how", "code"), [("ctrl-c", 130), ("step-failed", 1)])
+def test_an_interrupted_or_failed_story_stops_its_processes_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, how: str, code: int
+) -> None:
+    """The command's ending, with the story cut short after it started a process (the full story: the slow tests)."""
+    import skyops.demo.gitops
+
+    started: list[subprocess.Popen[bytes]] = []
+
+    def short_story(stage: Stage, options: object) -> None:
+        stage.project.mkdir()
+        started.append(stage.spawn([sys.executable, "-c", "import time; time.sleep(600)"], user="emil", log=tmp_path / "s.log"))
+        stage.record("serve-v1", "skyops deploy apply --env production --as emil", "applied", 1.0)
+        if how == "ctrl-c":
+            raise KeyboardInterrupt
+        raise DemoFailed("step promote-v2: `skyops deploy apply --env production --as emil` exited 1: error: canary failed")
+
+    monkeypatch.setattr(skyops.demo.gitops, "play", short_story)
+    project = tmp_path / "demo"
+    exit_code, out, err = cli(capsys, "demo", "gitops", "--workdir", str(project))
+    assert exit_code == code
+    assert started[0].poll() is not None  # stopped
+    assert "  serve-v1  skyops deploy apply --env production --as emil  applied  1.0" in out.splitlines()
+    assert f"stopped 1 processes the demo started: pid {started[0].pid}" in out
+    if how == "ctrl-c":
+        assert err.splitlines() == ["error: the demo was interrupted after 1 steps; every server it started is stopped"]
+    else:
+        assert err.splitlines()[0] == (
+            "error: step promote-v2: `skyops deploy apply --env production --as emil` exited 1: error: canary failed"
+        )

@@ -39,8 +39,8 @@ def _steps_help() -> str:
     help="Make the demo project here (a new or empty folder; kept). Default: a temporary folder, removed at the end.",
 )
 @click.option("--keep", is_flag=True, help="Keep the temporary project (its git log, audit log, runs) to look at afterwards.")
-@click.option("--images", type=IntegerRange(min=60, max=5000), default=160, help="Synthetic scenes in each training dataset.")
-@click.option("--epochs", type=IntegerRange(min=1, max=300), default=8, help="Training epochs of v1 and v2.")
+@click.option("--images", type=IntegerRange(min=60, max=5000), default=400, help="Synthetic scenes in each training dataset.")
+@click.option("--epochs", type=IntegerRange(min=1, max=300), default=16, help="Training epochs of v1 and v2.")
 @click.option(
     "--image-size",
     type=IntegerRange(min=64, max=640),
