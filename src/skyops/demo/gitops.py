@@ -169,10 +169,18 @@ def serving_version(stage: Stage, step: str, address: str) -> str:
     """Which version answers a real request at `address` (the router's X-Skyops-Upstream header)."""
     import httpx
 
-    image = next((stage.project / ".skyops").rglob("canary/*.jpg"), None) or next((stage.project / "data").rglob("*.jpg"))
+    # One of the export step's held-back canary images (JPEG or PNG), which a served version has answered before.
+    image = next(
+        (p for p in sorted(stage.state_dir.glob("cache/*/outputs/package/model/canary/images/*")) if p.suffix in (".jpg", ".png")), None
+    )
+    if image is None:
+        raise DemoFailed(f"step {step}: no canary image in {stage.state_dir / 'cache'} to send to {address}")
     try:
         answer = httpx.post(
-            f"{address}/invocations", content=image.read_bytes(), headers={"Content-Type": "image/jpeg"}, timeout=REQUEST_TIMEOUT_S
+            f"{address}/invocations",
+            content=image.read_bytes(),
+            headers={"Content-Type": "image/png" if image.suffix == ".png" else "image/jpeg"},
+            timeout=REQUEST_TIMEOUT_S,
         )
     except httpx.HTTPError as e:
         raise DemoFailed(f"step {step}: POST {address}/invocations failed: {e}") from None
@@ -205,6 +213,9 @@ def send_traffic(stage: Stage, production: str, options: Options) -> Path:
                         raise DemoFailed(f"step {step}: POST {url}/invocations answered {answer.status_code}: {answer.text[:200]}")
                     label = answer.headers.get("x-skyops-upstream", "mirror")
                     answered[label] = answered.get(label, 0) + 1
+        code = stage.stop(server)  # a capture file is published (renamed, readable) when the server stops
+    if code != 0:
+        raise DemoFailed(f"step {step}: the mirror server exited {code} when stopped (see data/mirror.log)")
     served = ", ".join(f"{n} by {label}" for label, n in sorted(answered.items()))
     stage.record(
         step, f"skyops {shlex.join(args)} &", f"{len(images)} daylight scenes sent to {production} and the mirror: {served}", took[0]

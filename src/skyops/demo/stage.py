@@ -116,6 +116,20 @@ class Stage:
         self.started.append(proc)
         return proc
 
+    def stop(self, proc: subprocess.Popen[bytes]) -> int:
+        """Stop a long-lived process the way its service manager would (SIGTERM: a server drains and publishes
+        its open capture file); SIGKILL after the grace period. Its exit code."""
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc in self.started:
+            self.started.remove(proc)
+        return proc.returncode
+
     def log_hint(self) -> str:
         return f"the project is kept at {self.project} (its step logs: {self.state_dir / 'runs'})"
 
