@@ -98,13 +98,15 @@ def play(stage: Stage, options: Options) -> None:
 
     step = "revert"
     promote_commit = git(stage.project, "log", "-1", "--format=%h %s").strip()
-    stage.git(step, ["revert", "--no-edit", "HEAD"])
+    with timed() as took:
+        stage.git(step, ["revert", "--no-edit", "HEAD"])
     now = git(stage.project, "log", "-1", "--format=%h %s").strip()
-    stage.record(step, "git revert --no-edit HEAD", f"{now} (reverts {promote_commit}): production.yaml names v1 again", 0.0)
+    stage.record(step, "git revert --no-edit HEAD", f"{now} (reverts {promote_commit}): production.yaml names v1 again", took[0])
     apply(stage, "rollback", version=1, address=production)
 
-    out = stage.skyops("audit", ["audit", "verify"], user=ML_ENGINEER)
-    stage.record("audit", "skyops audit verify", _tail(out, 2), 0.0)
+    with timed() as took:
+        out = stage.skyops("audit", ["audit", "verify"], user=ML_ENGINEER)
+    stage.record("audit", "skyops audit verify", _tail(out, 2), took[0])
 
 
 def train(stage: Stage, step: str, params: list[str], *, expect: int) -> dict[str, Any]:
@@ -118,9 +120,12 @@ def train(stage: Stage, step: str, params: list[str], *, expect: int) -> dict[st
     evaluation = _json(record.steps["evaluate"].outputs["evaluation"]["path"], "evaluation.json")
     registration = _json(record.steps["register"].outputs["registration"]["path"], "registration.json")
     gate = registration.get("gate") or {}
-    if registration.get("version") != expect:
+    if registration.get("version") != expect or not gate.get("passed"):  # a failed gate registers the version Rejected
+        found = f"v{registration.get('version')} {registration.get('status')}" if registration.get("version") else "nothing"
+        reasons = gate.get("reasons", [])
+        failing = [r for r in reasons if "beyond" in r or " < " in r] or reasons or ["no gate verdict recorded"]
         raise DemoFailed(
-            f"step {step}: run {record.run_id} did not register v{expect}: " + "; ".join(gate.get("reasons", ["no registration"])),
+            f"step {step}: run {record.run_id} registered {found}, not v{expect} pending approval: {'; '.join(failing)}",
             hint=stage.log_hint(),
         )
     lines = [
