@@ -93,15 +93,22 @@ def play(stage: Stage, options: Options) -> None:
 
     captures = send_traffic(stage, production, options)
     drift_file = monitor(stage, captures, v2_run)
-    alert(stage, drift_file)
-    slices(stage, candidate=v2_run, reference=v1_run, options=options)
+    drifted = alert(stage, drift_file)
+    regressed = slices(stage, candidate=v2_run, reference=v1_run, options=options)
+    why = [w for w, found in (("v2 regresses on a slice", regressed), ("the drift alert", drifted)) if found]
 
     step = "revert"
     promote_commit = git(stage.project, "log", "-1", "--format=%h %s").strip()
     with timed() as took:
         stage.git(step, ["revert", "--no-edit", "HEAD"])
     now = git(stage.project, "log", "-1", "--format=%h %s").strip()
-    stage.record(step, "git revert --no-edit HEAD", f"{now} (reverts {promote_commit}): production.yaml names v1 again", took[0])
+    stage.record(
+        step,
+        "git revert --no-edit HEAD",
+        f"{now} (reverts {promote_commit}): production.yaml names v1 again\n"
+        + (f"why: {' and '.join(why)}" if why else "why: neither a slice regression nor drift was found; the story rolls back to show how"),
+        took[0],
+    )
     apply(stage, "rollback", version=1, address=production)
 
     with timed() as took:
@@ -239,18 +246,20 @@ def monitor(stage: Stage, captures: Path, v2_run: dict[str, Any]) -> Path:
     return Path(result)
 
 
-def alert(stage: Stage, drift_file: Path) -> None:
-    """`skyops monitor alert`: the drift.detected event, when the window drifted."""
+def alert(stage: Stage, drift_file: Path) -> bool:
+    """`skyops monitor alert`: the drift.detected event, when the window drifted; whether it did."""
     args = ["monitor", "alert", "--from-run", "latest"]
     with timed() as took:
         out = stage.skyops("alert", args, user=ML_ENGINEER)
     drifted = json.loads(drift_file.read_text())["drifted"] if drift_file.is_file() else False
     result = _tail(out, 2) if drifted else f"{_tail(out, 1)}\nno alert: the window did not drift"
     stage.record("alert", f"skyops {shlex.join(args)}", result, took[0])
+    return bool(drifted)
 
 
-def slices(stage: Stage, *, candidate: dict[str, Any], reference: dict[str, Any], options: Options) -> None:
-    """v2 against v1 on v1's test split (daylight, every class labelled), read by the register step's slice rule."""
+def slices(stage: Stage, *, candidate: dict[str, Any], reference: dict[str, Any], options: Options) -> bool:
+    """v2 against v1 on v1's test split (daylight, every class labelled), read by the register step's slice rule;
+    whether v2 is worse than v1 on some slice by more than the rule allows."""
     from skyops.pipeline.lineage import load_record
     from skyops.registry.gate import GatePolicy, champion_comparison, decide
 
@@ -266,11 +275,13 @@ def slices(stage: Stage, *, candidate: dict[str, Any], reference: dict[str, Any]
     worst = ((comparison or {}).get("slices") or {}).get("worst")
     verdict = decide(evaluation, comparison, GatePolicy(max_slice_regression=MAX_SLICE_REGRESSION))
     overall = f"v2 vs v1 on the golden set: mAP50-95 {comparison['delta']['map50_95']:+.3f}" if comparison else "no comparison made"
-    if worst is not None and worst["delta"] < -MAX_SLICE_REGRESSION:
+    regressed = worst is not None and worst["delta"] < -MAX_SLICE_REGRESSION
+    if worst is not None and regressed:
         found = f"v2 regresses on slice {worst['family']}={worst['name']}: {verdict['reasons'][-1]}"
     else:
-        found = f"no slice regression found beyond {MAX_SLICE_REGRESSION}: {verdict['reasons'][-1]}; rolling back on the drift alert"
+        found = f"no slice regression found beyond {MAX_SLICE_REGRESSION}: {verdict['reasons'][-1]}"
     stage.record("slices", f"skyops {shlex.join(args)}", f"{found}\n{overall}", took[0])
+    return regressed
 
 
 def _json(folder: str | Path, name: str) -> dict[str, Any]:
