@@ -62,6 +62,7 @@ def test_help_lists_every_command_in_order(tmp_path: Path) -> None:
             "sagemaker",
             "infra",
             "cost",
+            "demo",
         ]
     )
 

@@ -95,7 +95,7 @@ def test_a_subcommand_without_its_group_is_found_in_the_groups(capsys: pytest.Ca
 def test_an_unknown_command_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert usage_error(capsys, "nosuchcmd") == [
         "error: skyops has no command 'nosuchcmd'",
-        "hint: the commands are run, ui, pipeline, runs, data, experiments, models, serve, monitor, deploy, audit, roles, sagemaker, infra, cost;"
+        "hint: the commands are run, ui, pipeline, runs, data, experiments, models, serve, monitor, deploy, audit, roles, sagemaker, infra, cost, demo;"
         " `skyops --help` says what each does",
     ]
 
@@ -136,7 +136,7 @@ def test_the_format_choices_are_the_converters_formats() -> None:
 
 
 def test_every_group_names_its_unknown_commands(capsys: pytest.CaptureFixture[str]) -> None:
-    for group in ("pipeline", "runs", "data", "experiments", "models", "deploy", "audit", "roles", "sagemaker", "cost"):
+    for group in ("pipeline", "runs", "data", "experiments", "models", "deploy", "audit", "roles", "sagemaker", "cost", "demo"):
         assert usage_error(capsys, group, "nosuch")[0] == f"error: skyops {group} has no command 'nosuch'"
 
 

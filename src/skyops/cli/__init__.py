@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sagemaker": ("skyops.cli.sagemaker_cmd", "app"),
     "infra": ("skyops.cli.infra_cmd", "app"),
     "cost": ("skyops.cli.cost_cmd", "app"),
+    "demo": ("skyops.cli.demo_cmd", "app"),
 }
 
 
