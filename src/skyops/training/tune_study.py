@@ -10,8 +10,8 @@ Optuna's optimization history and parameter importances (PNG, matplotlib).
 from __future__ import annotations
 
 import tempfile
-import warnings
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
