@@ -76,7 +76,7 @@ def test_trials_worse_than_the_studys_best_at_an_epoch_are_pruned_under_one_pare
         record = json.loads((state / "runs" / trial.user_attrs["pipeline_run_id"] / "run.json").read_text())
         assert record["status"] == "killed"
         assert record["steps"]["train"]["status"] != "done"
-        assert set(record["steps"]) == {"ingest", "validate", "profile", "split", "train"}  # a trial never evaluates or registers
+        assert set(record["steps"]) == {"ingest", "validate", "split", "train"}  # only train and its upstream: no evaluate, no register
 
     store = TrackingStore.local(state)
     parent = store.find_runs("drone-detection", filter_string="tags.`skyops.tune.study` = 'pruning'")
@@ -97,13 +97,15 @@ def test_trials_worse_than_the_studys_best_at_an_epoch_are_pruned_under_one_pare
 def test_a_study_killed_mid_trial_resumes_and_its_best_parameters_run(state: Path, tmp_path: Path) -> None:
     from skyops.pipeline.lineage import load_record
 
+    # Pruning off (warm-up = every epoch): each trial trains its 2 epochs.
     space = space_file(
         tmp_path,
         """
         objective: {metric: map50, direction: maximize}
         parameters:
-          epochs: {type: categorical, choices: [1]}
+          epochs: {type: categorical, choices: [2]}
           batch: {type: categorical, choices: [4, 8]}
+        pruning: {warmup_epochs: 2}
         """,
     )
     args = ["-m", "skyops", "tune", "drone-detection", "--space", str(space), "--study", "resume", "--trials", "3", *TINY]
@@ -112,14 +114,13 @@ def test_a_study_killed_mid_trial_resumes_and_its_best_parameters_run(state: Pat
     )
     try:
         deadline = time.time() + GUARD
-        while True:  # kill it once trial 0's training has started
-            assert child.poll() is None and time.time() < deadline, "the tuner ended before its first training started"
+        while True:  # kill it once trial 0's training has reported epoch 1 of 2: mid-trial, mid-training
+            assert child.poll() is None and time.time() < deadline, "the tuner ended before its first training reported an epoch"
             running = (
                 [t for t in trials_of(state, "resume") if t.state.name == "RUNNING"] if (state / "tuning" / "optuna.db").is_file() else []
             )
             run_id = running[0].user_attrs.get("pipeline_run_id") if running else None
-            record = state / "runs" / str(run_id) / "run.json"
-            if run_id and record.is_file() and load_record(state / "runs", run_id).steps["train"].status.value == "running":
+            if run_id and (state / "runs" / run_id / "logs" / "train.progress.jsonl").is_file():
                 break
             time.sleep(0.2)
         os.kill(child.pid, signal.SIGKILL)
@@ -136,10 +137,13 @@ def test_a_study_killed_mid_trial_resumes_and_its_best_parameters_run(state: Pat
     trials = trials_of(state, "resume")
     assert trials[0].state.name == "FAIL" and trials[0].user_attrs["interrupted"] is True
     assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0  # the interrupted point, first
-    assert [t.state.name in ("COMPLETE", "PRUNED") for t in trials[1:]] == [True, True, True]
-    assert trials[1].state.name == "COMPLETE"  # the first trial to finish has nothing to be pruned against
+    assert [t.state.name for t in trials[1:]] == ["COMPLETE", "COMPLETE", "COMPLETE"]
+    # The retried point's training resumed from the checkpoint the killed one left after epoch 1.
+    retry = load_record(state / "runs", trials[1].user_attrs["pipeline_run_id"])
+    training = json.loads((Path(retry.steps["train"].outputs["model"]["path"]) / "training.json").read_text())
+    assert training["resumed_from_epoch"] == 2
     params_file = state / "tuning" / "resume" / "best-params.json"
-    assert json.loads(params_file.read_text())["epochs"] == 1
+    assert json.loads(params_file.read_text())["epochs"] == 2
 
     # `skyops run -P`: the best parameters reach the run (its training is the trial's, from the cache).
     ran = skyops(state, "run", "drone-detection", "-P", str(params_file), "-p", "min_map50=2")

@@ -259,6 +259,7 @@ def run_trial(
     watcher = ProgressWatcher(
         state_dir / "runs" / run_id / "logs" / f"{request.step}.progress.jsonl", request.space.objective.metric, trial
     )
+    previous = _late_stop_guard(watcher)
     watcher.start()
     try:
         record = engine.run(up_to(request.pipeline, request.step), overrides, run_id=run_id)
@@ -269,6 +270,8 @@ def run_trial(
     finally:
         watcher.done.set()
         watcher.join()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
     def outcome(state: TrialState, value: float | None, detail: str = "") -> TrialOutcome:
         return TrialOutcome(trial.number, params, state.name, value, time.monotonic() - started, run_id, detail)
@@ -289,6 +292,22 @@ def run_trial(
     if value is None:
         return outcome(TrialState.FAIL, None, f"run {run_id}: step {request.step!r} reported no {request.space.objective.metric!r}")
     return outcome(TrialState.COMPLETE, value)
+
+
+def _late_stop_guard(watcher: ProgressWatcher) -> Any:
+    """Around a trial's run: a prune request whose SIGTERM lands after the run ended (it finished its last
+    epoch meanwhile) is dropped; any other SIGTERM stops the tuner as usual. Returns the handler to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(number: int, _frame: object) -> None:
+        if watcher.pruned_at is None and not watcher.missing:
+            name = signal.Signals(number).name
+            raise RunInterrupted(
+                f"skyops tune was stopped by {name}", signal_number=number, hint="run the same command again to resume the study"
+            )
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def final_value(record: RunRecord, step: str, metric: str, epochs: Mapping[int, float]) -> float | None:
