@@ -114,15 +114,19 @@ def test_a_study_killed_mid_trial_resumes_and_its_best_parameters_run(state: Pat
     )
     try:
         deadline = time.time() + GUARD
-        while True:  # kill it once trial 0's training has reported epoch 1 of 2: mid-trial, mid-training
-            assert child.poll() is None and time.time() < deadline, "the tuner ended before its first training reported an epoch"
+        killed = None  # (trial number, pipeline run id) of the trial killed between its training's epochs 1 and 2
+        while killed is None:
+            assert child.poll() is None and time.time() < deadline, "the tuner ended before a training reported epoch 1 of 2"
             running = (
                 [t for t in trials_of(state, "resume") if t.state.name == "RUNNING"] if (state / "tuning" / "optuna.db").is_file() else []
             )
             run_id = running[0].user_attrs.get("pipeline_run_id") if running else None
-            if run_id and (state / "runs" / run_id / "logs" / "train.progress.jsonl").is_file():
-                break
-            time.sleep(0.2)
+            progress = state / "runs" / str(run_id) / "logs" / "train.progress.jsonl"
+            while run_id and child.poll() is None and not progress.is_file():
+                time.sleep(0.05)  # this trial's first epoch is under way
+            if run_id and progress.is_file() and len(progress.read_text().splitlines()) == 1:  # else too late: the next trial
+                killed = (running[0].number, run_id)
+            time.sleep(0.05)
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.kill()
@@ -130,27 +134,29 @@ def test_a_study_killed_mid_trial_resumes_and_its_best_parameters_run(state: Pat
 
     done = skyops(state, "tune", "drone-detection", "--space", str(space), "--study", "resume", "--trials", "3", *TINY)
     assert done.returncode == 0, done.stdout + done.stderr
+    number = killed[0]
     assert done.stdout.splitlines()[:2] == [
-        "trial 0 was interrupted (its process was killed): marked failed, its parameters queued again",
-        "study resume: 3 trial(s) to run of 3; maximize map50",
+        f"trial {number} was interrupted (its process was killed): marked failed, its parameters queued again",
+        f"study resume: {3 - number} trial(s) to run of 3; maximize map50",
     ]
     trials = trials_of(state, "resume")
-    assert trials[0].state.name == "FAIL" and trials[0].user_attrs["interrupted"] is True
-    assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0  # the interrupted point, first
-    assert [t.state.name for t in trials[1:]] == ["COMPLETE", "COMPLETE", "COMPLETE"]
+    assert trials[number].state.name == "FAIL" and trials[number].user_attrs["interrupted"] is True
+    retried = trials[number + 1]
+    assert retried.params == trials[number].params and retried.user_attrs["retry_of"] == number  # the interrupted point, first
+    assert [t.state.name for t in trials if t.number != number] == ["COMPLETE", "COMPLETE", "COMPLETE"]
     # The retried point's training resumed from the checkpoint the killed one left after epoch 1.
-    retry = load_record(state / "runs", trials[1].user_attrs["pipeline_run_id"])
+    retry = load_record(state / "runs", retried.user_attrs["pipeline_run_id"])
     training = json.loads((Path(retry.steps["train"].outputs["model"]["path"]) / "training.json").read_text())
     assert training["resumed_from_epoch"] == 2
     params_file = state / "tuning" / "resume" / "best-params.json"
     assert json.loads(params_file.read_text())["epochs"] == 2
 
     # `skyops run -P`: the best parameters reach the run (its training is the trial's, from the cache).
-    ran = skyops(state, "run", "drone-detection", "-P", str(params_file), "-p", "min_map50=2")
+    ran = skyops(state, "run", "drone-detection", "-P", str(params_file), "-p", "min_map50=1")
     record = load_record(state / "runs", "latest")
-    assert ran.returncode == 1 and "stopped at gate 'quality'" in ran.stderr, ran.stdout + ran.stderr  # min_map50=2: no export
+    assert ran.returncode == 1 and "stopped at gate 'quality'" in ran.stderr, ran.stdout + ran.stderr  # min_map50=1: no export
     best = json.loads(params_file.read_text())
-    assert {k: record.parameters[k] for k in best} == best and record.parameters["min_map50"] == 2.0  # -p overrides the file
+    assert {k: record.parameters[k] for k in best} == best and record.parameters["min_map50"] == 1.0  # -p overrides the file
     assert record.steps["train"].status.value == "cached"
 
 
