@@ -48,3 +48,14 @@ def test_a_bad_file_exits_2_with_one_line(capsys: pytest.CaptureFixture[str], tm
     error, hint = err.splitlines()
     assert re.match(rf"error: params file {params}: {expected}", error), error
     assert hint == "hint: a params file maps parameter names to values, e.g. {epochs: 8, lr0: 0.01}"
+
+
+def test_the_default_pipelines_search_space_loads() -> None:
+    from skyops.pipeline.definition import load_pipeline
+    from skyops.pipeline.search import Choice, IntRange, Objective, load_search_space, search_space_path
+
+    pipeline_file = ROOT / "pipelines" / "drone-detection.yaml"
+    space = load_search_space(search_space_path(pipeline_file), load_pipeline(str(pipeline_file)))
+    assert space.objective == Objective(metric="map50", direction="maximize")
+    assert space.parameters == {"epochs": IntRange(4, 20), "batch": Choice((8, 16, 32))}
+    assert (space.trials, space.warmup_epochs) == (20, 2)
