@@ -48,6 +48,7 @@ def test_help_lists_every_command_in_order(tmp_path: Path) -> None:
         == list(COMMANDS)
         == [
             "run",
+            "tune",
             "ui",
             "pipeline",
             "runs",

@@ -40,7 +40,7 @@ def test_a_file_where_a_folder_is_expected(capsys: pytest.CaptureFixture[str], t
 def test_an_unknown_option_lists_the_commands_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert usage_error(capsys, "run", "--bogus-option") == [
         "error: skyops run has no option --bogus-option",
-        "hint: its options are --param, --explain-cache, --no-cache, --workers; see `skyops run --help`",
+        "hint: its options are --param, --params-file, --explain-cache, --no-cache, --workers; see `skyops run --help`",
     ]
 
 
@@ -92,10 +92,14 @@ def test_a_subcommand_without_its_group_is_found_in_the_groups(capsys: pytest.Ca
     assert usage_error(capsys, "convert")[1] == "hint: did you mean `skyops data convert`? `skyops --help` lists every command"
 
 
+def test_tune_refuses_a_trial_count_below_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert usage_error(capsys, "tune", "--trials", "0")[0] == "error: --trials 0: must be >= 1"
+
+
 def test_an_unknown_command_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert usage_error(capsys, "nosuchcmd") == [
         "error: skyops has no command 'nosuchcmd'",
-        "hint: the commands are run, ui, pipeline, runs, data, experiments, models, serve, monitor, deploy, audit, roles, sagemaker, infra, cost, demo;"
+        "hint: the commands are run, tune, ui, pipeline, runs, data, experiments, models, serve, monitor, deploy, audit, roles, sagemaker, infra, cost, demo;"
         " `skyops --help` says what each does",
     ]
 

@@ -23,6 +23,7 @@ from skyops.cli.usage import SkyopsGroup
 # name -> (module, attribute): a click command or group, in the order `skyops --help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("skyops.cli.run_cmd", "run"),
+    "tune": ("skyops.cli.tune_cmd", "tune"),
     "ui": ("skyops.cli.experiments_cmd", "ui"),
     "pipeline": ("skyops.cli.pipeline_cmd", "app"),
     "runs": ("skyops.cli.runs_cmd", "app"),

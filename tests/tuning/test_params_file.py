@@ -1,0 +1,61 @@
+"""`skyops run -P FILE`: parameters from a file, `-p` over them, every bad entry named in one error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.clirun import cli
+from tests.tuning.conftest import ROOT
+
+NUMBERS = ROOT / "tests" / "pipeline" / "pipelines" / "numbers.yaml"  # parameters count, factor (integers)
+
+
+@pytest.fixture(autouse=True)
+def _state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SKYOPS_STATE_DIR", str(tmp_path / "state"))
+
+
+def test_the_file_sets_parameters_and_p_overrides_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from skyops.pipeline.lineage import load_record
+
+    params = tmp_path / "best.json"
+    params.write_text('{"count": 4, "factor": 5}')
+    code, out, err = cli(capsys, "run", str(NUMBERS), "-P", str(params), "-p", "factor=3")
+    assert code == 0, out + err
+    record = load_record(tmp_path / "state" / "runs", "latest")
+    assert (record.parameters["count"], record.parameters["factor"]) == (4, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{count: 4, colour: red}", r"pipeline 'numbers' has no parameter 'colour' \(parameters: count, factor\)"),
+        ("count: many", r"count: expected an integer, got 'many' \(count is an integer parameter\)"),
+        ("count: [1, 2]", r"count: expected a single integer value, got \[1, 2\]"),
+        ("- 1\n", r"expected a mapping of parameter names to values, got list"),
+        ("count: [unclosed\n", r"not valid YAML or JSON \("),
+    ],
+)
+def test_a_bad_file_exits_2_with_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, expected: str) -> None:
+    import re
+
+    params = tmp_path / "params.yaml"
+    params.write_text(text)
+    code, out, err = cli(capsys, "run", str(NUMBERS), "-P", str(params))
+    assert code == 2 and out == ""
+    error, hint = err.splitlines()
+    assert re.match(rf"error: params file {params}: {expected}", error), error
+    assert hint == "hint: a params file maps parameter names to values, e.g. {epochs: 8, lr0: 0.01}"
+
+
+def test_the_default_pipelines_search_space_loads() -> None:
+    from skyops.pipeline.definition import load_pipeline
+    from skyops.pipeline.search import Choice, IntRange, Objective, load_search_space, search_space_path
+
+    pipeline_file = ROOT / "pipelines" / "drone-detection.yaml"
+    space = load_search_space(search_space_path(pipeline_file), load_pipeline(str(pipeline_file)))
+    assert space.objective == Objective(metric="map50", direction="maximize")
+    assert space.parameters == {"epochs": IntRange(4, 20), "batch": Choice((8, 16, 32))}
+    assert (space.trials, space.warmup_epochs) == (20, 2)
