@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from skyops.errors import ConfigError
-from skyops.pipeline.definition import Pipeline
+from skyops.pipeline.definition import Pipeline, list_pipelines
 from skyops.pipeline.search import Choice, FloatRange, IntRange, Objective, load_search_space, search_space_path
 from tests.pipeline.conftest import toy
 
@@ -73,6 +73,12 @@ def test_integer_choices_on_a_float_parameter_become_floats(tmp_path: Path, pipe
     )
     choice = load_search_space(path, pipeline).parameters["seconds"]
     assert isinstance(choice, Choice) and choice == Choice((1.0, 0.5)) and isinstance(choice.choices[0], float)
+
+
+def test_a_space_file_beside_the_pipelines_is_not_listed_as_a_pipeline(tmp_path: Path) -> None:
+    for name in ("drone.yaml", "drone.tune.yaml", "other.yml", "other.tune.yml", "_private.yaml"):
+        (tmp_path / name).write_text("name: x\n")
+    assert [p.name for p in list_pipelines([tmp_path])] == ["drone.yaml", "other.yml"]
 
 
 def test_the_space_file_sits_beside_the_pipeline_with_the_same_stem() -> None:

@@ -367,10 +367,11 @@ def _load_python(path: Path) -> Pipeline:
 
 
 def list_pipelines(search: Sequence[Path]) -> list[Path]:
+    """The pipeline files in `search`: YAML and Python, not `_private` ones, not the search spaces beside them (NAME.tune.yaml)."""
     return sorted(
         p
         for folder in search
         if folder.is_dir()
         for p in folder.iterdir()
-        if p.suffix in (".yaml", ".yml", ".py") and not p.name.startswith("_")
+        if p.suffix in (".yaml", ".yml", ".py") and not p.name.startswith("_") and not p.stem.endswith(".tune")
     )
