@@ -81,8 +81,9 @@ def test_help_shows_each_arguments_default_and_each_options_default_and_range(tm
     convert_help = " ".join(skyops("data", "convert", "--help", state=tmp_path).stdout.split())  # unwrapped
     assert "Usage: skyops data convert [OPTIONS] SOURCE TARGET" in convert_help
     assert "SOURCE Dataset folder (or COCO JSON / Ground Truth manifest). [required]" in convert_help
-    assert "-f, --format [auto|visdrone|coco|voc|groundtruth|yolo|dota|dior] The source's format (any case); auto detects it. [default: auto]" in (
-        convert_help
+    assert (
+        "-f, --format [auto|visdrone|coco|voc|groundtruth|yolo|dota|dior] The source's format (any case); auto detects it. [default: auto]"
+        in (convert_help)
     )
     assert "--keep-ignored / --no-keep-ignored" in convert_help and "[default: no- keep-ignored]" in convert_help
     assert "--classes TEXT Comma-separated target class names (default: the source's). --keep-ignored" in convert_help  # no '""'
