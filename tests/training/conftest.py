@@ -90,3 +90,34 @@ def run_python() -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture
+def threads_seen(monkeypatch: pytest.MonkeyPatch, ultra_state: Path) -> Callable[..., list[tuple[str, int]]]:
+    """`threads_seen(event, ...)`: (where, torch's thread count) at each of those Ultralytics callbacks.
+
+    Added to Ultralytics' default callbacks (restored after the test), so every trainer, validator
+    and predictor of a `YOLO` built afterwards runs it: what the code under test set, read from
+    inside the run. `where` is the event, plus " (standalone)" for a validator outside the training
+    loop (the final validation of best.pt, or an evaluation).
+    """
+    from skyops.training.ultra import import_ultralytics
+
+    import_ultralytics(ultra_state)
+    from ultralytics.utils import callbacks
+
+    seen: list[tuple[str, int]] = []
+
+    def watch(*events: str) -> list[tuple[str, int]]:
+        import torch
+
+        for event in events:
+
+            def record(runner: object, event: str = event) -> None:
+                where = event if getattr(runner, "training", True) else f"{event} (standalone)"
+                seen.append((where, torch.get_num_threads()))
+
+            monkeypatch.setitem(callbacks.default_callbacks, event, [*callbacks.default_callbacks[event], record])
+        return seen
+
+    return watch

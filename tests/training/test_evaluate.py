@@ -12,6 +12,7 @@ import contextlib
 import copy
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from skyops.data.layout import IMAGES, LABELS, write_data_yaml
 from skyops.errors import ConfigError, DataValidationError
 from skyops.evaluation.detmetrics import slice_metrics
 from skyops.training.evaluate import compare, evaluate, load_schema, run_validation, validate_evaluation, write_evaluation
+from skyops.training.threads import usable_cpus
 
 NAMES = ["red", "green", "blue"]  # "blue" never occurs: its per-class entry must be null
 COLOURS = [(230, 40, 40), (40, 220, 40)]
@@ -293,8 +295,24 @@ def test_dataset_model_and_speed_sections(evaluation: tuple[dict[str, Any], list
     speed = doc["speed_ms"]
     assert speed["inference"] > 0
     assert speed["total"] == pytest.approx(speed["preprocess"] + speed["inference"] + speed["postprocess"])
-    assert (speed["device"], speed["imgsz"]) == ("cpu", IMGSZ)
+    assert (speed["device"], speed["threads"], speed["imgsz"]) == ("cpu", usable_cpus(), IMGSZ)
     assert doc["comparison"] is None
+
+
+def test_validation_runs_on_every_core(
+    weights: Path, squares_yaml: Path, state_dir: Path, threads_seen: Callable[..., list[tuple[str, int]]]
+) -> None:
+    """Ultralytics' validator sets torch to cores - 1 threads when it picks the CPU; the evaluation uses them all."""
+    from ultralytics.utils import NUM_THREADS
+
+    if usable_cpus() == NUM_THREADS:
+        pytest.skip(f"on {usable_cpus()} cores Ultralytics' count is ours already: the test could not fail")
+    seen = threads_seen("on_val_batch_end")
+    run = run_validation(weights, squares_yaml, **SETTINGS, state_dir=state_dir)
+    assert run.threads == usable_cpus() and set(seen) == {("on_val_batch_end (standalone)", usable_cpus())}
+    seen.clear()
+    run = run_validation(weights, squares_yaml, **SETTINGS, state_dir=state_dir, threads=1)
+    assert run.threads == 1 and set(seen) == {("on_val_batch_end (standalone)", 1)}
 
 
 def test_all_sizes_from_detmetrics_reproduce_ultralytics(weights: Path, squares_yaml: Path, state_dir: Path) -> None:

@@ -45,6 +45,7 @@ def finished_training(tmp_path: Path) -> TrainResult:
         epochs_completed=3,
         resumed_from_epoch=2,
         device="cpu",
+        threads=2,
         seconds=12.5,
     )
 
@@ -59,6 +60,7 @@ def test_a_tracked_run_holds_params_metrics_tags_and_artifacts(tracking_store: T
     (run,) = tracking_store.find_runs("complete")
     assert (run.run_id, run.name, run.status) == (tracker.run_id, "train-run-7", "FINISHED")
     assert run.params["epochs"] == "3" and run.params["imgsz"] == "64" and run.params["weights"] == ""
+    assert (run.params["threads"], run.params["threads_used"]) == ("0", "2")  # the setting, and the count it meant
     assert run.metrics["metrics/mAP50B"] == pytest.approx(0.3) and run.metrics["final/metrics/mAP50B"] == pytest.approx(0.35)
     assert tracking_store.run_metrics_history(run.run_id, "metrics/mAP50(B)") == [(1, 0.1), (2, 0.2), (3, pytest.approx(0.3))]
     assert run.tags["skyops.dataset_fingerprint"] == "abc123"

@@ -44,9 +44,7 @@ _REFERENCE = re.compile(r"^(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*)(?:@(?P<alias>[a
     "--backend", type=Choice(BACKENDS, case_sensitive=False), default="onnx", help="Inference backend; the package must have its artifact."
 )
 @click.option("--workers", type=IntegerRange(min=0, max=64), default=0, help="Requests in inference at once (0: one per core; torch: 1).")
-@click.option(
-    "--threads", type=IntegerRange(min=0, max=64), default=0, help="Intra-op threads per inference (0: 1; torch: all cores but one)."
-)
+@click.option("--threads", type=IntegerRange(min=0, max=64), default=0, help="Intra-op threads per inference (0: 1; torch: every core).")
 @click.option("--max-queue", type=IntegerRange(min=0, max=10_000), default=16, help="Admitted requests waiting for a worker; beyond: 429.")
 @click.option("--max-bytes", type=IntegerRange(min=1024), default=6 * 1024 * 1024, help="Largest request body, bytes (413 beyond).")
 @click.option(

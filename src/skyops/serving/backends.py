@@ -9,9 +9,10 @@ backends differ only in the engine that runs the network:
     openvino  OpenVINO on its IR, when the package has one; one infer request per worker thread.
               OpenVINO's default precision (bf16 where the CPU has it) is what the export step checked.
     torch     the Ultralytics PyTorch weights (fused, eval mode), for comparison and fallback: one run
-              at a time, each on `threads` torch threads (default: all cores but one, as Ultralytics
-              sets; with every core, torch's OpenMP threads spin against the event loop and any other
-              work on the machine: on 2 shared cores 730 ms of CPU per request against 46 with one thread).
+              at a time, each on `threads` torch threads (default: every usable core, as training and
+              evaluation use, not Ultralytics' cores - 1; the cost: torch's OpenMP threads spin against
+              the event loop and any other work on the machine, on 2 shared cores 730 ms of CPU per
+              request against 46 with one thread, so a busy machine serves better with `--threads 1`).
 
 `workers` (how many requests run inference at once) times `threads` should not exceed the cores:
 benchmarks/serve_load.py measures the combinations; the server's defaults come from there.
@@ -19,7 +20,6 @@ benchmarks/serve_load.py measures the combinations; the server's defaults come f
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +28,7 @@ import numpy as np
 
 from skyops.errors import ConfigError
 from skyops.serving.model import Artifact, BackendName, ModelInfo
+from skyops.training.threads import usable_cpus
 
 
 class Backend(Protocol):
@@ -40,15 +41,15 @@ class Backend(Protocol):
 
 
 def cpu_count() -> int:
-    """Cores this process may run on (a container's CPU set, not the host's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """Cores this process may run on (a container's CPU set and CPU quota, not the host's)."""
+    return usable_cpus()
 
 
 def load_backend(info: ModelInfo, name: BackendName, *, threads: int, state_dir: Path) -> Backend:
     """Load `name`'s artifact of the model (its sha256 checked first).
 
     Args:
-        threads: intra-op threads per inference (0: all cores but one for torch, 1 for the others).
+        threads: intra-op threads per inference (0: every usable core for torch, 1 for the others).
         state_dir: where Ultralytics keeps its private offline settings (torch backend only).
 
     Raises:
@@ -60,7 +61,7 @@ def load_backend(info: ModelInfo, name: BackendName, *, threads: int, state_dir:
             return OnnxBackend(artifact, name, threads or 1)
         if name is BackendName.OPENVINO:
             return OpenVinoBackend(artifact, threads or 1)
-        return TorchBackend(artifact, threads or max(1, cpu_count() - 1), state_dir)
+        return TorchBackend(artifact, threads or cpu_count(), state_dir)
     except (RuntimeError, ValueError, OSError) as e:  # the runtimes' own "cannot load this model"
         raise ConfigError(f"the {name.value} runtime cannot load {artifact.path}: {e}", hint="export the model again") from None
 

@@ -48,7 +48,7 @@ class ServeConfig:
     host: str = "127.0.0.1"  # 0.0.0.0 in a container (the image's `serve` passes it)
     port: int = DEFAULT_PORT  # 0: any free port (the "listening" log line says which)
     workers: int = 0  # requests in inference at once; 0: one per core (1 for torch, which threads inside)
-    threads: int = 0  # intra-op threads per inference; 0: 1 (torch: all cores but one)
+    threads: int = 0  # intra-op threads per inference; 0: 1 (torch: every usable core)
     max_queue: int = 16  # admitted requests waiting for a worker; more get 429
     limits: Limits = DEFAULT_LIMITS
     nms: NmsKind = NmsKind.NUMPY

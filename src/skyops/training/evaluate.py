@@ -62,6 +62,7 @@ def evaluate(
     conf: float = 0.001,
     iou: float = 0.7,
     device: str = "cpu",
+    threads: int = 0,
     names: list[str],
     champion: Champion | None = None,
     state_dir: str | os.PathLike[str],
@@ -85,6 +86,7 @@ def evaluate(
         conf: confidence threshold of NMS; keep it low (0.001) for mAP, as Ultralytics does.
         iou: IoU threshold of NMS.
         device: "cpu", "0", "0,1", ...
+        threads: torch CPU threads; 0 = every usable core (recorded in `speed_ms.threads`).
         names: class names by id; must have as many entries as the model has classes.
         champion: the model to compare with: its weights (.pt, evaluated here with the same settings),
             a previous evaluation document, or the path of one (.json). None: no comparison.
@@ -116,6 +118,7 @@ def evaluate(
         "conf": conf,
         "iou": iou,
         "device": device,
+        "threads": threads,
         "names": names,
         "state_dir": state_dir,
     }
@@ -141,7 +144,7 @@ def evaluate(
         "per_class": run.per_class,
         "per_size": {name: {k: entry[k] for k in ("map50", "map50_95", "instances")} for name, entry in sizes.items()},
         **analysis.sections,
-        "speed_ms": {**run.speed_ms, "total": sum(run.speed_ms.values()), "device": run.device, "imgsz": imgsz},
+        "speed_ms": {**run.speed_ms, "total": sum(run.speed_ms.values()), "device": run.device, "threads": run.threads, "imgsz": imgsz},
         "dataset": {
             "split": split,
             "images": len(run.images),

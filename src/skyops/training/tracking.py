@@ -322,6 +322,8 @@ class Tracker:
         if result.final_metrics:
             self.log_metrics({f"final/{k}": v for k, v in result.final_metrics.items()}, step=result.epochs_completed)
         client = self.store.client
+        # The config's `threads` (0 = every core) is a param already; this is the count it meant here.
+        client.log_param(self.run_id, "threads_used", str(result.threads))
         for key, value in {
             "device": result.device,
             "epochs_completed": str(result.epochs_completed),

@@ -9,7 +9,7 @@ so a spot interruption or a crash loses at most the epoch in progress:
                               (Ultralytics rewrites last.pt in place: a kill mid-write leaves it torn)
       skyops-train.json       {"identity": ..., "status": "running" | "finished"}
 
-The next call with the same identity (config minus device/workers/verbose, plus the data fingerprint)
+The next call with the same identity (config minus device/workers/threads/verbose, plus the data fingerprint)
 resumes an unfinished run; any other state is cleared and training starts fresh. The final weights,
 results.csv and plots are copied into `out_dir`.
 """
@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 from skyops.errors import ConfigError, DataValidationError
 from skyops.pipeline.config import Range, StepConfig, config_to_dict
 from skyops.training.device import resolve_device
+from skyops.training.threads import pin_threads, resolve_threads, torch_threads
 from skyops.training.ultra import import_ultralytics
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,10 @@ RUN_DIR = "run"
 RESUME_CHECKPOINT = "resume.pt"
 STATE_FILE = "skyops-train.json"
 # Fields that may change between an interrupted run and its resume (Ultralytics allows them too):
-# a spot instance may come back with another GPU count.
-NOT_IDENTITY = ("device", "workers", "verbose")
+# a spot instance may come back with another GPU count, or another machine with other cores.
+NOT_IDENTITY = ("device", "workers", "threads", "verbose")
+# TrainConfig fields that are skyops' own, not Ultralytics' train arguments.
+NOT_ULTRALYTICS = ("variant", "weights", "device", "amp", "threads")
 PLOT_SUFFIXES = (".png", ".jpg")
 _DEVICE = re.compile(r"auto|cpu|\d+(,\d+)*")
 
@@ -59,11 +62,16 @@ class TrainConfig(StepConfig):
     epochs: Annotated[int, Range(ge=1)] = 50
     imgsz: Annotated[int, Range(ge=32)] = 640  # pixels, a multiple of 32 (the model's largest stride)
     batch: Annotated[int, Range(ge=1)] = 16
+    nbs: Annotated[int, Range(ge=1)] = 64  # nominal batch: gradients accumulate over nbs / batch batches per optimizer step
     lr0: Annotated[float, Range(gt=0)] = 0.01  # ignored by optimizer 'auto', which picks its own
     optimizer: Optimizer = "auto"
     seed: int = 0
     patience: Annotated[int, Range(ge=0)] = 100  # epochs without improvement before stopping early
     workers: Annotated[int, Range(ge=0)] = 4  # dataloader processes; Ultralytics uses 0 on CPU
+    threads: Annotated[int, Range(ge=0)] = 0  # torch CPU threads: 0 = every usable core (Ultralytics alone: cores - 1); threads.py
+    cos_lr: bool = False  # cosine learning-rate schedule instead of linear decay to lr0 * lrf
+    lrf: Annotated[float, Range(gt=0, le=1)] = 0.01  # final learning rate, as a fraction of lr0
+    cache: bool = False  # keep decoded images in RAM (Ultralytics' cache='ram'; 'disk' would write .npy files beside the source images)
     mosaic: Fraction = 1.0
     close_mosaic: Annotated[int, Range(ge=0)] = 10  # last N epochs without mosaic
     fliplr: Fraction = 0.5
@@ -110,6 +118,7 @@ class TrainResult:
     epochs_completed: int
     resumed_from_epoch: int | None  # first epoch trained by this call after a resume (1-based), else None
     device: str
+    threads: int  # torch CPU threads this call trained on
     seconds: float  # wall time of this call
 
 
@@ -120,10 +129,11 @@ def ultralytics_args(config: TrainConfig, data_yaml: Path, device: str) -> dict[
     """The keyword arguments of `YOLO(...).train(...)` (also valid as `yolo train key=value`)."""
     # TrainConfig's own fields only: a step's subclass may add settings of its own (an experiment name).
     tuned = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
-    for name in ("variant", "weights", "device", "amp"):
+    for name in NOT_ULTRALYTICS:
         tuned.pop(name)
     return {
         **tuned,
+        "cache": "ram" if config.cache else False,
         "data": str(data_yaml),
         "device": device,
         "amp": config.amp and device != "cpu",
@@ -180,6 +190,7 @@ def train(
     run_dir = checkpoint_dir / RUN_DIR
     identity = run_identity(config, data_fingerprint or hashlib.sha256(data_yaml.read_bytes()).hexdigest())
     device = resolve_device(config.device)
+    threads = resolve_threads(config.threads)
     plan = _plan(checkpoint_dir, identity, config.epochs)
     reporter = _EpochReporter(checkpoint_dir, on_epoch)
 
@@ -201,7 +212,9 @@ def train(
             model = YOLO(config.weights or f"yolo11{config.variant}.yaml")
             args |= {"project": str(checkpoint_dir), "name": RUN_DIR, "exist_ok": True}
         reporter.attach(model)
-        model.train(**args)
+        pin_threads(model, threads)  # Ultralytics sets cores - 1 when it picks the CPU; ours wins (threads.py)
+        with torch_threads(threads):
+            model.train(**args)
 
     epochs = _read_results(run_dir / "results.csv")
     if plan.action != "finish":  # DDP workers do not run our callbacks: report what they trained from results.csv
@@ -220,6 +233,7 @@ def train(
         epochs_completed=epochs[-1].epoch if epochs else 0,
         resumed_from_epoch=plan.next_epoch if plan.action == "resume" else None,
         device=device,
+        threads=threads,
         seconds=time.perf_counter() - started,
     )
 

@@ -35,6 +35,7 @@ class ValidationRun:
     speed_ms: dict[str, float]  # preprocess, inference, postprocess: ms per image
     instances: int
     device: str = ""
+    threads: int = 0  # torch CPU threads the validator ran on
     images: list[ScoredImage] = field(default_factory=list)
     unaligned: int = 0  # images whose attribute rows did not match their ground truth (left without attributes)
 
@@ -52,14 +53,17 @@ def run_validation(
     names: list[str],
     state_dir: str | os.PathLike[str],
     attributes: Mapping[str, np.ndarray] | None = None,
+    threads: int = 0,
 ) -> ValidationRun:
     """Run Ultralytics' validator once, keeping its numbers and every image's boxes.
 
     Args:
         attributes: box attributes by image file name, one row per label row (skyops.data.attributes);
             an image whose rows do not match the ground truth Ultralytics read is left without.
+        threads: torch CPU threads; 0 = every usable core (Ultralytics alone takes cores - 1).
         (the others: see skyops.training.evaluate.evaluate)
     """
+    from skyops.training.threads import pin_threads, resolve_threads, torch_threads
     from skyops.training.ultra import import_ultralytics
 
     import_ultralytics(Path(state_dir))
@@ -73,9 +77,10 @@ def run_validation(
             f"names has {len(names)} classes but the model {weights} predicts {len(model.names)}: {list(model.names.values())}",
             hint="pass the class names of the dataset the model was trained on",
         )
-    run = ValidationRun(metrics={}, per_class=[], speed_ms={}, instances=0)
+    run = ValidationRun(metrics={}, per_class=[], speed_ms={}, instances=0, threads=resolve_threads(threads))
+    pin_threads(model, run.threads)  # the validator's select_device sets cores - 1; ours wins (threads.py)
     # Ultralytics' scratch output (save dir, never plots here) goes to a folder removed afterwards.
-    with tempfile.TemporaryDirectory(prefix="skyops-eval-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="skyops-eval-") as scratch, torch_threads(run.threads):
         result = model.val(
             validator=_recording_validator(run, attributes or {}),
             data=str(data_yaml),

@@ -29,6 +29,7 @@ class EvaluateConfig(StepConfig):
     conf: Annotated[float, Range(ge=0, le=1)] = 0.001  # low, as for mAP
     iou: Annotated[float, Range(gt=0, le=1)] = 0.7
     device: str = "cpu"
+    threads: Annotated[int, Range(ge=0)] = 0  # torch CPU threads: 0 = every usable core (Ultralytics alone: cores - 1)
     min_slice_instances: Annotated[int, Range(ge=1)] = 20  # boxes a slice needs to be singled out or compared
     report_conf: Annotated[float, Range(ge=0, le=1)] = 0.25  # operating point of the confusion matrix and worst images
     worst_images: Annotated[int, Range(ge=0)] = 6  # images listed and drawn in the report
@@ -122,6 +123,7 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
             conf=args.conf,
             iou=args.iou,
             device=args.device,
+            threads=args.threads,
             names=manifest.names,
             champion=champion,
             state_dir=Path(env["SKYOPS_STATE_DIR"]),

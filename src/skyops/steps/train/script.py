@@ -149,9 +149,12 @@ def train_and_track(inputs: dict[str, Path], outputs: dict[str, Path], env: dict
         "resumed_from_epoch": result.resumed_from_epoch,
         "final_metrics": result.final_metrics,
         "device": result.device,
+        "threads": result.threads,
         "seconds": round(result.seconds, 1),
         "imgsz": args.imgsz,
     }
     write_json_atomic(outputs["model"] / "training.json", summary)
-    print(f"trained {result.epochs_completed} epochs on {result.device} in {result.seconds:.0f} s; MLflow run {tracker.run_id}")
+    print(
+        f"trained {result.epochs_completed} epochs on {result.device} ({result.threads} threads) in {result.seconds:.0f} s; MLflow run {tracker.run_id}"
+    )
     return str(tracker.run_id)
