@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from skyops.errors import ConfigError
@@ -109,8 +110,7 @@ def _launch(tmp_path: Path, data_yaml: Path, state: Path, epochs: int) -> subpro
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     command = [sys.executable, "-m", "skyops.training.distributed", "--nproc-per-node", "2", "--master-port", str(port)]
     command += ["tests.training.distributed_worker", str(data_yaml), str(tmp_path), str(state), str(epochs)]
-    # Its own session: the kill below reaches the launcher, torchrun and both ranks at once.
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
 EPOCHS = 4
@@ -128,7 +128,9 @@ def test_two_cpu_ranks_train_one_model_only_rank_0_writes_and_a_kill_resumes_bot
             if line.strip() == "EPOCH 1":
                 break
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
+        # The launcher, torchrun and both ranks (torchrun starts each rank in a session of its own): as a lost instance.
+        for process in [*psutil.Process(first.pid).children(recursive=True), psutil.Process(first.pid)]:
+            process.send_signal(signal.SIGKILL)
         first.wait(timeout=60)
     out = "".join(lines)
     assert "EPOCH 1" in out, out
