@@ -94,7 +94,11 @@ def test_every_rank_gets_rank_zeros_value_through_a_real_store() -> None:
         )
         for r in (0, 1)
     ]
-    outs = [p.communicate(timeout=120) for p in ranks]
+    try:
+        outs = [p.communicate(timeout=120) for p in ranks]
+    finally:
+        for p in ranks:
+            p.kill()  # a rank left waiting for the other must not outlive the test
     assert [p.returncode for p in ranks] == [0, 0], outs
     assert [out for out, _ in outs] == ["('resume', b'checkpoint bytes')\n"] * 2
 
