@@ -192,7 +192,7 @@ def compile_sagemaker(
     given = {"bucket": bucket, "role_arn": role_arn, "region": region, "prefix": prefix, "image_uri": image_uri, "spot": None}
     options = _sagemaker_settings({}, **given)
     pairs = [f"{k}={_param_text(v)}" for k, v in (params or {}).items()]
-    definition, _, _ = _compile(load(name), options, pairs)
+    definition, _, _ = _compile(load(name), options, pairs, None)
     return definition
 
 

@@ -126,3 +126,10 @@ def test_the_model_name_config_must_be_a_field_of_the_config() -> None:
         @Catalog("nowhere").step(spec=spec, contract=registration())
         def main(inputs, outputs, env, args):  # type: ignore[no-untyped-def]
             pass
+
+
+def test_only_a_training_contract_declares_a_launcher() -> None:
+    trained = ScriptContract(entry_point="x.train", job_kind=JobKind.TRAINING, launcher="x.launch")
+    assert trained.launcher == "x.launch"
+    with pytest.raises(ContractError, match=r"contract of 'x.prep': only a training job declares a launcher; this is a processing job"):
+        ScriptContract(entry_point="x.prep", job_kind=JobKind.PROCESSING, launcher="x.launch")

@@ -39,6 +39,7 @@ CORRECTED_SCHEMA = SCHEMAS / "sagemaker-pipeline-definition.corrected.schema.jso
 OPERATIONS = {
     "Processing": ("CreateProcessingJob", {"ProcessingJobName": "job-name"}),
     "Training": ("CreateTrainingJob", {"TrainingJobName": "job-name"}),
+    "Tuning": ("CreateHyperParameterTuningJob", {"HyperParameterTuningJobName": "tuning-name"}),
     "RegisterModel": ("CreateModelPackage", {}),
     "Model": ("CreateModel", {"ModelName": "model-name"}),
 }
@@ -61,6 +62,11 @@ TRAINING_EXTENSIONS = {
 }
 
 
+# 3. A tuning job's TrainingJobDefinition.Environment (CreateHyperParameterTuningJob's
+#    HyperParameterTrainingJobDefinition.Environment): SKYOPS_ENTRY_POINT for the image's `train`, and the run context.
+TUNING_EXTENSION = {"type": "object", "additionalProperties": {"$ref": "#/definitions/StringArgumentValue"}}
+
+
 @cache
 def definition_schema() -> dict[str, Any]:
     """The shared corrected schema plus TRAINING_EXTENSIONS: what compiled definitions are checked against."""
@@ -73,6 +79,9 @@ def definition_schema() -> dict[str, Any]:
             target = target[parent]["properties"]
         assert name not in target, f"the shared corrected schema now has TrainingStep {path}: drop it from TRAINING_EXTENSIONS"
         target[name] = fragment
+    tuning = schema["definitions"]["HyperParameterTrainingJobDefinition"]["properties"]
+    assert "Environment" not in tuning, "the shared corrected schema now has a tuning job's Environment: drop TUNING_EXTENSION"
+    tuning["Environment"] = TUNING_EXTENSION
     return schema
 
 

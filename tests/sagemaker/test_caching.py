@@ -33,6 +33,9 @@ DOCUMENTED = {
         "HyperParameters",
         "InputDataConfig",
     ),
+    # Of TrainingJobDefinition only AlgorithmSpecification, HyperParameterRanges, InputDataConfig,
+    # StaticHyperParameters and TuningObjective count (the code archive is an InputDataConfig channel).
+    "Tuning": ("HyperParameterTuningJobConfig", "TrainingJobDefinition", "TrainingJobDefinitions"),
 }
 
 

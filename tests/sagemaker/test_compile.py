@@ -18,7 +18,7 @@ from skyops.pipeline.sagemaker import SageMakerSettings, compile_pipeline
 from skyops.pipeline.sagemaker.compile import run_context
 from skyops.pipeline.sagemaker.expressions import EXECUTION_ID
 
-from .checks import all_steps, definition_schema, request_errors, schema_errors
+from .checks import all_steps, definition_schema, parameter_defaults, request_errors, schema_errors
 from .conftest import GOLDEN, ROOT, SETTINGS
 
 
@@ -306,27 +306,37 @@ def test_config_problems_are_the_local_engines_all_at_once(drone: Pipeline) -> N
     ]
 
 
-@pytest.mark.parametrize(
-    ("setting", "message"),
-    [
-        (
-            "training_instance_count",
-            "step 'train': training_instance_count is 2: SageMaker runs 2 independent trainings that overwrite each other's "
-            "checkpoints; multi-instance jobs land with the scale issue (set training_instance_count to 1 "
-            "(SKYOPS_SAGEMAKER_TRAINING_INSTANCE_COUNT))",
-        ),
-        (
-            "processing_instance_count",
-            "step 'ingest': processing_instance_count is 2: SageMaker runs the step 2 times, each on the full input and uploading "
-            "to the same outputs; multi-instance jobs land with the scale issue (set processing_instance_count to 1 "
-            "(SKYOPS_SAGEMAKER_PROCESSING_INSTANCE_COUNT))",
-        ),
-    ],
-)
-def test_more_than_one_instance_is_refused_at_compile_time(drone: Pipeline, setting: str, message: str) -> None:
+def test_more_than_one_processing_instance_is_refused_at_compile_time(drone: Pipeline) -> None:
     with pytest.raises(PipelineError) as info:
-        compile_pipeline(drone, dataclasses.replace(SETTINGS, **{setting: 2}))
-    assert message in info.value.problems
+        compile_pipeline(drone, dataclasses.replace(SETTINGS, processing_instance_count=2))
+    assert (
+        "step 'ingest': processing_instance_count is 2: SageMaker runs the step 2 times, each on the full input and uploading "
+        "to the same outputs (set processing_instance_count to 1 (SKYOPS_SAGEMAKER_PROCESSING_INSTANCE_COUNT))"
+    ) in info.value.problems
+
+
+def test_several_training_instances_run_the_train_step_under_its_launcher(drone: Pipeline) -> None:
+    definition = compile_pipeline(drone, dataclasses.replace(SETTINGS, training_instance_count=3))
+    arguments = step(definition, "train")["Arguments"]
+    assert arguments["ResourceConfig"]["InstanceCount"] == 3
+    script = arguments["AlgorithmSpecification"]["ContainerEntrypoint"][2]
+    assert script.endswith("exec python -m skyops.training.distributed skyops.steps.train")
+    assert schema_errors(definition, definition_schema()) == []
+    assert request_errors(step(definition, "train"), parameter_defaults(definition)) == ""
+
+
+def test_a_training_step_without_a_launcher_is_refused_on_several_instances(drone: Pipeline) -> None:
+    node = drone.step("train")
+    contract = dataclasses.replace(node.definition.contract, launcher=None)
+    definition = dataclasses.replace(node.definition, contract=contract)
+    steps = tuple(dataclasses.replace(n, definition=definition) if n.name == "train" else n for n in drone.steps)
+    with pytest.raises(PipelineError) as info:
+        compile_pipeline(dataclasses.replace(drone, steps=steps), dataclasses.replace(SETTINGS, training_instance_count=2))
+    assert (
+        "step 'train': training_instance_count is 2: SageMaker runs 2 independent trainings that overwrite each other's "
+        "checkpoints; this step's contract declares no launcher (set training_instance_count to 1 "
+        "(SKYOPS_SAGEMAKER_TRAINING_INSTANCE_COUNT))"
+    ) in info.value.problems
 
 
 def test_instance_count_is_a_setting_not_a_parameter(definition: dict[str, Any]) -> None:

@@ -65,6 +65,14 @@ def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--spot/--no-spot", default=None, show_default=False, help="Managed spot training. [env: SKYOPS_SAGEMAKER_SPOT; default: off]"
         ),
+        click.option(
+            "--tune",
+            is_flag=False,
+            flag_value="",
+            default=None,
+            metavar="[SPACE]",
+            help="Tune the training step in a SageMaker tuning job over a search space file (default: NAME.tune.yaml beside the pipeline).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -106,12 +114,18 @@ def _kept_stack_settings() -> dict[str, str]:
     return sagemaker_defaults(kept_outputs(settings().state_dir, infra_environment()))
 
 
-def _compile(pipeline: Pipeline, options: SageMakerSettings, param: Sequence[str]) -> tuple[dict[str, Any], SageMakerSettings, CodeArchive]:
+def _compile(
+    pipeline: Pipeline, options: SageMakerSettings, param: Sequence[str], tune: str | None
+) -> tuple[dict[str, Any], SageMakerSettings, CodeArchive]:
     from skyops.pipeline.sagemaker import build_code_archive, compile_pipeline, with_code
+    from skyops.pipeline.search import load_search_space, search_space_path
 
+    space = None
+    if tune is not None:  # "" (bare --tune): the space file beside the pipeline
+        space = load_search_space(Path(tune) if tune else search_space_path(Path(pipeline.source)), pipeline)
     archive = build_code_archive(code_roots(pipeline))
     compiled_settings = with_code(options, archive)
-    return compile_pipeline(pipeline, compiled_settings, parse_params(param)), compiled_settings, archive
+    return compile_pipeline(pipeline, compiled_settings, parse_params(param), tune=space), compiled_settings, archive
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -136,12 +150,13 @@ def compile_(
     prefix: str | None,
     image_uri: str | None,
     spot: bool | None,
+    tune: str | None,
 ) -> None:
     """Print the SageMaker pipeline definition (JSON) of a pipeline. Offline: sends nothing to AWS."""
     pipeline = load(name)
     given = {"bucket": bucket, "role_arn": role_arn, "region": region, "prefix": prefix, "image_uri": image_uri, "spot": spot}
     options = _sagemaker_settings(_kept_stack_settings() if _needs_stack(**given) else {}, **given)
-    definition, compiled, archive = _compile(pipeline, options, param)
+    definition, compiled, archive = _compile(pipeline, options, param, tune)
     text = json.dumps(definition, indent=2, sort_keys=True) + "\n"
     if out is None:
         sys.stdout.write(text)
@@ -163,6 +178,7 @@ def upsert(
     prefix: str | None,
     image_uri: str | None,
     spot: bool | None,
+    tune: str | None,
 ) -> None:
     """Upload the code archive, then create the SageMaker pipeline or update its definition."""
     from skyops.pipeline.sagemaker.settings import ENV_PREFIX
@@ -172,7 +188,7 @@ def upsert(
     pipeline = load(name)
     given = {"bucket": bucket, "role_arn": role_arn, "region": checked.region, "prefix": prefix, "image_uri": image_uri, "spot": spot}
     options = _sagemaker_settings(_stack_settings(pipelines) if _needs_stack(**given) else {}, **given)
-    definition, compiled, archive = _compile(pipeline, options, param)
+    definition, compiled, archive = _compile(pipeline, options, param, tune)
     pipelines.upload_code(compiled.bucket, compiled.code_key, archive.data)
     pipelines.upload_unbound_marker(compiled.bucket, compiled.unbound_key)  # what a source's input reads when nothing is found
     result = pipelines.upsert(pipeline.name, definition, compiled.role_arn, pipeline.description)

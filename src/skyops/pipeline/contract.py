@@ -139,6 +139,9 @@ class ScriptContract:
         required_env: env vars the script must be given.
         optional_env: env vars the script may read -> default value.
         registers: for and only for a registration job: which ports and files its engine registers from.
+        launcher: for a training job that can spread over several instances: a module run as
+            `python -m <launcher> <entry_point>` that starts the script on every rank (e.g. torchrun)
+            and leaves the writing to one. Without it the SageMaker compiler refuses more than one instance.
     """
 
     entry_point: str
@@ -149,6 +152,7 @@ class ScriptContract:
     required_env: tuple[str, ...] = ()
     optional_env: Mapping[str, str] = field(default_factory=dict)
     registers: Registers | None = None
+    launcher: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", MappingProxyType(dict(self.inputs)))
@@ -169,6 +173,8 @@ class ScriptContract:
             problems.append(f"only a registration job declares registers; this is a {self.job_kind} job")
         elif self.registers is not None:
             problems += self.registers.problems(self)
+        if self.launcher is not None and self.job_kind is not JobKind.TRAINING:
+            problems.append(f"only a training job declares a launcher; this is a {self.job_kind} job")
         if problems:
             raise ContractError(f"contract of {self.entry_point!r}: " + "; ".join(sorted(problems)))
 

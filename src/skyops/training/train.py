@@ -12,6 +12,10 @@ so a spot interruption or a crash loses at most the epoch in progress:
 The next call with the same identity (config minus device/workers/threads/verbose, plus the data fingerprint)
 resumes an unfinished run; any other state is cleared and training starts fresh. The final weights,
 results.csv and plots are copied into `out_dir`.
+
+Under torchrun (skyops.training.distributed) every rank calls `train`; only rank 0 reads and writes
+`checkpoint_dir` and `out_dir`. Rank 0's resume decision, with its checkpoint's bytes, is broadcast
+to the other ranks, which resume from a private copy: every rank starts at the same epoch.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,6 +37,7 @@ from typing import Annotated, Any, Literal
 
 from skyops.errors import ConfigError, DataValidationError
 from skyops.pipeline.config import Range, StepConfig, config_to_dict
+from skyops.training import distributed
 from skyops.training.device import resolve_device
 from skyops.training.threads import pin_threads, resolve_threads, torch_threads
 from skyops.training.ultra import import_ultralytics
@@ -120,6 +127,7 @@ class TrainResult:
     device: str
     threads: int  # torch CPU threads this call trained on
     seconds: float  # wall time of this call
+    writer: bool = True  # False on a follower rank of a distributed run: it published nothing, paths are rank 0's
 
 
 EpochCallback = Callable[[EpochMetrics], None]
@@ -183,38 +191,34 @@ def train(
             f"weights: {config.weights} does not exist", hint="give a local .pt file, or leave weights empty to train from scratch"
         )
     import_ultralytics(state_dir, verbose=config.verbose)
-    from ultralytics import YOLO
 
     checkpoint_dir = Path(checkpoint_dir).resolve()
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
     run_dir = checkpoint_dir / RUN_DIR
     identity = run_identity(config, data_fingerprint or hashlib.sha256(data_yaml.read_bytes()).hexdigest())
     device = resolve_device(config.device)
-    threads = resolve_threads(config.threads)
-    plan = _plan(checkpoint_dir, identity, config.epochs)
-    reporter = _EpochReporter(checkpoint_dir, on_epoch)
-
-    if plan.action == "finish":
-        log.info("checkpoint %s holds the last epoch of an interrupted run; finishing it without training", plan.source)
-        _finish_from_checkpoint(run_dir)
-    else:
-        if plan.action == "fresh":
-            _clear(checkpoint_dir)
-        _write_state(checkpoint_dir, identity, "running")
-        args = ultralytics_args(config, data_yaml, device)
-        if plan.action == "resume":
-            log.info("resuming %s at epoch %d of %d", plan.source, plan.next_epoch, config.epochs)
-            _truncate_results(run_dir / "results.csv", plan.next_epoch - 1)  # rows written after the checkpoint
-            model = YOLO(str(plan.source))
-            # The checkpoint's own args are used; the data path and save dir are re-pointed at this call's.
-            args = {"resume": True, "data": args["data"], "device": device, "workers": config.workers, "save_dir": str(run_dir)}
+    rank = distributed.current()
+    threads = _rank_threads(config.threads, rank)
+    with tempfile.TemporaryDirectory(prefix="skyops-rank-") as private:
+        if rank.writer:
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        plan = _agreed_plan(checkpoint_dir, identity, config.epochs, rank, Path(private))
+        trainer = distributed.trainer_class() if rank.distributed else None
+        if not rank.writer:
+            if plan.action != "finish":
+                # Ultralytics' validator makes its save dir on every rank: a follower's is private.
+                _train_model(plan, config, data_yaml, device, Path(private), trainer, threads, reporter=None)
+            return _follower_result(out_dir, device, threads, plan, started)
+        reporter = _EpochReporter(checkpoint_dir, on_epoch)
+        if plan.action == "finish":
+            log.info("checkpoint %s holds the last epoch of an interrupted run; finishing it without training", plan.source)
+            _finish_from_checkpoint(run_dir)
         else:
-            model = YOLO(config.weights or f"yolo11{config.variant}.yaml")
-            args |= {"project": str(checkpoint_dir), "name": RUN_DIR, "exist_ok": True}
-        reporter.attach(model)
-        pin_threads(model, threads)  # Ultralytics sets cores - 1 when it picks the CPU; ours wins (threads.py)
-        with torch_threads(threads):
-            model.train(**args)
+            if plan.action == "fresh":
+                _clear(checkpoint_dir)
+            _write_state(checkpoint_dir, identity, "running")
+            if plan.action == "resume":
+                _truncate_results(run_dir / "results.csv", plan.next_epoch - 1)  # rows written after the checkpoint
+            _train_model(plan, config, data_yaml, device, checkpoint_dir, trainer, threads, reporter=reporter)
 
     epochs = _read_results(run_dir / "results.csv")
     if plan.action != "finish":  # DDP workers do not run our callbacks: report what they trained from results.csv
@@ -235,6 +239,82 @@ def train(
         device=device,
         threads=threads,
         seconds=time.perf_counter() - started,
+    )
+
+
+def _train_model(
+    plan: _Plan,
+    config: TrainConfig,
+    data_yaml: Path,
+    device: str,
+    checkpoint_dir: Path,
+    trainer: type | None,
+    threads: int,
+    *,
+    reporter: _EpochReporter | None,
+) -> None:
+    """Run Ultralytics: fresh, or resumed from `plan.source` (the checkpoint's own args, this call's data and save dir).
+
+    Ultralytics' save dir is `checkpoint_dir`/run; `trainer` replaces its trainer class (a distributed run).
+    """
+    from ultralytics import YOLO
+
+    run_dir = checkpoint_dir / RUN_DIR
+    args = ultralytics_args(config, data_yaml, device)
+    if plan.action == "resume":
+        log.info("resuming %s at epoch %d of %d", plan.source, plan.next_epoch, config.epochs)
+        model = YOLO(str(plan.source))
+        args = {"resume": True, "data": args["data"], "device": device, "workers": config.workers, "save_dir": str(run_dir)}
+    else:
+        model = YOLO(config.weights or f"yolo11{config.variant}.yaml")
+        args |= {"project": str(checkpoint_dir), "name": RUN_DIR, "exist_ok": True}
+    if reporter is not None:
+        reporter.attach(model)
+    if trainer is not None:
+        args["trainer"] = trainer
+    pin_threads(model, threads)  # Ultralytics sets cores - 1 when it picks the CPU; ours wins (threads.py)
+    with torch_threads(threads):
+        model.train(**args)
+
+
+def _rank_threads(setting: int, rank: distributed.Rank) -> int:
+    """torch threads for this process: `threads: 0` shares every usable core among the ranks on this machine."""
+    if setting or not rank.distributed:
+        return resolve_threads(setting)
+    return max(1, resolve_threads(0) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def _agreed_plan(checkpoint_dir: Path, identity: str, epochs: int, rank: distributed.Rank, private: Path) -> _Plan:
+    """Rank 0's plan on every rank; a follower gets the checkpoint's bytes too and resumes from its copy in `private`."""
+    if not rank.distributed:
+        return _plan(checkpoint_dir, identity, epochs)
+    decided: tuple[_Plan, bytes | None] | None = None
+    if rank.writer:
+        plan = _plan(checkpoint_dir, identity, epochs)
+        decided = (plan, plan.source.read_bytes() if plan.source is not None else None)
+    plan, data = distributed.agree(decided, rank)  # type: ignore[misc]
+    if rank.writer or data is None or plan.source is None:
+        return plan
+    copy = private / plan.source.name
+    copy.write_bytes(data)
+    return dataclasses.replace(plan, source=copy)
+
+
+def _follower_result(out_dir: Path, device: str, threads: int, plan: _Plan, started: float) -> TrainResult:
+    out_dir = Path(out_dir)
+    return TrainResult(
+        best_weights=out_dir / "best.pt",
+        last_weights=out_dir / "last.pt",
+        results_csv=out_dir / "results.csv",
+        plots=(),
+        epochs=(),
+        final_metrics={},
+        epochs_completed=0,
+        resumed_from_epoch=plan.next_epoch if plan.action == "resume" else None,
+        device=device,
+        threads=threads,
+        seconds=time.perf_counter() - started,
+        writer=False,
     )
 
 

@@ -34,6 +34,7 @@ CACHE_KEY_ATTRIBUTES: Mapping[str, tuple[str, ...]] = {
         "HyperParameters",
         "InputDataConfig",
     ),
+    "Tuning": ("HyperParameterTuningJobConfig", "TrainingJobDefinition", "TrainingJobDefinitions"),
 }
 
 

@@ -15,7 +15,9 @@ How each part maps (docs/sagemaker.md has the table):
      "" is left out (as locally); a local path cannot reach a SageMaker job and is an error. A
      `scheme:reference` input becomes a String parameter of its own that `skyops sagemaker start`
      fills (sources.py); the definition's Metadata records its source.
-  4. Each gate becomes a PropertyFile, a Condition step holding the guarded steps (and every step
+  4. With a search space (`tune`), its training step becomes a Tuning step and consumers read the
+     best training job's outputs (tuning.py).
+  5. Each gate becomes a PropertyFile, a Condition step holding the guarded steps (and every step
      after them) and a Fail step (conditions.py). Steps a renderer adds after its job (a
      registration's decision) go at the top level, after the others.
 Nothing in a compiled pipeline creates a model or an endpoint: deployment follows approval.
@@ -30,16 +32,17 @@ from typing import Any
 
 from skyops.errors import ConfigError, PipelineError, SkyopsError, problems_error
 from skyops.pipeline.config import config_to_dict, to_argument
-from skyops.pipeline.contract import PROGRESS_ENV, RUN_CONTEXT_ENV, JobKind
+from skyops.pipeline.contract import PROGRESS_ENV, RUN_CONTEXT_ENV, TRAINING_MODEL, JobKind
 from skyops.pipeline.definition import Parameter, ParamType, Pipeline, StepNode
 from skyops.pipeline.gates import Gate
-from skyops.pipeline.sagemaker import conditions
+from skyops.pipeline.sagemaker import conditions, tuning
 from skyops.pipeline.sagemaker.caching import cache_key_attributes
 from skyops.pipeline.sagemaker.expressions import EXECUTION_ID, Value, as_string, parameter
 from skyops.pipeline.sagemaker.jobs import PROCESSING_INSTANCE_TYPE, TRAINING_INSTANCE_TYPE, SageMakerJob
 from skyops.pipeline.sagemaker.render import renderer_for
 from skyops.pipeline.sagemaker.settings import SageMakerSettings
 from skyops.pipeline.sagemaker.sources import source_metadata, source_parameter, source_parameters
+from skyops.pipeline.search import SearchSpace
 from skyops.pipeline.wiring import Edge, OutputRef, ParamRef, SchemeRef
 
 VERSION = "2020-12-01"
@@ -88,13 +91,16 @@ def infrastructure_parameters(pipeline: Pipeline, settings: SageMakerSettings) -
     return tuple(params)
 
 
-def compile_pipeline(pipeline: Pipeline, settings: SageMakerSettings, overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
+def compile_pipeline(
+    pipeline: Pipeline, settings: SageMakerSettings, overrides: Mapping[str, str] | None = None, *, tune: SearchSpace | None = None
+) -> dict[str, Any]:
     """The SageMaker pipeline definition (version 2020-12-01) of `pipeline`, as a JSON-ready dict.
 
     Args:
         pipeline: a validated pipeline.
         settings: bucket, role, region, image, instances; `settings.code_key` names the code archive.
         overrides: parameter name -> new default, as `--param` strings; pipeline or infrastructure parameters.
+        tune: a search space (pipeline/search.py): its training step becomes a Tuning step (tuning.py).
 
     Raises:
         ConfigError: an override names no parameter or has the wrong type, or makes a step's config invalid.
@@ -114,7 +120,8 @@ def compile_pipeline(pipeline: Pipeline, settings: SageMakerSettings, overrides:
     params = _with_overrides(pipeline, infrastructure, dict(overrides or {}))
     # Every step's config problems at once, worded as by the local engine, before any step is built.
     pipeline.resolve_configs({name: p.default for name, p in params.items()})
-    return _Compiler(pipeline, settings, params).definition()
+    tuned = tuning.tuned_step(pipeline, tune) if tune is not None else None
+    return _Compiler(pipeline, settings, params, tune, tuned).definition()
 
 
 def _with_overrides(pipeline: Pipeline, infrastructure: tuple[Parameter, ...], overrides: dict[str, str]) -> dict[str, Parameter]:
@@ -139,8 +146,17 @@ def parameter_json(param: Parameter) -> dict[str, Any]:
 class _Compiler:
     """One compilation: resolves every step, collecting all problems before raising."""
 
-    def __init__(self, pipeline: Pipeline, settings: SageMakerSettings, params: dict[str, Parameter]) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settings: SageMakerSettings,
+        params: dict[str, Parameter],
+        space: SearchSpace | None = None,
+        tuned: tuning.TunedStep | None = None,
+    ) -> None:
         self.pipeline = pipeline
+        self.space = space
+        self.tuned = tuned
         self.settings = settings
         self.params = params
         self.problems: list[str] = []
@@ -152,7 +168,14 @@ class _Compiler:
         followers: list[dict[str, Any]] = []
         for node in self.pipeline.steps:
             try:
-                rendered = renderer_for(node.definition.contract).steps(self._job(node, steps))
+                job = self._job(node, steps)
+                rendered = renderer_for(node.definition.contract).steps(job)
+                if self.tuned is not None and self.space is not None and node.name == self.tuned.step:
+                    launcher = job.contract.launcher if self.settings.training_instance_count > 1 else None
+                    step = tuning.tuning_step(
+                        rendered.step, self.space, self.tuned, entry_point=job.contract.entry_point, launcher=launcher
+                    )
+                    rendered = dataclasses.replace(rendered, step=step)
             except SkyopsError as e:
                 hint = f" ({e.hint})" if e.hint and len(e.problems) == 1 else ""
                 self.problems += [f"step {node.name!r}: {p}{hint}" for p in e.problems]
@@ -211,7 +234,7 @@ class _Compiler:
             arguments=self._arguments(node, _MAX_ARGUMENT[kind]),
             inputs=inputs,
             archives=frozenset(archives),
-            output_parts=(f"s3://{self.settings.bucket}/{self.settings.prefix}/{self.pipeline.name}", EXECUTION_ID, node.name),
+            output_parts=self._output_parts(node.name),
             environment=self._environment(node),
             settings=self.settings,
             description=definition.spec.description,
@@ -226,6 +249,10 @@ class _Compiler:
             rechecked=definition.recheck is not None,
             config=config_to_dict(node.resolved_config(defaults)),
         )
+
+    def _output_parts(self, step: str) -> tuple[Value, ...]:
+        """Joined with '/': the S3 prefix of `step`'s outputs in this execution."""
+        return (f"s3://{self.settings.bucket}/{self.settings.prefix}/{self.pipeline.name}", EXECUTION_ID, step)
 
     def _ancestors(self, name: str) -> set[str]:
         """Every step whose output `name` reads, directly or through other steps."""
@@ -244,6 +271,9 @@ class _Compiler:
         where = f"input {edge.port!r} ({source})"
         if isinstance(source, OutputRef):
             contract = self.pipeline.step(source.step).definition.contract
+            if self.tuned is not None and source.step == self.tuned.step:  # the best training job's
+                uri = tuning.best_training_output(source.step, contract.outputs[source.port], self._output_parts(source.step))
+                return uri, contract.outputs[source.port] == TRAINING_MODEL
             output = renderer_for(contract).output(source.step, source.port, contract)
             return output.uri, output.archive
         if isinstance(source, SchemeRef):

@@ -17,7 +17,7 @@ TRAINING_CODE_DIR = f"/opt/ml/input/data/{CODE_INPUT}"  # where SageMaker mounts
 UNPACKED_CODE_DIR = "/tmp/skyops-code"
 
 
-def code_entrypoint(module: str, code_dir: str, *, with_arguments: bool) -> list[str]:
+def code_entrypoint(module: str, code_dir: str, *, with_arguments: bool, launcher: str | None = None) -> list[str]:
     """ContainerEntrypoint of a job: unpack `code_dir`/sourcedir.tar.gz, then `exec python -m module`.
 
     Args:
@@ -26,10 +26,12 @@ def code_entrypoint(module: str, code_dir: str, *, with_arguments: bool) -> list
         with_arguments: pass the job's ContainerArguments on as "$@" (processing jobs, whose settings
             are `--name value` arguments). A training job reads its settings from hyperparameters.json,
             and SageMaker may hand its entrypoint the word `train`: it lands in $0 and is ignored.
+        launcher: run `python -m launcher module` instead: the contract's launcher of a multi-instance
+            training job, which starts `module` on every rank.
     """
     script = (
         f"mkdir -p {UNPACKED_CODE_DIR} && tar -xzf {code_dir}/{ARCHIVE_NAME} -C {UNPACKED_CODE_DIR}"
-        f" && PYTHONPATH={UNPACKED_CODE_DIR} exec python -m {module}"
+        f" && PYTHONPATH={UNPACKED_CODE_DIR} exec python -m {f'{launcher} {module}' if launcher else module}"
     )
     if with_arguments:
         return ["/bin/sh", "-c", script + ' "$@"', "sh"]  # "sh" is $0; the arguments become $1...

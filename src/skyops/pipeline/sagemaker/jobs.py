@@ -171,7 +171,13 @@ def training_step(job: SageMakerJob) -> dict[str, Any]:
     """
     s, contract = job.settings, job.contract
     n = s.training_instance_count
-    _refuse_instances(n, "training_instance_count", f"runs {n} independent trainings that overwrite each other's checkpoints")
+    if contract.launcher is None:
+        _refuse_instances(
+            n,
+            "training_instance_count",
+            f"runs {n} independent trainings that overwrite each other's checkpoints; this step's contract declares no launcher",
+        )
+    launcher = contract.launcher if n > 1 else None  # one instance runs the script itself, as before
     channels = [_channel(channel_name(contract, port), job.inputs[port]) for port in contract.inputs if port in job.inputs]
     channels.append(_channel(CODE_INPUT, s.code_uri))
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": s.training_max_runtime}
@@ -180,7 +186,7 @@ def training_step(job: SageMakerJob) -> dict[str, Any]:
     algorithm: dict[str, Any] = {
         "TrainingImage": s.image_uri,
         "TrainingInputMode": "File",
-        "ContainerEntrypoint": code_entrypoint(contract.entry_point, TRAINING_CODE_DIR, with_arguments=False),
+        "ContainerEntrypoint": code_entrypoint(contract.entry_point, TRAINING_CODE_DIR, with_arguments=False, launcher=launcher),
     }
     if s.metric_definitions:
         algorithm["MetricDefinitions"] = [{"Name": name, "Regex": regex} for name, regex in sorted(s.metric_definitions.items())]
@@ -209,10 +215,10 @@ def training_step(job: SageMakerJob) -> dict[str, Any]:
 
 
 def _refuse_instances(count: int, setting: str, consequence: str) -> None:
-    """More than one instance of a skyops job is not one computation spread out: refuse it (the scale issue lifts it)."""
+    """More than one instance of a job without a launcher is not one computation spread out: refuse it."""
     if count > 1:
         raise PipelineError(
-            f"{setting} is {count}: SageMaker {consequence}; multi-instance jobs land with the scale issue",
+            f"{setting} is {count}: SageMaker {consequence}",
             hint=f"set {setting} to 1 (SKYOPS_SAGEMAKER_{setting.upper()})",
         )
 

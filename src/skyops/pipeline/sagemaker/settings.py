@@ -43,8 +43,9 @@ class SageMakerSettings:
         prefix: S3 key prefix: outputs under s3://{bucket}/{prefix}/{pipeline}/, code under {prefix}/code/.
         code_key: S3 key of the code archive, `{prefix}/code/<sha256>/sourcedir.tar.gz` (see archive.py).
         processing_instance_count, training_instance_count: instances per job, compile-time settings
-            (not parameters). The compiler refuses more than 1: N instances would each run the whole
-            step over the same outputs and checkpoints (multi-instance jobs land with the scale issue).
+            (not parameters). The compiler refuses more than 1 processing instance, and more than 1
+            training instance for a step whose contract declares no launcher: N instances would each
+            run the whole step over the same outputs and checkpoints (docs/training-scale.md).
         spot: managed spot training. A definition-time choice: SageMaker refuses MaxWaitTimeInSeconds
             without spot and a definition cannot drop a field at run time.
         cache_expire_after: ISO 8601 duration a cached step result stays reusable, e.g. "P30D".

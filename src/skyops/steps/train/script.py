@@ -57,6 +57,7 @@ CONTRACT = ScriptContract(
     inputs={"splits": training_channel("splits"), "weights": training_channel("weights")},
     outputs={"model": TRAINING_MODEL},
     checkpoint_path=CHECKPOINTS,
+    launcher="skyops.training.distributed",  # several SageMaker instances: torchrun, one writer (docs/training-scale.md)
     optional_env={
         "SKYOPS_STATE_DIR": "/tmp/skyops",
         "SKYOPS_TRACKING_URI": "",
@@ -85,8 +86,12 @@ def data_fingerprint(splits: Path, manifest_fingerprint: str) -> str:
 def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: TrainStepConfig) -> None:
     from skyops.registry.acting import run_governance
     from skyops.registry.roles import Action
+    from skyops.training import distributed
     from skyops.training.signals import Terminated, signals_raise
 
+    if not distributed.current().writer:
+        follow(inputs, outputs, env, args)  # a follower rank: rank 0 audits, tracks and writes
+        return
     governance = run_governance(Path(env["SKYOPS_STATE_DIR"]))
     target = f"run {env['SKYOPS_RUN_ID']} step {env['SKYOPS_STEP_NAME']}"
     try:
@@ -99,6 +104,33 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
     except Terminated as stop:
         print(f"train: {stop}; the MLflow run ended KILLED; the next run resumes from the last checkpoint", flush=True)
         stop.die()
+
+
+def follow(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: TrainStepConfig) -> None:
+    """A follower rank of a distributed run: train in step with rank 0, writing nothing (no audit, no MLflow, no files)."""
+    from skyops.data.layout import Manifest, private_view, write_data_yaml
+    from skyops.training.train import train
+
+    manifest = Manifest.read(inputs["splits"])
+    with tempfile.TemporaryDirectory(prefix="skyops-train-") as tmp:
+        view = private_view(inputs["splits"], Path(tmp) / "data")
+        data_yaml = write_data_yaml(view, Path(tmp) / "data.yaml", manifest.names)
+        train(
+            data_yaml,
+            _train_config(inputs, args),
+            out_dir=outputs["model"],
+            checkpoint_dir=outputs["checkpoints"],
+            state_dir=Path(env["SKYOPS_STATE_DIR"]),
+            data_fingerprint=data_fingerprint(inputs["splits"], manifest.fingerprint),
+        )
+
+
+def _train_config(inputs: dict[str, Path], args: TrainStepConfig) -> TrainConfig:
+    """TrainConfig's own fields of the step config (without `experiment`), starting from the `weights` input if bound."""
+    if "weights" in inputs:
+        start = sorted(inputs["weights"].rglob("*.pt"))
+        args = dataclasses.replace(args, weights=str(start[0])) if start else args
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
 
 
 def train_and_track(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: TrainStepConfig) -> str:
@@ -128,7 +160,7 @@ def train_and_track(inputs: dict[str, Path], outputs: dict[str, Path], env: dict
         view = private_view(inputs["splits"], Path(tmp) / "data")
         data_yaml = write_data_yaml(view, Path(tmp) / "data.yaml", manifest.names)
         tracker.log_config(args)
-        settings = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})  # without `experiment`
+        settings = _train_config(inputs, args)  # without `experiment`
         result = train(
             data_yaml,
             settings,
