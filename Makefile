@@ -29,7 +29,7 @@ test: install  ## the default test suite (under ~25 minutes on 2 cores)
 	$(PYTEST) -q -m "not slow"
 
 test-slow: install  ## long checks: real training runs
-	$(PYTEST) -q -m slow
+	$(PYTEST) -q -rs -m slow
 
 bench: install  ## comparative benchmarks, each prints its ratio against its anchor
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
