@@ -4,7 +4,8 @@ What is compared, and why it is fair: ONE YOLO11n (trained here, or --weights) r
 1536 px scenes (objects 5-36 px, all COCO-small) two ways, through the same letterbox and NMS (the server's):
 
     full frame   the frame letterboxed to the model's imgsz (256): a 12 px car becomes 2 px
-    sliced       windows of imgsz px (not resized) at --overlap, plus the full frame, merged by NMM
+    sliced       windows of imgsz px (not resized) at --overlap, plus the full frame, merged by NMM (the default of
+                 the server and the evaluate step) and, in a second pass, by NMS
 
 The model is trained on both scales it will see: 256 px tiles cut from training scenes by skyops.data.tiling
 (objects at native size; tiles without a box mostly dropped) and the same scenes downscaled whole to 256 px; two
@@ -172,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=0.5, help="object scale (synth): 0.5 at 1536 px gives 5-36 px objects")
     parser.add_argument("--imgsz", type=int, default=256, help="the model's input size and the window size")
     parser.add_argument("--overlap", type=float, default=0.2)
+    parser.add_argument(
+        "--merge", nargs="+", choices=["nmm", "nms"], default=["nmm", "nms"], help="merges of window boxes to measure (IoS > 0.5)"
+    )
     parser.add_argument("--classes", nargs="+", default=["car"], help="synthetic classes (car truck bus person)")
     parser.add_argument("--train-scenes", type=int, default=12)
     parser.add_argument("--test-scenes", type=int, default=6)
@@ -190,34 +194,36 @@ def main(argv: list[str] | None = None) -> int:
         if not test.exists():
             generate_scenes(test, args.test_scenes, size=args.size, seed=999, classes=args.classes, workers=2, scale=args.scale)
         images = sorted(f"{IMAGES}/{p.name}" for p in (test / IMAGES).glob("*.jpg"))
-        found = sliced_section(
-            weights,
-            test,
-            images,
-            len(args.classes),
-            imgsz=args.imgsz,
-            conf=0.001,
-            iou=0.7,
-            size=args.imgsz,
-            overlap=args.overlap,
-            merge="nmm",
-            state_dir=work / "state",
-        )
-        full, cut = found["full_frame"], found["sliced"]
-        windows = cut["runs_per_image"] - 1
         print(
             f"\n{len(images)} held-out {args.size} px scenes (scale {args.scale}), model imgsz {args.imgsz}, windows {args.imgsz} px overlap {args.overlap}"
         )
-        print(f"{'':12s}{'AP50':>8s}{'AP50 small':>12s}{'APs':>8s}{'ms/image':>11s}{'CPU ms/image':>14s}{'runs':>6s}")
-        for label, side, runs in (("full frame", full, 1.0), ("sliced", cut, cut["runs_per_image"])):
-            print(
-                f"{label:12s}{side['ap50'] or 0:8.3f}{side['ap50_small'] or 0:12.3f}{side['ap_small'] or 0:8.3f}"
-                f"{side['ms_per_image']:11.0f}{side['cpu_ms_per_image']:14.0f}{runs:6.0f}"
+        print(f"{'':14s}{'AP50':>8s}{'AP50 small':>12s}{'APs':>8s}{'ms/image':>11s}{'CPU ms/image':>14s}{'runs':>6s}")
+        for merge in args.merge:  # one call per merge: each measures the full frame again (one run per image, cheap)
+            found = sliced_section(
+                weights,
+                test,
+                images,
+                len(args.classes),
+                imgsz=args.imgsz,
+                conf=0.001,
+                iou=0.7,
+                size=args.imgsz,
+                overlap=args.overlap,
+                merge=merge,
+                state_dir=work / "state",
             )
-        per_window = (cut["ms_per_image"] - full["ms_per_image"]) / windows
-        per_window_cpu = (cut["cpu_ms_per_image"] - full["cpu_ms_per_image"]) / windows
-        print(f"cost of slicing: {per_window:.1f} ms wall, {per_window_cpu:.1f} ms CPU per window ({windows:.0f} windows per image)")
-        print(f"small-object AP50, sliced / full frame: {verdict(cut['ap50_small'], full['ap50_small'], found['ratio']['ap50_small'])}")
+            full, cut = found["full_frame"], found["sliced"]
+            for label, side, runs in (("full frame", full, 1.0), (f"sliced, {merge}", cut, cut["runs_per_image"])):
+                print(
+                    f"{label:14s}{side['ap50'] or 0:8.3f}{side['ap50_small'] or 0:12.3f}{side['ap_small'] or 0:8.3f}"
+                    f"{side['ms_per_image']:11.0f}{side['cpu_ms_per_image']:14.0f}{runs:6.0f}"
+                )
+            windows = cut["runs_per_image"] - 1
+            per_window = (cut["ms_per_image"] - full["ms_per_image"]) / windows
+            per_window_cpu = (cut["cpu_ms_per_image"] - full["cpu_ms_per_image"]) / windows
+            print(f"  cost of slicing: {per_window:.1f} ms wall, {per_window_cpu:.1f} ms CPU per window ({windows:.0f} windows per image)")
+            ratio = verdict(cut["ap50_small"], full["ap50_small"], found["ratio"]["ap50_small"])
+            print(f"  small-object AP50, sliced ({merge}) / full frame: {ratio}")
         print(f"load average: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
         if args.compare_libraries:
             print("\nslicer libraries, one frame, same callback (torch, 1 thread), windows only:")
