@@ -139,6 +139,17 @@ def test_the_full_frame_pass_finds_what_no_window_holds() -> None:
     assert best_iou(alone.detections, (30, 20, 230, 220)) < 0.5  # windows only ever see pieces
 
 
+def test_a_small_box_is_not_merged_into_a_large_weak_one_around_it() -> None:
+    car = [100.0, 100.0, 111.0, 111.0]
+    around = [0.0, 0.0, 1536.0, 1536.0]  # a weak box the whole frame wide: IoS 1.0 with the car
+    piece = [105.0, 100.0, 118.0, 111.0]  # the same car's piece from the next window
+    found = Detections(np.array([car, around, piece], np.float32), np.array([0.9, 0.01, 0.5], np.float32), np.zeros(3, np.int64))
+    for kind in MergeKind:
+        merged = merge(found, kind, 0.5, 100)
+        grown = [100.0, 100.0, 118.0, 111.0] if kind is MergeKind.NMM else car  # with its piece only
+        assert merged.boxes.tolist() == [grown, around]  # the large box is another object, kept behind it
+
+
 def test_merge_keeps_classes_apart_and_caps_the_count() -> None:
     boxes = np.array([[0, 0, 10, 10], [3, 0, 20, 10], [0, 0, 10, 10], [100, 100, 110, 110]], np.float32)  # IoS of the first two: 0.7
     found = Detections(boxes, np.array([0.9, 0.8, 0.7, 0.6], np.float32), np.array([0, 0, 1, 0]))

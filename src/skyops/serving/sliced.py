@@ -9,6 +9,11 @@ mapped back to frame pixels (an offset: a window of the input size is not resize
     nmm   greedy, class-aware non-maximum *merging* (sahi's GREEDYNMM): the better box grows to the union of
           the boxes it matches, keeping its score; a car cut by a window's edge comes back whole.
 
+Two boxes are the same object only when they also have the same extent: neither more than SAME_EXTENT times the
+other's area. Without that rule, at a low confidence threshold a large, weak box around an 11 px car matched it
+by IoS 1.0, and NMM grew the car's box into it: 228 px boxes (the median over a 1536 px test frame, measured by
+benchmarks/sliced_inference.py), small-object AP50 0.000 with NMM against 0.296 with NMS.
+
 "Overlap" between detections is intersection over the smaller box (IoS), not IoU: half a car against the
 whole car has IoU 0.5 but IoS 1.0, so the piece a window cut off is recognised as the same object.
 
@@ -123,6 +128,9 @@ def ios_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(smaller > 0, w * h / smaller, 0.0)
 
 
+SAME_EXTENT = 4.0  # a window's piece of an object is at least a quarter of it; a box around many objects is not
+
+
 def merge(found: Detections, kind: MergeKind, match: float, max_det: int) -> Detections:
     """Merge detections of one frame from several windows (see the module docstring); best first, at most `max_det`.
 
@@ -138,7 +146,10 @@ def merge(found: Detections, kind: MergeKind, match: float, max_det: int) -> Det
     kept_boxes: list[np.ndarray] = []
     while rest.size and len(kept) < max_det:
         best = rest[0]
-        same = ios_matrix(shifted[best : best + 1], shifted[rest])[0] > match
+        area = (boxes[best, 2] - boxes[best, 0]) * (boxes[best, 3] - boxes[best, 1])
+        areas = (boxes[rest, 2] - boxes[rest, 0]) * (boxes[rest, 3] - boxes[rest, 1])
+        comparable = (areas <= SAME_EXTENT * area) & (area <= SAME_EXTENT * areas)
+        same = (ios_matrix(shifted[best : best + 1], shifted[rest])[0] > match) & comparable
         same[0] = True  # the box itself, even an empty one
         box = boxes[best]
         if kind is MergeKind.NMM:
