@@ -77,7 +77,7 @@ def test_a_wrong_section_is_refused_by_the_schema() -> None:
 
 def test_slicing_is_off_by_default_and_bad_settings_are_one_line(tmp_path: Path) -> None:
     config = EvaluateConfig()
-    assert (config.slice_size, config.slice_overlap, config.slice_merge) == (0, 0.2, "nmm")
+    assert (config.slice_size, config.slice_overlap, config.slice_merge) == (0, 0.2, "nms")
     weights = tmp_path / "best.pt"
     weights.write_bytes(b"never loaded")
     with pytest.raises(

@@ -60,7 +60,7 @@ class SliceSettings:
 
     size: int  # window side in px (square); best the model's input size, so a window is not resized
     overlap: float = 0.2  # fraction of `size` neighbouring windows share, in [0, MAX_OVERLAP]
-    merge: MergeKind = MergeKind.NMM
+    merge: MergeKind = MergeKind.NMS  # NMM at a low confidence threshold grows boxes past their objects (docs/small-objects.md)
     match: float = MATCH  # IoS above which detections from different windows are one object
     full_frame: bool = True  # also run the whole frame letterboxed (large objects)
     max_slices: int = MAX_SLICES

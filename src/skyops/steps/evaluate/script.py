@@ -36,7 +36,7 @@ class EvaluateConfig(StepConfig):
     # Sliced inference beside the full frame (section `sliced`): windows of slice_size px (0: off; use imgsz), see docs/small-objects.md
     slice_size: Annotated[int, Range(ge=0, le=4096)] = 0
     slice_overlap: Annotated[float, Range(ge=0, le=0.75)] = 0.2
-    slice_merge: Literal["nmm", "nms"] = "nmm"
+    slice_merge: Literal["nmm", "nms"] = "nms"  # evaluation scores at conf 0.001, where NMM inflates boxes
 
 
 SPEC = StepSpec(
