@@ -78,10 +78,15 @@ def test_torch_and_torchvision_come_from_the_pinned_cuda_12_6_index() -> None:
     assert install.index("pip check") > install.index("torch==")
 
 
-def test_no_train_bootstrap_or_entrypoint_is_baked_in() -> None:
-    # Training jobs bring their ContainerEntrypoint from the code archive; the image has no `train` of its own.
+def test_no_entrypoint_is_baked_in_and_train_only_runs_the_code_archive() -> None:
+    # Training steps bring their ContainerEntrypoint from the code archive. A tuning job's training jobs have none
+    # (its algorithm specification cannot carry one): SageMaker runs `train`, which unpacks the same archive and
+    # runs the step the job's Environment names; no skyops step code is baked into the image.
     text = " ".join(arguments for _, arguments in instructions())
-    assert "/usr/local/bin/train" not in text and "skyops.pipeline.sagemaker.container" not in text
+    assert "skyops.pipeline.sagemaker.container" not in text
+    assert ("COPY", "docker/train /usr/local/bin/train") in instructions()
+    script = (ROOT / "docker" / "train").read_text()
+    assert 'tar -xzf "$code_dir/sourcedir.tar.gz"' in script and 'exec python -m "$SKYOPS_ENTRY_POINT"' in script
     assert not [keyword for keyword, _ in instructions() if keyword in ("ENTRYPOINT", "CMD")]
 
 

@@ -67,7 +67,10 @@ def test_config_error_is_one_line_and_a_hint_with_exit_2(tmp_path: Path) -> None
 def test_unknown_pipeline_names_known_ones(tmp_path: Path) -> None:
     done = skyops("pipeline", "explain", "no-such-pipeline", state=tmp_path)
     assert done.returncode == 2 and done.stderr.startswith("error: no pipeline 'no-such-pipeline' in ")
-    assert done.stderr.splitlines()[-1] == "hint: known pipelines: drone-detection, monitor; or pass a path to a .yaml file"
+    assert (
+        done.stderr.splitlines()[-1]
+        == "hint: known pipelines: drone-detection, drone-detection-tiled, monitor; or pass a path to a .yaml file"
+    )
 
 
 def test_explain_prints_every_edge_and_why(tmp_path: Path) -> None:

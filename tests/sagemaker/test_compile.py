@@ -73,7 +73,9 @@ def test_outputs_go_under_the_execution_and_checkpoints_under_the_settings(defin
     assert first.startswith(f"s3://{SETTINGS.bucket}/skyops/drone-detection/checkpoints/train/") and len(first.rsplit("/", 1)[1]) == 64
     assert values == [
         {"Get": f"Parameters.{name}"}
-        for name in sorted(("batch", "epochs", "format", "image_size", "images", "max_invalid_fraction", "seed"))
+        for name in sorted(
+            ("batch", "close_mosaic", "cos_lr", "epochs", "format", "image_size", "images", "max_invalid_fraction", "nbs", "seed")
+        )
     ]
 
 

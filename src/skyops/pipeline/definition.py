@@ -340,7 +340,7 @@ def load_pipeline(name_or_path: str, *, search: Sequence[Path] = (), catalog: Ca
         candidates += [folder / f"{name_or_path}.yaml", folder / f"{name_or_path}.yml", folder / f"{name_or_path}.py"]
     path = next((c for c in candidates if c.is_file()), None)
     if path is None:
-        known = sorted({p.stem for folder in search if folder.is_dir() for p in folder.iterdir() if p.suffix in (".yaml", ".yml", ".py")})
+        known = sorted({p.stem for p in list_pipelines(search)})
         raise PipelineError(
             f"no pipeline {name_or_path!r} in {', '.join(str(s) for s in search) or 'the search path'}",
             hint=f"known pipelines: {', '.join(known) or 'none'}; or pass a path to a .yaml file",
