@@ -19,6 +19,8 @@ from skyops.training.tune import storage_url
 from tests.clirun import cli
 from tests.tuning.conftest import ROOT, TINY, env_for, skyops, space_file
 
+# 48 scenes: epochs long enough that the test sees epoch 1 end before epoch 2 does, on a busy machine too
+WIDER = ("-p", "images=48", "-p", "image_size=64")
 GUARD = 600  # seconds a wait for the tuner may take before the test gives up (a hang, not a speed check)
 
 
@@ -108,7 +110,7 @@ def test_a_study_killed_mid_trial_resumes_and_its_best_parameters_run(state: Pat
         pruning: {warmup_epochs: 2}
         """,
     )
-    args = ["-m", "skyops", "tune", "drone-detection", "--space", str(space), "--study", "resume", "--trials", "3", *TINY]
+    args = ["-m", "skyops", "tune", "drone-detection", "--space", str(space), "--study", "resume", "--trials", "3", *WIDER]
     child = subprocess.Popen(
         [sys.executable, *args], cwd=ROOT, env=env_for(state), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -132,7 +134,7 @@ def test_a_study_killed_mid_trial_resumes_and_its_best_parameters_run(state: Pat
         child.kill()
         child.wait()
 
-    done = skyops(state, "tune", "drone-detection", "--space", str(space), "--study", "resume", "--trials", "3", *TINY)
+    done = skyops(state, "tune", "drone-detection", "--space", str(space), "--study", "resume", "--trials", "3", *WIDER)
     assert done.returncode == 0, done.stdout + done.stderr
     number = killed[0]
     assert done.stdout.splitlines()[:2] == [
