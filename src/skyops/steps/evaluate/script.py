@@ -92,6 +92,8 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
     from skyops.training.evaluate import evaluate, write_evaluation
 
     manifest = Manifest.read(inputs["splits"])
+    weights = weights_in(inputs["model"], "model")
+    state_dir = Path(env["SKYOPS_STATE_DIR"])
     champion = weights_in(inputs["champion"], "champion") if "champion" in inputs else None
     with tempfile.TemporaryDirectory(prefix="skyops-eval-") as tmp:
         view = private_view(inputs["splits"], Path(tmp) / "data")
@@ -102,7 +104,7 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
             from skyops.steps.evaluate.sliced import sliced_section
 
             sliced = sliced_section(
-                weights_in(inputs["model"], "model"),
+                weights,
                 view,
                 read_split(view, args.split),
                 len(manifest.names),
@@ -112,10 +114,10 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
                 size=args.slice_size,
                 overlap=args.slice_overlap,
                 merge=args.slice_merge,
-                state_dir=Path(env["SKYOPS_STATE_DIR"]),
+                state_dir=state_dir,
             )
         doc = evaluate(
-            weights_in(inputs["model"], "model"),
+            weights,
             data_yaml,
             split=args.split,
             imgsz=args.imgsz,
@@ -126,7 +128,7 @@ def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str],
             threads=args.threads,
             names=manifest.names,
             champion=champion,
-            state_dir=Path(env["SKYOPS_STATE_DIR"]),
+            state_dir=state_dir,
             fingerprint=manifest.fingerprint,
             attributes=attributes,
             attribute_columns=COLUMNS,
