@@ -78,6 +78,7 @@ class TrainConfig(StepConfig):
     threads: Annotated[int, Range(ge=0)] = 0  # torch CPU threads: 0 = every usable core (Ultralytics alone: cores - 1); threads.py
     cos_lr: bool = False  # cosine learning-rate schedule instead of linear decay to lr0 * lrf
     lrf: Annotated[float, Range(gt=0, le=1)] = 0.01  # final learning rate, as a fraction of lr0
+    warmup_epochs: Annotated[float, Range(ge=0)] = 3.0  # learning rate ramped up from 0 over these epochs (0 = none)
     cache: bool = False  # keep decoded images in RAM (Ultralytics' cache='ram'; 'disk' would write .npy files beside the source images)
     mosaic: Fraction = 1.0
     close_mosaic: Annotated[int, Range(ge=0)] = 10  # last N epochs without mosaic
