@@ -159,6 +159,12 @@ def test_deploy_with_a_repository_makes_the_ci_role_the_ml_engineer_trusts_and_o
     code, out, err = cli("infra", "deploy")  # the repository and the provider are kept
     assert code == 0 and "skyops-dev: no changes" in out.splitlines(), err
 
+    # '' asks for no repository (CloudFormation then removes the role; moto keeps a resource whose Condition turns false)
+    code, out, err = cli("infra", "deploy", "--github-repo", "")
+    assert code == 0, err
+    params = admin(moto, "cloudformation").describe_stacks(StackName="skyops-dev")["Stacks"][0]["Parameters"]
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in params}["GitHubRepository"] == ""
+
 
 def _as_its_role(principal: str) -> str:
     """An assumed-role session's ARN as the role's: IAM matches a role principal against its sessions, moto does not."""
