@@ -6,8 +6,8 @@
 
 Two stacks per environment (templates in infra/cloudformation/, docs/infrastructure.md): the core stack (bucket,
 image repository, roles, model package group, alerts, budget, and the GitHub CI role when a repository is given)
-and, when a VPC is given, the Studio stack (the domain
-and one user profile per persona, running as the core stack's persona roles). Plain data: no request is made here.
+and, when a VPC is given, the Studio stack (the domain and one user profile per persona, running as the core
+stack's persona roles). Plain data: no request is made here.
 """
 
 from __future__ import annotations
