@@ -5,8 +5,9 @@
     env.owns(tags, env.core_stack)            # True only for Project=skyops, Environment=dev, ManagedBy=skyops-dev
 
 Two stacks per environment (templates in infra/cloudformation/, docs/infrastructure.md): the core stack (bucket,
-image repository, roles, model package group, alerts, budget) and, when a VPC is given, the Studio stack (the domain
-and one user profile per persona, running as the core stack's persona roles). Plain data: no request is made here.
+image repository, roles, model package group, alerts, budget, and the GitHub CI role when a repository is given)
+and, when a VPC is given, the Studio stack (the domain and one user profile per persona, running as the core
+stack's persona roles). Plain data: no request is made here.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ STUDIO_TEMPLATE = "skyops-studio.yaml"
 TEMPLATE_DIR = Path("infra") / "cloudformation"  # under the project folder
 PERSONAS = ("data-scientist", "ml-engineer")
 _ENVIRONMENT = re.compile(r"^[a-z][a-z0-9-]{1,14}$")  # the templates' AllowedPattern
+# The core template's AllowedPatterns of GitHubRepository and GitHubOidcProviderArn, less their "^$|" (empty: none).
+GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9](-?[A-Za-z0-9]){0,38}/[A-Za-z0-9._-]{1,100}$")
+GITHUB_OIDC_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/token\.actions\.githubusercontent\.com$")
 
 
 class InfraError(SkyopsError):

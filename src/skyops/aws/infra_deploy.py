@@ -23,6 +23,8 @@ CORE_DEFAULTS = {
     "AlertEmail": "",
     "TrustedPrincipalArn": "",
     "NoncurrentVersionDays": "30",
+    "GitHubRepository": "",
+    "GitHubOidcProviderArn": "",
 }
 
 
@@ -37,6 +39,8 @@ class DeployOptions:
     alert_email: str | None = None
     trusted_principal: str | None = None
     noncurrent_days: int | None = None
+    github_repo: str | None = None  # OWNER/NAME ('': none); validated by the CLI against the template's pattern
+    github_oidc_provider_arn: str | None = None
     vpc_id: str | None = None
     subnet_ids: Sequence[str] | None = None
 
@@ -69,6 +73,8 @@ def core_request(project_dir: Path, env: InfraEnvironment, options: DeployOption
         "AlertEmail": options.alert_email,
         "TrustedPrincipalArn": options.trusted_principal,
         "NoncurrentVersionDays": None if options.noncurrent_days is None else str(options.noncurrent_days),
+        "GitHubRepository": options.github_repo,
+        "GitHubOidcProviderArn": options.github_oidc_provider_arn,
     }
     kept = dict(existing.parameters) if existing is not None else {}
     values = {"Environment": env.name}

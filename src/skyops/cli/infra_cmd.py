@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from skyops.aws.infra import GITHUB_OIDC_PROVIDER_ARN, GITHUB_REPOSITORY
 from skyops.cli.common import settings
-from skyops.cli.params import IntegerRange
+from skyops.cli.params import IntegerRange, Matching
 from skyops.cli.usage import SkyopsGroup
 
 if TYPE_CHECKING:
@@ -68,6 +69,18 @@ def _log(command: str, env: InfraEnvironment, report: GuardReport) -> ActionLog:
 @click.option("--alert-email", help="E-mail address subscribed to the alerts topic. [default: none, then kept]")
 @click.option("--trusted-principal", help="IAM principal ARN allowed to assume the persona roles. [default: the account, then kept]")
 @click.option("--noncurrent-days", type=IntegerRange(min=1), help="Days an old object version is kept. [default: 30, then kept]")
+@click.option(
+    "--github-repo",
+    type=Matching(GITHUB_REPOSITORY, "OWNER/NAME of a GitHub repository, e.g. acme/skyops ('' for none)", empty_ok=True),
+    help="Repository on GitHub (OWNER/NAME) whose workflows get the CI role (output GitHubCiRoleArn); '' removes it. "
+    "[default: none, then kept]",
+)
+@click.option(
+    "--github-oidc-provider-arn",
+    type=Matching(GITHUB_OIDC_PROVIDER_ARN, "the ARN of an IAM OIDC provider of token.actions.githubusercontent.com", empty_ok=True),
+    help="The account's existing GitHub OIDC provider (another environment's output GitHubOidcProviderArn). "
+    "[default: created with the CI role, then kept]",
+)
 @click.option("--vpc-id", help="VPC of the Studio domain: deploys the Studio stack (with --subnet-ids).")
 @click.option("--subnet-ids", help="Comma-separated subnets of the Studio domain, in --vpc-id.")
 @click.option("--plan", "plan_only", is_flag=True, help="Show what would change, change nothing.")
@@ -80,6 +93,8 @@ def deploy(
     alert_email: str | None,
     trusted_principal: str | None,
     noncurrent_days: int | None,
+    github_repo: str | None,
+    github_oidc_provider_arn: str | None,
     vpc_id: str | None,
     subnet_ids: str | None,
     plan_only: bool,
@@ -101,6 +116,8 @@ def deploy(
         alert_email=alert_email,
         trusted_principal=trusted_principal,
         noncurrent_days=noncurrent_days,
+        github_repo=github_repo,
+        github_oidc_provider_arn=github_oidc_provider_arn,
         vpc_id=vpc_id,
         subnet_ids=[s.strip() for s in subnet_ids.split(",") if s.strip()] if subnet_ids else None,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,24 @@ class Choice(click.Choice[str]):
             return super().convert(value, param, ctx)
         except click.BadParameter:
             raise BadValue(value, f"expected one of {', '.join(self.choices)}", ctx, param) from None
+
+
+class Matching(click.ParamType):
+    """A string a regular expression accepts whole (e.g. a CloudFormation parameter's AllowedPattern), or '' when
+    `empty_ok` (the option's way of saying "none"); `expected` says in words what it accepts."""
+
+    name = "text"
+
+    def __init__(self, pattern: re.Pattern[str], expected: str, *, empty_ok: bool = False) -> None:
+        self.pattern = pattern
+        self.expected = expected
+        self.empty_ok = empty_ok
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if (text == "" and self.empty_ok) or self.pattern.fullmatch(text):
+            return text
+        raise BadValue(value, f"expected {self.expected}", ctx, param)
 
 
 class ExistingPath(click.Path):

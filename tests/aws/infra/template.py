@@ -5,8 +5,8 @@ resolved with given values, so a test can use a template's own policy documents 
     values = Values(parameters={"Environment": "dev", ...}, physical={"ArtifactBucket": "skyops-dev-..."}, attributes={...})
     resolve(template["Resources"]["DataScientistRole"]["Properties"]["Policies"], values, template)
 
-Only what the templates use is resolved: Ref, Fn::Sub, Fn::GetAtt, Fn::If (with Fn::Not and Fn::Equals
-conditions). Anything else is an error, so a new function in a template fails here loudly instead of passing through.
+Only what the templates use is resolved: Ref, Fn::Sub, Fn::GetAtt, Fn::If (with Fn::Not, Fn::And, Fn::Equals and
+Condition conditions); `created` says which resources a template's conditions keep. Anything else is an error, so a new function in a template fails here loudly instead of passing through.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def _short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[s
         value = loader.construct_sequence(node, deep=True)
     else:
         value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if suffix == "Ref":
-        return {"Ref": value}
+    if suffix in ("Ref", "Condition"):  # the two whose long form has no "Fn::"
+        return {suffix: value}
     if suffix == "GetAtt" and isinstance(value, str):
         value = value.split(".", 1)
     return {f"Fn::{suffix}": value}
@@ -83,9 +83,25 @@ def _condition(node: Any, values: Values, template: dict[str, Any]) -> Any:
         ((key, arg),) = node.items()
         if key == "Fn::Not":
             return not _condition(arg[0], values, template)
+        if key == "Fn::And":
+            return all(_condition(item, values, template) for item in arg)
+        if key == "Condition":
+            return condition(template, arg, values)
         if key == "Fn::Equals":
             return resolve(arg[0], values, template) == resolve(arg[1], values, template)
     return resolve(node, values, template)
+
+
+def created(template: dict[str, Any], values: Values) -> set[str]:
+    """The logical ids of the resources the stack holds with these parameter values (each one's Condition met)."""
+    return {
+        name for name, spec in template["Resources"].items() if "Condition" not in spec or condition(template, spec["Condition"], values)
+    }
+
+
+def outputs(template: dict[str, Any], values: Values) -> set[str]:
+    """The names of the outputs the stack has with these parameter values."""
+    return {name for name, spec in template["Outputs"].items() if "Condition" not in spec or condition(template, spec["Condition"], values)}
 
 
 def resolve(node: Any, values: Values, template: dict[str, Any]) -> Any:
