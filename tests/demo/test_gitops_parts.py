@@ -56,10 +56,10 @@ def test_help_lists_the_options_and_every_step(capsys: pytest.CaptureFixture[str
             ["--images", "10"],
             ["error: --images 10: must be >= 60", "hint: e.g. --images 400 (the default); see `skyops demo gitops --help`"],
         ),
-        (["--epochs", "0"], ["error: --epochs 0: must be >= 1", "hint: e.g. --epochs 16 (the default); see `skyops demo gitops --help`"]),
+        (["--epochs", "0"], ["error: --epochs 0: must be >= 1", "hint: e.g. --epochs 7 (the default); see `skyops demo gitops --help`"]),
         (
             ["--epochs", "two"],
-            ["error: --epochs two: expected an integer", "hint: e.g. --epochs 16 (the default); see `skyops demo gitops --help`"],
+            ["error: --epochs two: expected an integer", "hint: e.g. --epochs 7 (the default); see `skyops demo gitops --help`"],
         ),
     ],
 )

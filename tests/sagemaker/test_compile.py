@@ -74,7 +74,10 @@ def test_outputs_go_under_the_execution_and_checkpoints_under_the_settings(defin
     assert values == [
         {"Get": f"Parameters.{name}"}
         for name in sorted(
-            ("batch", "close_mosaic", "cos_lr", "epochs", "format", "image_size", "images", "max_invalid_fraction", "nbs", "seed")
+            (
+                *("batch", "cos_lr", "epochs", "format", "image_size", "images", "lr0", "max_invalid_fraction", "mosaic", "nbs"),
+                *("seed", "warmup_epochs"),
+            )
         )
     ]
 

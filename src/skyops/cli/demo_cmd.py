@@ -40,11 +40,11 @@ def _steps_help() -> str:
 )
 @click.option("--keep", is_flag=True, help="Keep the temporary project (its git log, audit log, runs) to look at afterwards.")
 @click.option("--images", type=IntegerRange(min=60, max=5000), default=400, help="Synthetic scenes in each training dataset.")
-@click.option("--epochs", type=IntegerRange(min=1, max=300), default=16, help="Training epochs of v1 and v2.")
+@click.option("--epochs", type=IntegerRange(min=1, max=300), default=7, help="Training epochs of v1 and v2.")
 @click.option(
     "--image-size",
     type=IntegerRange(min=64, max=640),
-    default=128,
+    default=256,
     help=f"Scene and training size in pixels (a multiple of {IMAGE_STRIDE}).",
 )
 def gitops(workdir: Path | None, keep: bool, images: int, epochs: int, image_size: int) -> None:
