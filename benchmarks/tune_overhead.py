@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_overhead import make_dataset  # a sibling benchmark's synthetic dataset
+from train_overhead import make_scenes  # the sibling benchmark's synthetic aerial scenes
 
 ULTRALYTICS_THREADS = min(8, max(1, (os.cpu_count() or 1) - 1))  # what Ultralytics gives torch on the CPU
 
@@ -106,7 +106,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="tune-bench-") as tmp:
         work = Path(tmp)
-        dataset = make_dataset(work / "dataset", images=args.images, size=args.imgsz).parent
+        dataset, names = make_scenes(work / "dataset", images=args.images, size=args.imgsz)
         pipeline = work / "bench-tune.yaml"
         pipeline.write_text(PIPELINE.format(dataset=dataset, epochs=args.epochs, imgsz=args.imgsz, threads=ULTRALYTICS_THREADS))
         space = work / "space.tune.yaml"
@@ -122,7 +122,7 @@ def main() -> None:
         for round_ in range(args.repeat):
             copy = work / f"anchor-data-{round_}"
             shutil.copytree(splits, copy)  # Ultralytics writes labels.cache beside the data: a private copy, like the step's view
-            data_yaml = write_data_yaml(copy, work / f"anchor-{round_}.yaml", ["red", "blue"])
+            data_yaml = write_data_yaml(copy, work / f"anchor-{round_}.yaml", names)
             anchor = [sys.executable, "-c", textwrap.dedent(ANCHOR), str(data_yaml), str(work / f"anchor-{round_}")]
             sides["plain Optuna + Ultralytics (anchor)"].append(
                 timed([*anchor, str(args.trials), str(args.epochs), str(args.imgsz), "0"], anchor_env)
