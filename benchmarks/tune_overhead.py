@@ -113,8 +113,10 @@ def main() -> None:
         space.write_text(SPACE.format(epochs=args.epochs))
         state = work / "state"
         env = {**os.environ, "SKYOPS_STATE_DIR": str(state), "NO_COLOR": "1"}
-        tune = [sys.executable, "-m", "skyops", "tune", str(pipeline), "--space", str(space), "--seed", "0"]
-        timed([*tune, "--study", "warm-up", "--trials", "1"], env)  # publishes the data steps; creates the stores
+        tune = [sys.executable, "-m", "skyops", "tune", str(pipeline), "--space", str(space)]
+        # The warm-up publishes the data steps and creates the stores. Every study has its own seed (the warm-up's is
+        # none of the rounds'): a trial drawn again by a study with the same seed would be a cached train step.
+        timed([*tune, "--seed", "1000", "--study", "warm-up", "--trials", "1"], env)
         splits = Path(load_record(state / "runs", "latest").steps["split"].outputs["splits"]["path"])
         prepare_offline(state)
         anchor_env = {**os.environ, **offline_environment(state)}
@@ -125,9 +127,18 @@ def main() -> None:
             data_yaml = write_data_yaml(copy, work / f"anchor-{round_}.yaml", names)
             anchor = [sys.executable, "-c", textwrap.dedent(ANCHOR), str(data_yaml), str(work / f"anchor-{round_}")]
             sides["plain Optuna + Ultralytics (anchor)"].append(
-                timed([*anchor, str(args.trials), str(args.epochs), str(args.imgsz), "0"], anchor_env)
+                timed([*anchor, str(args.trials), str(args.epochs), str(args.imgsz), str(round_)], anchor_env)
             )
-            sides["skyops tune"].append(timed([*tune, "--study", f"round-{round_}", "--trials", str(args.trials)], env))
+            before = set((state / "runs").iterdir())
+            study = [*tune, "--seed", str(round_), "--study", f"round-{round_}", "--trials", str(args.trials)]
+            sides["skyops tune"].append(timed(study, env))
+            trained = [
+                load_record(state / "runs", run.name).steps["train"].status
+                for run in set((state / "runs").iterdir()) - before
+                if run.is_dir() and not run.is_symlink()
+            ]
+            if sorted(trained) != ["done"] * args.trials:  # a cached trial would time no training
+                raise SystemExit(f"round {round_}: expected {args.trials} trainings, the trials' train steps were {sorted(trained)}")
         load = os.getloadavg()
         print(
             f"{args.trials} trials x {args.epochs} epochs, {args.images} images at {args.imgsz} px, {args.repeat} round(s); load {load[0]:.1f}"
