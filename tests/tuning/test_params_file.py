@@ -52,10 +52,15 @@ def test_a_bad_file_exits_2_with_one_line(capsys: pytest.CaptureFixture[str], tm
 
 def test_the_default_pipelines_search_space_loads() -> None:
     from skyops.pipeline.definition import load_pipeline
-    from skyops.pipeline.search import Choice, IntRange, Objective, load_search_space, search_space_path
+    from skyops.pipeline.search import Choice, FloatRange, IntRange, Objective, load_search_space, search_space_path
 
     pipeline_file = ROOT / "pipelines" / "drone-detection.yaml"
     space = load_search_space(search_space_path(pipeline_file), load_pipeline(str(pipeline_file)))
     assert space.objective == Objective(metric="map50", direction="maximize")
-    assert space.parameters == {"epochs": IntRange(4, 20), "batch": Choice((8, 16, 32))}
+    assert space.parameters == {
+        "epochs": IntRange(5, 12),
+        "lr0": FloatRange(0.0008, 0.005, log=True),
+        "warmup_epochs": FloatRange(0.0, 3.0),
+        "batch": Choice((8, 16)),
+    }
     assert (space.trials, space.warmup_epochs) == (20, 2)
