@@ -164,12 +164,12 @@ def metric_history(run: str, key: str | None = None) -> list[tuple[int, float]]:
     return store.run_metrics_history(run_results(run)["training.json"]["mlflow_run_id"], key or CURVE)
 
 
-def reproduce(run: str, tolerance: float = 0.02, *, report: bool = True) -> Reproduction:
+def reproduce(run: str, tolerance: float = 0.02, *, report: bool = True, as_user: str | None = None) -> Reproduction:
     """Re-run a run (id, or MODEL:VERSION) from its recorded inputs and compare, as `skyops experiments reproduce
     RUN --report`: the report beside the re-run, attached to the registered version. `.reproduced` is the verdict."""
     from skyops.cli.experiments_cmd import reproduce_run
 
-    return reproduce_run(run, tolerance, report=report)[0]
+    return reproduce_run(run, tolerance, report=report, as_user=as_user)[0]
 
 
 # ---- SageMaker (compile only: no request) --------------------------------------------------------------

@@ -3,6 +3,7 @@ and `skyops experiments reproduce MODEL:VERSION --report` on a real retrain (slo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,35 @@ def test_reproduce_a_registered_version_attaches_the_report_to_its_card(
     report = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("report: ") and line.endswith(".md"))
     assert "beyond the tolerance: recall" in Path(report).read_text()
     assert "reproducibility: NOT reproduced within 0.0" in cli(capsys, "models", "show", "1")[1]
+
+
+def test_attaching_a_report_is_governed_and_audited(project: Path, store_dir: Path, model: str, tmp_path: Path) -> None:
+    """The tag and artifacts are registry writes: checked against the roles and audited like any other (no training)."""
+    from skyops.errors import PermissionDenied
+    from skyops.registry.audit import AuditLog
+    from skyops.registry.models import ModelRegistry
+    from skyops.registry.reproducibility import TAG, attach
+    from skyops.registry.roles import Governance
+    from skyops.training.tracking import TrackingStore
+
+    from .conftest import register_version
+
+    version = register_version(store_dir, model, 0.3)
+    r = compare(results("a", 0.50), results("b", 0.51), tolerance=0.02, inputs=INPUTS, rerun_inputs=INPUTS, model=model, version=version)
+    paths = write_report(r, tmp_path / "report")
+    registry = ModelRegistry(TrackingStore.local(store_dir), model)
+    governance = Governance(project, store_dir / "audit.log")
+
+    with pytest.raises(PermissionDenied, match=r"mallory .*register"):
+        attach(registry, version, r, paths, governance=governance, actor="mallory")  # role none: read only
+    assert TAG not in registry.get(str(version)).tags
+    uri = attach(registry, version, r, paths, governance=governance, actor="bob")
+    assert json.loads(registry.get(str(version)).tags[TAG])["report"] == uri
+
+    mine = [
+        rec
+        for rec in AuditLog(store_dir / "audit.log").records()
+        if rec.target == f"{model} v{version}" and rec.reason == "reproducibility report"
+    ]
+    assert [(rec.actor, rec.outcome) for rec in mine] == [("mallory", "denied"), ("bob", "intent"), ("bob", "succeeded")]
+    assert mine[1].details == {"tag": TAG, "rerun": "b", "reproduced": True, "tolerance": 0.02}

@@ -116,12 +116,15 @@ def _registered(results: dict[str, Any]) -> tuple[str, int] | None:
     return None
 
 
-def reproduce_run(run: str, tolerance: float, *, report: bool = False) -> tuple[Reproduction, tuple[Path, ...], str]:
+def reproduce_run(
+    run: str, tolerance: float, *, report: bool = False, as_user: str | None = None
+) -> tuple[Reproduction, tuple[Path, ...], str]:
     """Re-run `run` (a run id, or MODEL:VERSION) from its recorded parameters, seed included, every step afresh;
     compare its test metrics. With `report`: reproducibility.md/.html in the re-run's record folder, attached to
-    the registered version (tag + artifacts of its training run). Returns (comparison, report files, artifact URI).
+    the registered version (tag + artifacts of its training run) as `as_user` (default: $SKYOPS_USER, else the
+    OS user), governed and audited. Returns (comparison, report files, artifact URI).
     """
-    from skyops.cli.common import engine, load, registry
+    from skyops.cli.common import actor, engine, governance, load, registry
     from skyops.errors import SkyopsError
     from skyops.pipeline.lineage import RunStatus
     from skyops.registry.reproducibility import attach, compare, recorded_inputs, write_report
@@ -156,7 +159,9 @@ def reproduce_run(run: str, tolerance: float, *, report: bool = False) -> tuple[
     if not report:
         return reproduction, (), ""
     paths = write_report(reproduction, settings().state_dir / "runs" / again.run_id)
-    uri = attach(registry(model), version, reproduction, paths) if version is not None else ""
+    uri = (
+        attach(registry(model), version, reproduction, paths, governance=governance(), actor=actor(as_user)) if version is not None else ""
+    )
     return reproduction, paths, uri
 
 
@@ -168,12 +173,13 @@ def reproduce_run(run: str, tolerance: float, *, report: bool = False) -> tuple[
 @click.option(
     "--report", is_flag=True, help="Write reproducibility.md/.html beside the re-run and attach them to the registered version's card."
 )
-def reproduce(run: str, tolerance: float, report: bool) -> None:
+@click.option("--as", "as_", help="Who attaches the report (default: $SKYOPS_USER, else the OS user): a Data Scientist or an ML Engineer.")
+def reproduce(run: str, tolerance: float, report: bool, as_: str | None) -> None:
     """Re-run with the recorded parameters (seed included), training and evaluating afresh; compare metrics.
 
     Exit 0 when reproduced (same data, every test metric within the tolerance), 1 when not.
     """
-    reproduction, paths, uri = reproduce_run(run, tolerance, report=report)
+    reproduction, paths, uri = reproduce_run(run, tolerance, report=report, as_user=as_)
     fingerprint = reproduction.inputs["data_fingerprint"]
     same_data = "data_fingerprint" not in reproduction.differing_inputs
     print(f"data fingerprint: {'same' if same_data else 'DIFFERENT'} ({fingerprint[:12]})")

@@ -25,6 +25,7 @@ from skyops.evaluation.report import write_text_atomic
 
 if TYPE_CHECKING:
     from skyops.registry.models import ModelRegistry
+    from skyops.registry.roles import Governance
     from skyops.training.tracking import TrackingStore
 
 METRICS = ("map50", "map50_95", "precision", "recall")  # evaluation.json `metrics`, on the test split
@@ -238,15 +239,23 @@ def write_report(r: Reproduction, folder: Path) -> tuple[Path, Path]:
     return write_text_atomic(folder / REPORT_MD, render_markdown(r)), write_text_atomic(folder / REPORT_HTML, render_html(r))
 
 
-def attach(registry: ModelRegistry, version: int, r: Reproduction, paths: tuple[Path, ...]) -> str:
+def attach(registry: ModelRegistry, version: int, r: Reproduction, paths: tuple[Path, ...], *, governance: Governance, actor: str) -> str:
     """Attach the report to a registered version: its files as artifacts of the version's training run
     (`reproducibility/<rerun>/`), and the verdict with their URI as the version tag `skyops.reproducibility`,
-    which `skyops models show` prints as the card's reproducibility section. Returns the artifact URI."""
+    which `skyops models show` prints as the card's reproducibility section. Returns the artifact URI.
+
+    Governed like any write to the registry: `actor` must hold the `register` permission (evidence added to a
+    version, as a Data Scientist or an ML Engineer may), checked and audited before the first write, the
+    outcome audited after. Raises PermissionDenied (audited as denied; nothing attached)."""
+    from skyops.registry.roles import Action
+
     found = registry.get(str(version))
-    client = registry.client
-    artifact_path = f"{ARTIFACT_DIR}/{r.rerun}"
-    for path in paths:
-        client.log_artifact(found.run_id, str(path), artifact_path)
-    uri = f"{client.get_run(found.run_id).info.artifact_uri}/{artifact_path}"
-    client.set_model_version_tag(registry.name, str(found.version), TAG, json.dumps({**r.summary(), "report": uri}, sort_keys=True))
+    intended = {"tag": TAG, "rerun": r.rerun, "reproduced": r.reproduced, "tolerance": r.tolerance}
+    with governance.action(actor, Action.REGISTER, f"{registry.name} v{found.version}", reason="reproducibility report", intended=intended):
+        client = registry.client
+        artifact_path = f"{ARTIFACT_DIR}/{r.rerun}"
+        for path in paths:
+            client.log_artifact(found.run_id, str(path), artifact_path)
+        uri = f"{client.get_run(found.run_id).info.artifact_uri}/{artifact_path}"
+        client.set_model_version_tag(registry.name, str(found.version), TAG, json.dumps({**r.summary(), "report": uri}, sort_keys=True))
     return uri
