@@ -48,6 +48,7 @@ from skyops.training.train import TrainConfig, ultralytics_args
 from skyops.training.ultra import offline_environment, prepare_offline
 
 YOLO = Path(sys.executable).parent / "yolo"
+ULTRALYTICS_THREADS = min(8, max(1, (os.cpu_count() or 1) - 1))  # what Ultralytics gives torch on the CPU
 BASE_CONFIG = TrainConfig(epochs=1, imgsz=256, batch=16, workers=0, device="cpu", seed=0)
 RESULT_COLUMNS = ("metrics/mAP50(B)", "metrics/mAP50-95(B)", "metrics/precision(B)", "metrics/recall(B)")
 
@@ -238,7 +239,7 @@ def main() -> None:
     threads = resolve_threads(config.threads)
     print(
         f"demo training: {args.images} synthetic scenes, imgsz {config.imgsz}, {config.epochs} epochs, batch {config.batch}, {config.device}; "
-        f"median of {args.repeat}; skyops on {threads} torch threads, the anchor on Ultralytics' {max(1, min(8, (os.cpu_count() or 1) - 1))}; "
+        f"median of {args.repeat}; skyops on {threads} torch threads, the anchor on Ultralytics' {ULTRALYTICS_THREADS}; "
         f"load average {os.getloadavg()[0]:.1f} at the end on {os.cpu_count()} cores"
     )
     print(

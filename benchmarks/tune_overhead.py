@@ -32,9 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_overhead import make_scenes  # the sibling benchmark's synthetic aerial scenes
-
-ULTRALYTICS_THREADS = min(8, max(1, (os.cpu_count() or 1) - 1))  # what Ultralytics gives torch on the CPU
+from train_overhead import ULTRALYTICS_THREADS, make_scenes  # the sibling benchmark's scenes and Ultralytics' thread count
 
 PIPELINE = """
 name: bench-tune

@@ -18,7 +18,7 @@ import click
 
 from skyops.cli.params import IntegerRange
 from skyops.cli.usage import SkyopsGroup
-from skyops.demo.gitops import STEPS  # light: the story's modules import their heavy parts when they run
+from skyops.demo.gitops import STEPS, Options  # light: the story's modules import their heavy parts when they run
 
 app = SkyopsGroup("demo", help="Stories skyops plays on a throwaway project, every part real.", no_args_is_help=True)
 
@@ -39,12 +39,12 @@ def _steps_help() -> str:
     help="Make the demo project here (a new or empty folder; kept). Default: a temporary folder, removed at the end.",
 )
 @click.option("--keep", is_flag=True, help="Keep the temporary project (its git log, audit log, runs) to look at afterwards.")
-@click.option("--images", type=IntegerRange(min=60, max=5000), default=400, help="Synthetic scenes in each training dataset.")
-@click.option("--epochs", type=IntegerRange(min=1, max=300), default=7, help="Training epochs of v1 and v2.")
+@click.option("--images", type=IntegerRange(min=60, max=5000), default=Options.images, help="Synthetic scenes in each training dataset.")
+@click.option("--epochs", type=IntegerRange(min=1, max=300), default=Options.epochs, help="Training epochs of v1 and v2.")
 @click.option(
     "--image-size",
     type=IntegerRange(min=64, max=640),
-    default=256,
+    default=Options.image_size,
     help=f"Scene and training size in pixels (a multiple of {IMAGE_STRIDE}).",
 )
 def gitops(workdir: Path | None, keep: bool, images: int, epochs: int, image_size: int) -> None:
@@ -55,7 +55,7 @@ def gitops(workdir: Path | None, keep: bool, images: int, epochs: int, image_siz
     real: training, the MLflow registry, the audit log, git commits, blue/green servers on 127.0.0.1, the drift
     check. Your own repository is never touched: the demo makes a project of its own.
     """
-    from skyops.demo.gitops import Options, play
+    from skyops.demo.gitops import play
     from skyops.demo.stage import DemoFailed, Interrupted, Stage, sigterm_as_interrupt
     from skyops.errors import ConfigError
 
