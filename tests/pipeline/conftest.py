@@ -105,7 +105,7 @@ class InProcessLauncher:
     def __init__(self) -> None:
         self.stopped = False
 
-    def launch(self, module: str, argv: tuple[str, ...], env: dict[str, str], log) -> int:
+    def launch(self, module: str, argv: tuple[str, ...], env: dict[str, str], log, warm: str = "") -> int:
         from skyops.pipeline.launch import STOPPED
         from skyops.pipeline.runtime import run
 

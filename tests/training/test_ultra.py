@@ -217,3 +217,41 @@ def test_missing_bundled_font_is_a_clear_error_before_any_write(tmp_path: Path, 
     with pytest.raises(ConfigError, match="matplotlib is not installed; skyops needs its bundled font"):
         ultra.prepare_offline(tmp_path / "state")
     assert not (tmp_path / "state").exists()
+
+
+def test_a_second_import_sets_the_log_level_it_asks_for(tmp_path: Path, run_python: Runner) -> None:
+    """A step forked from a warm host finds Ultralytics imported (quiet): its own `verbose` still holds."""
+    done = run_python(
+        f"""
+        from pathlib import Path
+        from skyops.training.ultra import import_ultralytics
+        state = Path({str(tmp_path / "state")!r})
+        utils = import_ultralytics(state).utils
+        quiet = (utils.VERBOSE, utils.LOGGER.level)
+        import_ultralytics(state, verbose=True)
+        print(quiet, (utils.VERBOSE, utils.LOGGER.level), [h.level for h in utils.LOGGER.handlers])
+        """
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == "(False, 40) (True, 20) [20]"  # ERROR, then INFO
+
+
+def test_the_train_steps_warm_hook_leaves_a_process_safe_to_fork(tmp_path: Path, run_python: Runner) -> None:
+    """What the step host of a study imports before forking trials: the heavy libraries, no thread, no polars."""
+    done = run_python(
+        """
+        import os, sys, threading
+        from skyops.steps.train.script import warm
+        warm()
+        loaded = [m for m in ("torch", "torch._dynamo", "ultralytics", "mlflow.store.tracking.sqlalchemy_store") if m in sys.modules]
+        print(threading.active_count(), "polars" in sys.modules, loaded)
+        import polars  # kept out of the host only: the step imports it as usual
+        from ultralytics import utils
+        print(utils.ONLINE, utils.USER_CONFIG_DIR)
+        """,
+        env={"SKYOPS_STATE_DIR": str(tmp_path / "state")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "1 False ['torch', 'torch._dynamo', 'ultralytics', 'mlflow.store.tracking.sqlalchemy_store']"
+    assert lines[1] == f"False {ultra.config_dir(tmp_path / 'state')}"  # offline, in this state folder's settings

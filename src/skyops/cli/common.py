@@ -34,11 +34,19 @@ def code_roots(pipeline: Pipeline) -> dict[str, Path]:
     return roots
 
 
-def engine(pipeline: Pipeline, *, workers: int = 2, use_cache: bool = True, announce: Callable[[str], None] | None = None) -> LocalEngine:
+def engine(
+    pipeline: Pipeline,
+    *,
+    workers: int = 2,
+    use_cache: bool = True,
+    announce: Callable[[str], None] | None = None,
+    keep_warm: bool = False,
+) -> LocalEngine:
     """The local engine, with the resolvers of the sources pipelines declare (`registry:<model>@champion`) and the
     fetcher of `s3://` inputs (the S3 mirror under the state folder, through the profile guard).
 
     `announce` is told what a source resolved to ("comparing with the champion: ...") and what a fetch downloaded.
+    `keep_warm`: one warm step host for all the engine's runs (LocalEngine); close the engine when done.
     """
     from skyops.pipeline.engine import LocalEngine, StateDir
     from skyops.registry.sources import REGISTRY_SCHEME, registry_resolver
@@ -47,7 +55,13 @@ def engine(pipeline: Pipeline, *, workers: int = 2, use_cache: bool = True, anno
     resolvers = {REGISTRY_SCHEME: registry_resolver(s.state_dir, s.tracking_uri, announce)}
     fetchers = {"s3": s3_fetcher(s, announce)}
     return LocalEngine(
-        StateDir(s.state_dir), code_roots=code_roots(pipeline), workers=workers, use_cache=use_cache, resolvers=resolvers, fetchers=fetchers
+        StateDir(s.state_dir),
+        code_roots=code_roots(pipeline),
+        workers=workers,
+        use_cache=use_cache,
+        resolvers=resolvers,
+        fetchers=fetchers,
+        keep_warm=keep_warm,
     )
 
 

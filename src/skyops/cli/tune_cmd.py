@@ -89,16 +89,20 @@ def tune(
         )
         output.line(f"trial {o.number} {o.state.lower()}: {shown}: {result} ({format_seconds(o.seconds)}, run {o.run_id})")
 
-    summary = run_study(
-        request,
-        engine=engine(pipeline),
-        state_dir=s.state_dir,
-        store=TrackingStore.local(s.state_dir, s.tracking_uri),
-        experiment=DEFAULT_EXPERIMENT,
-        params_file=params_file,
-        on_trial=trial_line,
-        on_start=started,
-    )
+    runs = engine(pipeline, keep_warm=True)  # one step host for the study: trials after the first start warm
+    try:
+        summary = run_study(
+            request,
+            engine=runs,
+            state_dir=s.state_dir,
+            store=TrackingStore.local(s.state_dir, s.tracking_uri),
+            experiment=DEFAULT_EXPERIMENT,
+            params_file=params_file,
+            on_trial=trial_line,
+            on_start=started,
+        )
+    finally:
+        runs.close()
     states = [o.state for o in summary.outcomes]
     output.line(
         f"study {summary.study}: ran {len(states)} trial(s): {states.count('COMPLETE')} complete, "

@@ -31,6 +31,8 @@ SCRIPT_PARAMETERS = ("inputs", "outputs", "env", "args")
 # recheck(outputs, env) -> None while a cached result still holds, else why not (see StepDefinition).
 Recheck = Callable[[Mapping[str, Path], Mapping[str, str]], str | None]
 RECHECK_PARAMETERS = ("outputs", "env")
+# warm() -> None imports what the script needs, ahead of a fork (see StepDefinition).
+Warm = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,12 @@ class StepDefinition:
     context); None means the result still holds, a string says why it no longer does and the step
     runs again. An exception fails the step. It runs in the engine's process: keep it quick, and
     import heavy libraries inside it.
+
+    `warm()`, for a step with heavy imports that runs many times in a row (the train step of a tuning
+    study): it imports them, and the step host that keeps one process for the study
+    (`LocalEngine(keep_warm=True)`) calls it once, before it forks the step, under the step's
+    environment. It must start no thread and run no parallel work (a forked child gets no threads),
+    and must not depend on anything but the environment.
     """
 
     spec: StepSpec
@@ -58,6 +66,7 @@ class StepDefinition:
     func: ScriptMain
     libraries: tuple[str, ...] = ()  # distributions whose versions enter the cache key
     recheck: Recheck | None = None
+    warm: Warm | None = None
     _source_file: str = field(default="", repr=False)
 
     @property
@@ -67,6 +76,11 @@ class StepDefinition:
     @property
     def script_module(self) -> str:
         return self.func.__module__
+
+    @property
+    def warm_hook(self) -> str:
+        """The warm hook as "module:function" (what a step host imports and calls), or ""."""
+        return f"{self.warm.__module__}:{self.warm.__qualname__}" if self.warm else ""
 
     @property
     def source_file(self) -> Path:
@@ -81,7 +95,12 @@ class StepDefinition:
 
 
 def definition_problems(
-    spec: StepSpec, contract: ScriptContract, config: type, func: Callable[..., Any], recheck: Callable[..., Any] | None = None
+    spec: StepSpec,
+    contract: ScriptContract,
+    config: type,
+    func: Callable[..., Any],
+    recheck: Callable[..., Any] | None = None,
+    warm: Callable[..., Any] | None = None,
 ) -> list[str]:
     """Problems visible without running anything: signatures, spec ports vs contract paths, config."""
     problems = []
@@ -93,6 +112,11 @@ def definition_problems(
         if taken != RECHECK_PARAMETERS:
             where = f"{recheck.__module__}.{recheck.__qualname__}" if callable(recheck) else repr(recheck)
             problems.append(f"recheck {where} takes ({', '.join(taken or ())}); expected ({', '.join(RECHECK_PARAMETERS)})")
+    if warm is not None:
+        qualname = getattr(warm, "__qualname__", "<>")
+        named = callable(warm) and "<" not in qualname and "." not in qualname
+        if not named or inspect.signature(warm).parameters:
+            problems.append(f"warm hook {warm!r} must be a module-level function that takes no arguments (a step host calls it by name)")
     for side, ports, paths in (("input", spec.inputs, contract.inputs), ("output", spec.outputs, contract.outputs)):
         names = {p.name for p in ports}
         problems += [f"spec {side} port {n!r} has no path in the contract" for n in sorted(names - set(paths))]
@@ -129,17 +153,21 @@ class Catalog:
         config: type[StepConfig] = EmptyConfig,
         libraries: tuple[str, ...] = (),
         recheck: Recheck | None = None,
+        warm: Warm | None = None,
     ) -> Callable[[ScriptMain], StepDefinition]:
         """Register the decorated `main(inputs, outputs, env, args)` as a step.
 
-        `recheck(outputs, env)` says whether a cached result still holds (see `StepDefinition`).
+        `recheck(outputs, env)` says whether a cached result still holds, `warm()` imports the step's
+        heavy libraries ahead of a fork (see `StepDefinition`).
         """
 
         def register(func: ScriptMain) -> StepDefinition:
-            problems = definition_problems(spec, contract, config, func, recheck)
+            problems = definition_problems(spec, contract, config, func, recheck, warm)
             if problems:
                 raise problems_error(ContractError, f"step {spec.step_type!r}", problems, hint="make the spec, contract and main() agree")
-            definition = StepDefinition(spec=spec, contract=contract, config=config, func=func, libraries=libraries, recheck=recheck)
+            definition = StepDefinition(
+                spec=spec, contract=contract, config=config, func=func, libraries=libraries, recheck=recheck, warm=warm
+            )
             # Re-registration happens when a module is run as __main__ after being imported; keep the first.
             self._steps.setdefault(spec.step_type, definition)
             return definition

@@ -34,7 +34,7 @@ def check_catalog(catalog: Catalog, only: set[str] | None = None) -> list[str]:
 
 def check_step(definition: StepDefinition, package: str) -> list[str]:
     contract = definition.contract
-    problems = definition_problems(definition.spec, contract, definition.config, definition.func, definition.recheck)
+    problems = definition_problems(definition.spec, contract, definition.config, definition.func, definition.recheck, definition.warm)
     problems += builder_for(contract).path_problems(contract)
     problems += script_problems(definition)
     expected_module = f"{package}.{definition.package_dir.name}"

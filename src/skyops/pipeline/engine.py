@@ -110,6 +110,11 @@ class LocalEngine:
             knows no scheme.
         fetchers: URL scheme -> fetcher of external inputs given as URLs (e.g. `s3`): a local copy of
             what the URL names and its content digest (inputs.py). Given by the caller, like resolvers.
+        keep_warm: one step host for every run of this engine, kept between runs, that runs each step's
+            warm hook once (`StepDefinition.warm`): for a caller that runs the same steps many times, like
+            a tuning study, so each run after the first starts its steps with their imports done. A run
+            that stops early (a pruned trial, Ctrl-C) takes the host down with its steps; the next run
+            starts another. Call `close()` when done.
     """
 
     def __init__(
@@ -122,6 +127,7 @@ class LocalEngine:
         use_cache: bool = True,
         resolvers: Mapping[str, Resolver] | None = None,
         fetchers: Mapping[str, Fetcher] | None = None,
+        keep_warm: bool = False,
     ) -> None:
         self.state = state
         self.resolvers = dict(resolvers or {})
@@ -130,6 +136,8 @@ class LocalEngine:
         self.workers = max(1, workers)
         self._launcher = launcher
         self.use_cache = use_cache
+        self.keep_warm = keep_warm
+        self._kept: Launcher | None = None  # keep_warm's host, between runs
         self._lock = threading.Lock()
 
     def run(
@@ -150,9 +158,7 @@ class LocalEngine:
         # The step host boots beside the run's preparation when steps will likely run (a first run here, or
         # --no-cache); a re-run, likely served from the cache, starts it only if a step has to run after all.
         likely_cold = not self.use_cache or not all(self.state.last_parts(pipeline.name, n.name).is_file() for n in pipeline.steps)
-        launcher = self._launcher or default_launcher(
-            tuple(sorted({n.definition.script_module for n in pipeline.steps})), start=likely_cold
-        )
+        launcher, owned = self._launcher_for(pipeline, likely_cold)
         memo = StatMemo(self.state.root / "input-hashes.json")
         code_memo = CodeMemo(self.state.root / "code-memo.json")  # import closures earlier runs followed: not parsed again
         record = new_record(
@@ -172,9 +178,11 @@ class LocalEngine:
                     self._save(record)
                     self._schedule(run)
                 finally:
-                    if self._launcher is None:
+                    if owned:
                         launcher.close()
         except BaseException as error:
+            if launcher is self._kept:  # stopped with its steps: the next run starts another host
+                self.close()
             self._end_stopped(run, error)
             if isinstance(error, Interrupted):
                 raise RunInterrupted(
@@ -192,6 +200,25 @@ class LocalEngine:
         record.ended = time.time()
         self._save(record)
         return record
+
+    def _launcher_for(self, pipeline: Pipeline, likely_cold: bool) -> tuple[Launcher, bool]:
+        """The launcher of one run, and whether the run owns it (closes it at its end)."""
+        if self._launcher is not None:
+            return self._launcher, False
+        preload = tuple(sorted({n.definition.script_module for n in pipeline.steps}))
+        if not self.keep_warm:
+            return default_launcher(preload, start=likely_cold), True
+        with self._lock:
+            if self._kept is None:
+                self._kept = default_launcher(preload, start=True, warm=True)
+            return self._kept, False
+
+    def close(self) -> None:
+        """Stop the step host kept between runs (`keep_warm`); a later run starts another."""
+        with self._lock:
+            kept, self._kept = self._kept, None
+        if kept is not None:
+            kept.close()
 
     def _end_stopped(self, run: _Run, error: BaseException) -> None:
         """End the record of a run that stopped early: unfinished steps failed or skipped, saved if possible."""
@@ -368,7 +395,7 @@ class LocalEngine:
             with writing("the step's log", log_file):
                 log_file.write_bytes(f"$ {step.command}\n".encode())
             with open(log_file, "ab") as log:
-                step.exit_code = run.launcher.launch(task.module, task.argv, {**os.environ, **env, **task.env}, log)
+                step.exit_code = run.launcher.launch(task.module, task.argv, {**os.environ, **env, **task.env}, log, definition.warm_hook)
             if step.exit_code != 0:
                 shutil.rmtree(staged, ignore_errors=True)
                 if run.stop.is_set():

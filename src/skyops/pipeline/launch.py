@@ -26,8 +26,11 @@ STOPPED = -signal.SIGTERM  # the exit code of a launch refused because the run i
 
 
 class Launcher(Protocol):
-    def launch(self, module: str, argv: tuple[str, ...], env: dict[str, str], log: IO[bytes]) -> int:
-        """Run `python -m module argv` with exactly `env`, output to `log`; return its exit code."""
+    def launch(self, module: str, argv: tuple[str, ...], env: dict[str, str], log: IO[bytes], warm: str = "") -> int:
+        """Run `python -m module argv` with exactly `env`, output to `log`; return its exit code.
+
+        `warm` names the step's warm hook ("module:function", `StepDefinition.warm`): a launcher that
+        keeps a process between steps may run it there once, so that later launches start warm."""
         ...
 
     def terminate(self) -> None:
@@ -45,8 +48,8 @@ class SubprocessLauncher:
         self._running: set[subprocess.Popen[bytes]] = set()
         self._terminated = False
 
-    def launch(self, module: str, argv: tuple[str, ...], env: dict[str, str], log: IO[bytes]) -> int:
-        with self._lock:
+    def launch(self, module: str, argv: tuple[str, ...], env: dict[str, str], log: IO[bytes], warm: str = "") -> int:
+        with self._lock:  # a fresh interpreter per step: nothing stays warm, `warm` is not used
             if self._terminated:
                 return STOPPED
             proc = subprocess.Popen(
@@ -85,10 +88,13 @@ class ForkLauncher:
     Args:
         preload: modules the host imports once, before any fork (the runtime, the steps' scripts).
         start: boot the host now rather than at the first launch.
+        warm: run each step's warm hook in the host at its first launch (see `skyops.pipeline.forkhost`):
+            for a launcher kept across many runs of the same steps (`LocalEngine(keep_warm=True)`).
     """
 
-    def __init__(self, preload: tuple[str, ...] = ("skyops.pipeline.runtime",), *, start: bool = True) -> None:
+    def __init__(self, preload: tuple[str, ...] = ("skyops.pipeline.runtime",), *, start: bool = True, warm: bool = False) -> None:
         self.preload = preload
+        self.warm = warm
         self._lock = threading.Lock()
         self._waiters: dict[int, threading.Event] = {}
         self._codes: dict[int, int] = {}
@@ -103,7 +109,9 @@ class ForkLauncher:
         """The host process, started on first use (caller holds the lock)."""
         if self._proc is None:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "skyops.pipeline.forkhost", *self.preload], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                [sys.executable, "-m", "skyops.pipeline.forkhost", *(("--warm",) if self.warm else ()), *self.preload],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
             )
             threading.Thread(target=self._read, args=(self._proc,), daemon=True).start()
         return self._proc
@@ -124,7 +132,7 @@ class ForkLauncher:
                 event.set()
             self._waiters.clear()
 
-    def launch(self, module: str, argv: tuple[str, ...], env: dict[str, str], log: IO[bytes]) -> int:
+    def launch(self, module: str, argv: tuple[str, ...], env: dict[str, str], log: IO[bytes], warm: str = "") -> int:
         event = threading.Event()
         with self._lock:
             if self._terminated:
@@ -132,7 +140,15 @@ class ForkLauncher:
             ticket = self._next
             self._next += 1
             self._waiters[ticket] = event
-            request = {"ticket": ticket, "module": module, "argv": list(argv), "env": env, "log": log.name, "cwd": os.getcwd()}
+            request = {
+                "ticket": ticket,
+                "module": module,
+                "argv": list(argv),
+                "env": env,
+                "log": log.name,
+                "cwd": os.getcwd(),
+                "warm": warm,
+            }
             host = self._host()
             assert host.stdin is not None
             try:
@@ -164,9 +180,10 @@ class ForkLauncher:
         proc.wait()
 
 
-def default_launcher(preload: tuple[str, ...] = (), *, start: bool = True) -> Launcher:
+def default_launcher(preload: tuple[str, ...] = (), *, start: bool = True, warm: bool = False) -> Launcher:
     """Fork where it is available (Linux, pidfd), a fresh interpreter elsewhere or when
-    SKYOPS_LAUNCHER=subprocess. `start=False` defers the fork host's boot to the first launch."""
+    SKYOPS_LAUNCHER=subprocess. `start=False` defers the fork host's boot to the first launch; `warm`
+    runs the steps' warm hooks in the host (`ForkLauncher`)."""
     if os.environ.get("SKYOPS_LAUNCHER") == "subprocess" or not hasattr(os, "pidfd_open"):
         return SubprocessLauncher()
-    return ForkLauncher(("skyops.pipeline.runtime", *preload), start=start)
+    return ForkLauncher(("skyops.pipeline.runtime", *preload), start=start, warm=warm)

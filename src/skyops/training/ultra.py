@@ -116,19 +116,36 @@ def import_ultralytics(state_dir: Path, *, verbose: bool = False) -> ModuleType:
 
     Ultralytics can be imported once per process. A second call with another state dir is accepted
     when the first one was also prepared here (it is offline too); an import that skyops did not
-    prepare (the user's global settings, online) raises.
+    prepare (the user's global settings, online) raises. `verbose` holds for every call: it sets
+    Ultralytics' log level again when it was imported already (a step forked from a warm host).
 
     Raises:
         ConfigError: ultralytics was already imported without skyops' offline settings.
     """
-    if "ultralytics" not in sys.modules:
+    imported = "ultralytics" in sys.modules
+    if not imported:
         prepare_offline(state_dir)
         os.environ.update(offline_environment(state_dir, verbose=verbose))
     import ultralytics  # heavy (torch): about 2 s
 
     _check_offline()
     _patch_amp_check()
+    if imported:
+        _set_verbose(verbose)
     return ultralytics
+
+
+def _set_verbose(verbose: bool) -> None:
+    """What YOLO_VERBOSE decides at import (ultralytics.utils.set_logging), set after it."""
+    import logging
+
+    from ultralytics import utils
+
+    level = logging.INFO if verbose and utils.RANK in {-1, 0} else logging.ERROR
+    utils.VERBOSE = verbose
+    utils.LOGGER.setLevel(level)
+    for handler in utils.LOGGER.handlers:
+        handler.setLevel(level)
 
 
 def _check_offline() -> None:

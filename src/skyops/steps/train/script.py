@@ -82,7 +82,35 @@ def data_fingerprint(splits: Path, manifest_fingerprint: str) -> str:
     return digest.hexdigest()
 
 
-@CATALOG.step(spec=SPEC, contract=CONTRACT, config=TrainStepConfig, libraries=("ultralytics", "torch", "mlflow"))
+def warm() -> None:
+    """What every training imports first (~12 s of CPU): torch, Ultralytics made offline for this state folder,
+    its trainer, torch._dynamo (deterministic training imports it) and MLflow's tracking store. MLflow is
+    imported with polars kept out: polars starts threads at import, and a fork of a process with them can
+    deadlock (MLflow then has no polars datasets, which skyops does not log; Ultralytics imports polars in
+    the step itself). Runs no torch operation and opens no store: the step sets its own threads and connections."""
+    import os
+    import sys
+
+    from skyops.training.ultra import import_ultralytics
+
+    import_ultralytics(Path(os.environ.get("SKYOPS_STATE_DIR", CONTRACT.optional_env["SKYOPS_STATE_DIR"])))
+    import torch._dynamo  # noqa: F401
+    from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: F401
+
+    import skyops.training.train  # noqa: F401
+
+    if "polars" not in sys.modules:
+        sys.modules["polars"] = None  # type: ignore[assignment]  # `import polars` raises ImportError
+        try:
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+            import mlflow.tracking  # noqa: F401
+
+            import skyops.training.tracking  # noqa: F401
+        finally:
+            del sys.modules["polars"]
+
+
+@CATALOG.step(spec=SPEC, contract=CONTRACT, config=TrainStepConfig, libraries=("ultralytics", "torch", "mlflow"), warm=warm)
 def main(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: TrainStepConfig) -> None:
     from skyops.registry.acting import run_governance
     from skyops.registry.roles import Action
