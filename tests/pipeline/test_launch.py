@@ -175,3 +175,34 @@ def test_a_run_that_stops_early_takes_the_kept_host_down_and_the_next_run_starts
         engine.close()
     assert statuses(record) == {"warmable": "done"}
     assert len(hosts_started) == 2 and seen(record)["warmed"][0]["run"] == record.run_id  # a new host, warmed by this run
+
+
+@needs_pidfd
+def test_warm_up_runs_the_hooks_before_the_first_run(scratch_package, make_engine, hosts_started) -> None:
+    """`skyops tune` warms the train step while it opens its stores: the first trial's step forks warm."""
+    pipeline = warmable(scratch_package, RECORDING_HOOK)
+    engine = make_engine(keep_warm=True, roots={scratch_package.package: scratch_package.root})
+    try:
+        engine.warm_up(pipeline)
+        assert len(hosts_started) == 1  # booted now, not at the run
+        record = engine.run(pipeline)
+    finally:
+        engine.close()
+    assert statuses(record) == {"warmable": "done"} and len(hosts_started) == 1
+    # Warmed ahead of any run (no run id yet), in the host that then forked the step; its output was dropped.
+    assert seen(record)["warmed"] == [{"pid": seen(record)["host"], "run": None, "mode": None}]
+    assert "warming in" not in Path(record.steps["warmable"].log).read_text()
+
+
+@needs_pidfd
+def test_warm_up_without_a_kept_host_starts_nothing(scratch_package, make_engine, hosts_started, monkeypatch) -> None:
+    pipeline = warmable(scratch_package, RECORDING_HOOK)
+    make_engine(roots={scratch_package.package: scratch_package.root}).warm_up(pipeline)  # keep_warm off
+    monkeypatch.setenv("SKYOPS_LAUNCHER", "subprocess")
+    engine = make_engine(keep_warm=True, roots={scratch_package.package: scratch_package.root})
+    try:
+        engine.warm_up(pipeline)  # a fresh interpreter per step: nothing to keep warm
+        record = engine.run(pipeline)
+    finally:
+        engine.close()
+    assert hosts_started == [] and statuses(record) == {"warmable": "done"} and seen(record)["warmed"] == []

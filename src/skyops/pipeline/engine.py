@@ -46,7 +46,7 @@ from skyops.pipeline.faults import check_writable, writing
 from skyops.pipeline.gates import GateResult, evaluate_gate
 from skyops.pipeline.hashing import StatMemo, hash_tree, write_json_atomic
 from skyops.pipeline.inputs import Fetched, Fetcher, Resolved, Resolver, fetch_external, resolve_inputs, resolve_sources
-from skyops.pipeline.launch import Launcher, default_launcher
+from skyops.pipeline.launch import ForkLauncher, Launcher, default_launcher
 from skyops.pipeline.lineage import RunRecord, RunStatus, StepRecord, StepStatus, end_unfinished, new_record, new_run_id, save_record
 from skyops.pipeline.locks import key_lock
 from skyops.pipeline.schedule import Action, Interrupted, SchedulerStuck, decide, signals_interrupt
@@ -212,6 +212,19 @@ class LocalEngine:
             if self._kept is None:
                 self._kept = default_launcher(preload, start=True, warm=True)
             return self._kept, False
+
+    def warm_up(self, pipeline: Pipeline) -> None:
+        """With `keep_warm`: boot the kept host now and have it run the pipeline's warm hooks, without waiting,
+        so the warm-up overlaps whatever the caller does before its first run (a study opens its stores)."""
+        if not self.keep_warm or self._launcher is not None:
+            return
+        launcher, _ = self._launcher_for(pipeline, likely_cold=True)
+        if not isinstance(launcher, ForkLauncher):
+            return  # a fresh interpreter per step: nothing to keep warm
+        for hook, node in {n.definition.warm_hook: n for n in reversed(pipeline.steps) if n.definition.warm}.items():
+            # The environment the step will see, as far as it is known before a run: no run id, paths or progress file yet.
+            env = {**os.environ, **pipeline.env, **node.env, "SKYOPS_STATE_DIR": str(self.state.root), "SKYOPS_STEP_NAME": node.name}
+            launcher.warm_up(hook, env)
 
     def close(self) -> None:
         """Stop the step host kept between runs (`keep_warm`); a later run starts another."""

@@ -98,6 +98,7 @@ class ForkLauncher:
         self._lock = threading.Lock()
         self._waiters: dict[int, threading.Event] = {}
         self._codes: dict[int, int] = {}
+        self._warm_ups: set[int] = set()
         self._next = 0
         self._terminated = False
         self._proc: subprocess.Popen[bytes] | None = None
@@ -122,6 +123,9 @@ class ForkLauncher:
             message = json.loads(line)
             ticket, code = message["ticket"], message["code"]
             with self._lock:
+                if ticket in self._warm_ups:  # nobody waits for a warm-up; a failed one is noted in its step's log
+                    self._warm_ups.discard(ticket)
+                    continue
                 self._codes[ticket] = code
                 event = self._waiters.pop(ticket, None)
             if event:
@@ -160,6 +164,25 @@ class ForkLauncher:
         event.wait()
         with self._lock:
             return self._codes.pop(ticket)
+
+    def warm_up(self, hook: str, env: dict[str, str]) -> None:
+        """Have the host run a step's warm hook now, under `env`, without waiting: the step's first launch
+        then finds it done (or waits in line behind it). Its output is dropped; a failure is noted in the
+        log of the step's first launch."""
+        with self._lock:
+            if self._terminated or not self.warm:
+                return
+            ticket = self._next
+            self._next += 1
+            self._warm_ups.add(ticket)
+            request = {"ticket": ticket, "module": "", "argv": [], "env": env, "log": os.devnull, "cwd": os.getcwd(), "warm": hook}
+            host = self._host()
+            assert host.stdin is not None
+            try:
+                host.stdin.write((json.dumps(request) + "\n").encode())
+                host.stdin.flush()
+            except BrokenPipeError:
+                self._warm_ups.discard(ticket)  # the host is gone: the step's launch reports it
 
     def terminate(self) -> None:
         with self._lock:

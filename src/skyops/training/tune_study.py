@@ -10,6 +10,7 @@ Optuna's optimization history and parameter importances (PNG, matplotlib).
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from skyops.pipeline.hashing import write_json_atomic
 from skyops.training.tracking import TAG, TrackingStore
-from skyops.training.tune import TrialOutcome, TuneRequest, TuneSummary, counted, open_study, run_trial, step_summary, study_lock
+from skyops.training.tune import TrialOutcome, TuneRequest, TuneSummary, counted, open_study, run_trial, step_summary, study_lock, up_to
 
 if TYPE_CHECKING:
     import optuna
@@ -45,8 +46,11 @@ def tune(
     `on_start(remaining, retried)` is told how many trials this call runs and which interrupted trials it retries.
     """
     with study_lock(state_dir, request.study):
+        engine.warm_up(up_to(request.pipeline, request.step))  # the train step's imports, beside the stores' opening below
         study, retried = open_study(request, state_dir)
         parent = _parent_run(study, store, experiment, request)
+        plotting = threading.Thread(target=_import_plotting, name="import-plotting", daemon=True)
+        plotting.start()  # ~4 s of imports for the plots at the end, done while the first trial runs
         remaining = max(0, request.trials - counted(study))
         on_start(remaining, retried)
         outcomes: list[TrialOutcome] = []
@@ -63,6 +67,7 @@ def tune(
                 on_trial(outcome)
             status = "FINISHED"
         finally:
+            plotting.join()
             summary = _finish(study, request, store, parent, params_file, outcomes, retried)
             store.client.set_terminated(parent, status)
         return summary
@@ -152,6 +157,16 @@ def _typed(request: TuneRequest) -> dict[str, Any]:
     """The fixed `-p` values as the pipeline's typed values (the params file holds what a run needs to repeat the trial)."""
     declared = {p.name: p for p in request.pipeline.parameters}
     return {name: declared[name].parse(text) for name, text in request.fixed.items() if name in declared}
+
+
+def _import_plotting() -> None:
+    """What `_log_plots` imports: matplotlib, Optuna's plots and its importance evaluators (scikit-learn)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot
+    import optuna.importance  # noqa: F401
+    from optuna.visualization import matplotlib as _plots  # noqa: F401
 
 
 def _log_plots(study: optuna.Study, client: Any, parent: str, complete: int) -> None:

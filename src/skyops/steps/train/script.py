@@ -97,12 +97,12 @@ def warm() -> None:
     import torch._dynamo  # noqa: F401
     from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: F401
 
-    import skyops.training.train  # noqa: F401
+    import skyops.training.train
 
     if "polars" not in sys.modules:
         sys.modules["polars"] = None  # type: ignore[assignment]  # `import polars` raises ImportError
         try:
-            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+            import mlflow.store.tracking.sqlalchemy_store
             import mlflow.tracking  # noqa: F401
 
             import skyops.training.tracking  # noqa: F401
