@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,15 @@ def test_warm_up_without_a_kept_host_starts_nothing(scratch_package, make_engine
     finally:
         engine.close()
     assert hosts_started == [] and statuses(record) == {"warmable": "done"} and seen(record)["warmed"] == []
+
+
+@needs_pidfd
+def test_closing_during_a_warm_up_does_not_wait_for_it(scratch_package, make_engine) -> None:
+    """Ctrl-C early in a study: the host may be in the middle of a long warm hook; no step runs, so it is not waited for."""
+    pipeline = warmable(scratch_package, "import time\ntime.sleep(120)")
+    engine = make_engine(keep_warm=True, roots={scratch_package.package: scratch_package.root})
+    engine.warm_up(pipeline)
+    closing = threading.Thread(target=engine.close, daemon=True)
+    closing.start()
+    closing.join(60)  # a hang guard, not a speed check: the hook sleeps for 120 s
+    assert not closing.is_alive()

@@ -193,11 +193,13 @@ class ForkLauncher:
 
     def close(self) -> None:
         with self._lock:
-            proc, used = self._proc, self._next > 0
+            proc = self._proc
             if proc is None:  # never started: nothing to stop
                 return
-            if not used:
-                proc.kill()  # booted for nothing: no need to wait for it to finish booting
+            if not self._waiters:
+                # No step running: nothing to wait for, even if the host is still booting or running a warm
+                # hook (a study stopped during its warm-up returns at once, not ~15 s later).
+                proc.kill()
             if proc.stdin and not proc.stdin.closed:
                 proc.stdin.close()  # the host finishes its children, then exits
         proc.wait()
