@@ -9,8 +9,8 @@ bench pipeline sets Ultralytics' count, so that this ratio is the tuner's overhe
 
 skyops side: `skyops tune` over a 4-step pipeline (ingest -> validate -> split -> train) whose data
 steps were cached by a warm-up study, with pruning off (warm-up epochs >= epochs): every trial is a
-full local pipeline run, tracked in MLflow as a child of the study's run, the study in sqlite, and
-the plots and best parameters file at the end.
+full local pipeline run (its train step forked from the study's warm step host), tracked in MLflow as
+a child of the study's run, the study in sqlite, and the plots and best parameters file at the end.
 
 Prints medians of --repeat interleaved rounds of wall and CPU time (user + sys of the child) and
 the ratio against the anchor. Target (issue 15): wall ratio <= 1.1. On a loaded machine wall times

@@ -221,7 +221,8 @@ class LocalEngine:
         launcher, _ = self._launcher_for(pipeline, likely_cold=True)
         if not isinstance(launcher, ForkLauncher):
             return  # a fresh interpreter per step: nothing to keep warm
-        for hook, node in {n.definition.warm_hook: n for n in reversed(pipeline.steps) if n.definition.warm}.items():
+        first = {n.definition.warm_hook: n for n in reversed(pipeline.steps) if n.definition.warm}  # the first step of each hook
+        for hook, node in first.items():
             # The environment the step will see, as far as it is known before a run: no run id, paths or progress file yet.
             env = {**os.environ, **pipeline.env, **node.env, "SKYOPS_STATE_DIR": str(self.state.root), "SKYOPS_STEP_NAME": node.name}
             launcher.warm_up(hook, env)
