@@ -153,12 +153,7 @@ class ForkLauncher:
                 "cwd": os.getcwd(),
                 "warm": warm,
             }
-            host = self._host()
-            assert host.stdin is not None
-            try:
-                host.stdin.write((json.dumps(request) + "\n").encode())
-                host.stdin.flush()
-            except BrokenPipeError:
+            if not self._send(request):
                 self._waiters.pop(ticket)
                 return 255
         event.wait()
@@ -176,13 +171,19 @@ class ForkLauncher:
             self._next += 1
             self._warm_ups.add(ticket)
             request = {"ticket": ticket, "module": "", "argv": [], "env": env, "log": os.devnull, "cwd": os.getcwd(), "warm": hook}
-            host = self._host()
-            assert host.stdin is not None
-            try:
-                host.stdin.write((json.dumps(request) + "\n").encode())
-                host.stdin.flush()
-            except BrokenPipeError:
+            if not self._send(request):
                 self._warm_ups.discard(ticket)  # the host is gone: the step's launch reports it
+
+    def _send(self, request: dict[str, object]) -> bool:
+        """One request to the host, started if need be (the caller holds the lock); False when the host is gone."""
+        host = self._host()
+        assert host.stdin is not None
+        try:
+            host.stdin.write((json.dumps(request) + "\n").encode())
+            host.stdin.flush()
+        except BrokenPipeError:
+            return False
+        return True
 
     def terminate(self) -> None:
         with self._lock:
