@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -64,3 +65,20 @@ def test_the_default_pipelines_search_space_loads() -> None:
         "batch": Choice((8, 16)),
     }
     assert (space.trials, space.warmup_epochs) == (20, 2)
+
+
+def test_the_background_import_of_the_plotting_libraries_leaves_a_missing_one_to_the_plots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The study imports its plots' libraries in a thread during the first trial; a missing one is reported where the plots are drawn."""
+    import optuna
+
+    from skyops.training import tune_study
+
+    monkeypatch.setitem(__import__("sys").modules, "optuna.importance", None)  # `import optuna.importance` raises ImportError
+    tune_study._import_plotting()  # no traceback from the thread: nothing raised here
+    study = optuna.create_study()
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    logged: list[str] = []
+    client = SimpleNamespace(log_artifact=lambda _run, path, folder: logged.append(f"{folder}/{Path(path).name}"))
+    with pytest.raises(ImportError, match=r"optuna\.importance"):
+        tune_study._log_plots(study, client=client, parent="", complete=2)
+    assert logged == ["plots/optimization-history.png"]  # drawn before the importances needed the missing module

@@ -161,12 +161,15 @@ def _typed(request: TuneRequest) -> dict[str, Any]:
 
 def _import_plotting() -> None:
     """What `_log_plots` imports: matplotlib, Optuna's plots and its importance evaluators (scikit-learn)."""
-    import matplotlib
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")  # no display: files only
-    import matplotlib.pyplot
-    import optuna.importance  # noqa: F401
-    from optuna.visualization import matplotlib as _plots  # noqa: F401
+        matplotlib.use("Agg")  # no display: files only
+        import matplotlib.pyplot
+        import optuna.importance  # noqa: F401
+        from optuna.visualization import matplotlib as _plots  # noqa: F401
+    except ImportError:
+        return  # `_log_plots` imports them again in the study's thread, where the error is raised and reported
 
 
 def _log_plots(study: optuna.Study, client: Any, parent: str, complete: int) -> None:
