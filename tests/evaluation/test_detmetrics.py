@@ -171,7 +171,20 @@ def test_matching_claims_each_box_once_and_loosens_with_the_threshold(gt: np.nda
     assert (tp.sum(axis=0) <= (~gt_ignore).sum()).all()
     assert (hit_ignored.sum(axis=0) <= gt_ignore.sum()).all()
     matched = tp | hit_ignored
-    assert (matched.sum(axis=0)[:-1] >= matched.sum(axis=0)[1:]).all()  # fewer matches at stricter thresholds
+    if not gt_ignore.any():  # with ignore regions, see the next test
+        assert (matched.sum(axis=0)[:-1] >= matched.sum(axis=0)[1:]).all()  # fewer matches at stricter thresholds
+
+
+def test_a_stricter_threshold_can_free_a_kept_box_by_sending_a_prediction_to_an_ignored_one() -> None:
+    """COCO's preference for kept boxes: at IoU 0.65 the first prediction takes the kept box (0.75) over the
+    ignored one (0.8), and the second finds nothing left (0.6 to the ignored one); at 0.78 the first can only
+    take the ignored box, the kept one is free and the second takes it (1.0). Two matches at the stricter
+    threshold, one at the looser (found by Hypothesis)."""
+    gt = np.array([(0.0, 0.0, 5.0, 1.0), (0.0, 0.0, 3.0, 1.0)])  # ignored (area 5), kept (area 3)
+    preds = np.array([(0.0, 0.0, 4.0, 1.0), (0.0, 0.0, 3.0, 1.0)])  # IoU with them: (0.8, 0.75), (0.6, 1.0)
+    tp, hit_ignored = match_predictions(box_iou(gt, preds), np.array([True, False]), np.array([0.65, 0.78]))
+    assert tp.tolist() == [[True, False], [False, True]]
+    assert hit_ignored.tolist() == [[False, True], [False, False]]
 
 
 # --- agreement with Ultralytics' own implementation --------------------------------------------

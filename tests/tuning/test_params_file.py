@@ -59,7 +59,7 @@ def test_the_default_pipelines_search_space_loads() -> None:
     space = load_search_space(search_space_path(pipeline_file), load_pipeline(str(pipeline_file)))
     assert space.objective == Objective(metric="map50", direction="maximize")
     assert space.parameters == {
-        "epochs": IntRange(5, 12),
+        "epochs": IntRange(5, 8),
         "lr0": FloatRange(0.0008, 0.005, log=True),
         "warmup_epochs": FloatRange(0.0, 3.0),
         "batch": Choice((8, 16)),

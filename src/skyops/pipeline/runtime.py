@@ -26,7 +26,7 @@ from pathlib import Path
 from skyops.errors import ContractError, SkyopsError
 from skyops.pipeline.catalog import StepDefinition
 from skyops.pipeline.config import build_config, parse_arguments
-from skyops.pipeline.contract import PROGRESS_ENV, UNBOUND_INPUT, JobKind
+from skyops.pipeline.contract import PROGRESS_ENV, UNBOUND_INPUT, JobKind, ScriptContract
 
 PATHS_ENV = "SKYOPS_PATHS"  # JSON: container path -> local path (absent in a real container)
 CHECKPOINTS = "checkpoints"  # key of the checkpoint folder in `outputs`, when the contract has one
@@ -65,8 +65,7 @@ def prepare(
         outputs[CHECKPOINTS] = local(contract.checkpoint_path)
     for path in outputs.values():
         path.mkdir(parents=True, exist_ok=True)
-    env = {name: environ[name] for name in contract.required_env}
-    env.update({name: environ.get(name, default) for name, default in contract.optional_env.items()})
+    env = contract_env(contract, environ)
     if env.get(RUN_ID_ENV) == "":
         env[RUN_ID_ENV] = sagemaker_job_name(environ, local(PROCESSING_JOB_CONFIG))
     values = parse_arguments(argv)
@@ -113,6 +112,13 @@ def hyperparameters(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     return {k: str(v) for k, v in json.loads(path.read_text()).items() if not k.startswith(("sagemaker_", "_"))}
+
+
+def contract_env(contract: ScriptContract, environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables a script sees as `env`: the contract's required ones, and its optional ones with their defaults."""
+    env = {name: environ[name] for name in contract.required_env}
+    env.update({name: environ.get(name, default) for name, default in contract.optional_env.items()})
+    return env
 
 
 def run(definition: StepDefinition, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

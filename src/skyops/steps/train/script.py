@@ -91,9 +91,11 @@ def warm() -> None:
     import os
     import sys
 
+    from skyops.pipeline.runtime import contract_env
     from skyops.training.ultra import import_ultralytics
 
-    import_ultralytics(Path(os.environ.get("SKYOPS_STATE_DIR", CONTRACT.optional_env["SKYOPS_STATE_DIR"])))
+    env = contract_env(CONTRACT, os.environ)  # what main() will get as `env`
+    import_ultralytics(Path(env["SKYOPS_STATE_DIR"]))
     import torch._dynamo  # noqa: F401
     from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: F401
 
