@@ -10,7 +10,6 @@ Optuna's optimization history and parameter importances (PNG, matplotlib).
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -49,8 +48,10 @@ def tune(
         engine.warm_up(up_to(request.pipeline, request.step))  # the train step's imports, beside the stores' opening below
         study, retried = open_study(request, state_dir)
         parent = _parent_run(study, store, experiment, request)
-        plotting = threading.Thread(target=_import_plotting, name="import-plotting", daemon=True)
-        plotting.start()  # ~4 s of imports for the plots at the end, done while the first trial runs
+        # ~4 s of imports for the plots at the end, here while the host still warms up the train step. Not in a
+        # thread beside the trials: matplotlib's import calls ast.parse, which races with the engine's own on
+        # CPython 3.11 ("AST constructor recursion depth mismatch", gh-106905).
+        _import_plotting()
         remaining = max(0, request.trials - counted(study))
         on_start(remaining, retried)
         outcomes: list[TrialOutcome] = []
@@ -67,7 +68,6 @@ def tune(
                 on_trial(outcome)
             status = "FINISHED"
         finally:
-            plotting.join()
             summary = _finish(study, request, store, parent, params_file, outcomes, retried)
             store.client.set_terminated(parent, status)
         return summary
