@@ -8,7 +8,11 @@ in its own process like the anchor, with MLflow tracking on (params, per-epoch m
 and, to split the cost, off. Every side includes interpreter start-up and the torch import. The
 MLflow sqlite store is created before timing, as in a project that already has one; its creation
 cost is printed separately. The data: synthetic aerial scenes as the demo makes them (320 images of
-256 px, split 80/20 by the pipeline), one epoch, workers 0 (issue 15's measurement).
+256 px, split 80/20 by the pipeline), workers 0. The training settings (--recipe): `demo`, the train
+step's config in pipelines/drone-detection.yaml with its default parameters (nbs 16, AdamW at 0.002,
+one warm-up epoch, no mosaic: a few epochs already learn, so "equal results" compares real models),
+or `plain`, Ultralytics' defaults at batch 16 (issue 15's first measurement: one epoch, which learns
+nothing at nbs 64 in so few steps).
 
 Prints medians of --repeat runs (interleaved, to spread the noise of a shared machine) of wall time
 and of CPU time (user + sys of the child: steadier when other work shares the cores), each side's
@@ -51,6 +55,18 @@ YOLO = Path(sys.executable).parent / "yolo"
 ULTRALYTICS_THREADS = min(8, max(1, (os.cpu_count() or 1) - 1))  # what Ultralytics gives torch on the CPU
 BASE_CONFIG = TrainConfig(epochs=1, imgsz=256, batch=16, workers=0, device="cpu", seed=0)
 RESULT_COLUMNS = ("metrics/mAP50(B)", "metrics/mAP50-95(B)", "metrics/precision(B)", "metrics/recall(B)")
+DEMO = Path(__file__).resolve().parents[1] / "pipelines" / "drone-detection.yaml"
+
+
+def demo_recipe() -> TrainConfig:
+    """The demo pipeline's train step config at its default parameters, on the CPU."""
+    from skyops.pipeline.definition import load_pipeline
+
+    pipeline = load_pipeline(str(DEMO))
+    step = pipeline.resolve_configs(pipeline.defaults())["train"]  # TrainConfig and the step's own fields (its experiment)
+    settings = {f.name: getattr(step, f.name) for f in dataclasses.fields(TrainConfig)}
+    return dataclasses.replace(TrainConfig(**settings), device="cpu", workers=0)
+
 
 SKYOPS_SNIPPET = """
 import sys
@@ -205,9 +221,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--images", type=int, default=320)
-    parser.add_argument("--epochs", type=int, default=BASE_CONFIG.epochs)
+    parser.add_argument("--epochs", type=int, default=None, help="default: 4 with the demo recipe, 1 with plain")
+    parser.add_argument("--recipe", choices=("demo", "plain"), default="demo", help="training settings (see above)")
     args = parser.parse_args()
-    config = dataclasses.replace(BASE_CONFIG, epochs=args.epochs)
+    base = demo_recipe() if args.recipe == "demo" else BASE_CONFIG
+    config = dataclasses.replace(base, epochs=args.epochs or (4 if args.recipe == "demo" else 1))
     if not YOLO.is_file():
         raise SystemExit(f"the Ultralytics CLI is not at {YOLO}; run with the project's venv python")
     contenders: dict[str, Callable[[Path, Path, Path, TrainConfig], Timing]] = {
@@ -238,7 +256,8 @@ def main() -> None:
     anchor = "yolo train (anchor)"
     threads = resolve_threads(config.threads)
     print(
-        f"demo training: {args.images} synthetic scenes, imgsz {config.imgsz}, {config.epochs} epochs, batch {config.batch}, {config.device}; "
+        f"{args.recipe} recipe: {args.images} synthetic scenes, imgsz {config.imgsz}, {config.epochs} epochs, batch {config.batch}, "
+        f"nbs {config.nbs}, {config.optimizer} lr0 {config.lr0}, warm-up {config.warmup_epochs}, mosaic {config.mosaic}, {config.device}; "
         f"median of {args.repeat}; skyops on {threads} torch threads, the anchor on Ultralytics' {ULTRALYTICS_THREADS}; "
         f"load average {os.getloadavg()[0]:.1f} at the end on {os.cpu_count()} cores"
     )
