@@ -9,8 +9,8 @@ and, to split the cost, off. Every side includes interpreter start-up and the to
 MLflow sqlite store is created before timing, as in a project that already has one; its creation
 cost is printed separately. The data: synthetic aerial scenes as the demo makes them (320 images of
 256 px, split 80/20 by the pipeline), workers 0. The training settings (--recipe): `demo`, the train
-step's config in pipelines/drone-detection.yaml with its default parameters (nbs 16, AdamW at 0.002,
-one warm-up epoch, no mosaic: a few epochs already learn, so "equal results" compares real models),
+step's config in pipelines/drone-detection.yaml with its default parameters (batch 8, nbs 16, AdamW, a
+short warm-up, no mosaic: a few epochs already learn, so "equal results" compares real models),
 or `plain`, Ultralytics' defaults at batch 16 (issue 15's first measurement: one epoch, which learns
 nothing at nbs 64 in so few steps).
 
