@@ -48,7 +48,7 @@ from pathlib import Path
 from skyops.data.layout import write_data_yaml
 from skyops.data.synth import generate_scenes
 from skyops.training.threads import resolve_threads
-from skyops.training.train import TrainConfig, ultralytics_args
+from skyops.training.train import TrainConfig, train_settings, ultralytics_args
 from skyops.training.ultra import offline_environment, prepare_offline
 
 YOLO = Path(sys.executable).parent / "yolo"
@@ -63,9 +63,9 @@ def demo_recipe() -> TrainConfig:
     from skyops.pipeline.definition import load_pipeline
 
     pipeline = load_pipeline(str(DEMO))
-    step = pipeline.resolve_configs(pipeline.defaults())["train"]  # TrainConfig and the step's own fields (its experiment)
-    settings = {f.name: getattr(step, f.name) for f in dataclasses.fields(TrainConfig)}
-    return dataclasses.replace(TrainConfig(**settings), device="cpu", workers=0)
+    step = pipeline.resolve_configs(pipeline.defaults())["train"]
+    assert isinstance(step, TrainConfig), type(step)
+    return dataclasses.replace(TrainConfig(**train_settings(step)), device="cpu", workers=0)
 
 
 SKYOPS_SNIPPET = """

@@ -134,10 +134,14 @@ class TrainResult:
 EpochCallback = Callable[[EpochMetrics], None]
 
 
+def train_settings(config: TrainConfig) -> dict[str, Any]:
+    """TrainConfig's own fields of `config`: a step's subclass may add settings of its own (an experiment name)."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
+
+
 def ultralytics_args(config: TrainConfig, data_yaml: Path, device: str) -> dict[str, Any]:
     """The keyword arguments of `YOLO(...).train(...)` (also valid as `yolo train key=value`)."""
-    # TrainConfig's own fields only: a step's subclass may add settings of its own (an experiment name).
-    tuned = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
+    tuned = train_settings(config)
     for name in NOT_ULTRALYTICS:
         tuned.pop(name)
     return {

@@ -169,7 +169,7 @@ def _import_plotting() -> None:
         import optuna.importance  # noqa: F401
         from optuna.visualization import matplotlib as _plots  # noqa: F401
     except ImportError:
-        return  # `_log_plots` imports them again in the study's thread, where the error is raised and reported
+        return  # the study still runs its trials; `_log_plots` imports them again at the end, where the error is reported
 
 
 def _log_plots(study: optuna.Study, client: Any, parent: str, complete: int) -> None:

@@ -26,7 +26,7 @@ from skyops.pipeline import JobKind, NodeType, Port, ScriptContract, StepSpec, r
 from skyops.pipeline.contract import CHECKPOINTS, TRAINING_MODEL
 from skyops.settings import DEFAULT_EXPERIMENT
 from skyops.steps import CATALOG
-from skyops.training.train import TrainConfig
+from skyops.training.train import TrainConfig, train_settings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,7 +160,7 @@ def _train_config(inputs: dict[str, Path], args: TrainStepConfig) -> TrainConfig
     if "weights" in inputs:
         start = sorted(inputs["weights"].rglob("*.pt"))
         args = dataclasses.replace(args, weights=str(start[0])) if start else args
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    return TrainConfig(**train_settings(args))
 
 
 def train_and_track(inputs: dict[str, Path], outputs: dict[str, Path], env: dict[str, str], args: TrainStepConfig) -> str:
