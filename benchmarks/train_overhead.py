@@ -2,8 +2,11 @@
 
 Anchor: the Ultralytics CLI (`.venv/bin/yolo train ...`) with the same training arguments and the
 same offline environment, and otherwise Ultralytics' defaults: on the CPU that is torch on
-`min(8, cores - 1)` threads (one on a 2-core machine). skyops trains on every usable core (its
-`threads: 0`, skyops.training.threads). The skyops side trains through `skyops.training.train.train`
+`min(8, cores - 1)` threads (one on a 2-core machine) and libgomp's own wait policy. skyops trains on
+every usable core (its `threads: 0`), its OpenMP threads spinning between parallel regions
+(`GOMP_SPINCOUNT`, set when skyops.training is imported; both in skyops.training.threads), with the
+model's weights channels-last (skyops.training.memory_format). A `GOMP_SPINCOUNT` the user exported
+reaches every side. The skyops side trains through `skyops.training.train.train`
 in its own process like the anchor, with MLflow tracking on (params, per-epoch metrics, artifacts)
 and, to split the cost, off. Every side includes interpreter start-up and the torch import. The
 MLflow sqlite store is created before timing, as in a project that already has one; its creation
@@ -47,7 +50,7 @@ from pathlib import Path
 
 from skyops.data.layout import write_data_yaml
 from skyops.data.synth import generate_scenes
-from skyops.training.threads import resolve_threads
+from skyops.training.threads import OPENMP_SPIN_VARIABLE, openmp_set_by_skyops, openmp_spin, resolve_threads
 from skyops.training.train import TrainConfig, train_settings, ultralytics_args
 from skyops.training.ultra import offline_environment, prepare_offline
 
@@ -152,6 +155,8 @@ def yolo_cli_train(work: Path, data_yaml: Path, state: Path, config: TrainConfig
         "exist_ok": True,
     }
     env = {**os.environ, **offline_environment(state, verbose=config.verbose)}
+    if openmp_set_by_skyops():  # importing skyops.training set it in this process; plain `yolo train` runs without
+        env.pop(OPENMP_SPIN_VARIABLE)
     timing = timed([str(YOLO), "train", *(f"{k}={v}" for k, v in args.items())], env)
     return dataclasses.replace(timing, metrics=final_metrics(work / "run" / "results.csv"))
 
@@ -258,7 +263,8 @@ def main() -> None:
     print(
         f"{args.recipe} recipe: {args.images} synthetic scenes, imgsz {config.imgsz}, {config.epochs} epochs, batch {config.batch}, "
         f"nbs {config.nbs}, {config.optimizer} lr0 {config.lr0}, warm-up {config.warmup_epochs}, mosaic {config.mosaic}, {config.device}; "
-        f"median of {args.repeat}; skyops on {threads} torch threads, the anchor on Ultralytics' {ULTRALYTICS_THREADS}; "
+        f"median of {args.repeat}; skyops on {threads} torch threads (OpenMP spin {openmp_spin()}), "
+        f"the anchor on Ultralytics' {ULTRALYTICS_THREADS} ({OPENMP_SPIN_VARIABLE} {'unset' if openmp_set_by_skyops() else 'as exported'}); "
         f"load average {os.getloadavg()[0]:.1f} at the end on {os.cpu_count()} cores"
     )
     print(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from skyops.pipeline.lineage import load_record
 from skyops.registry.models import ModelRegistry
+from skyops.training.threads import OPENMP_SPIN, OPENMP_SPIN_VARIABLE
 from skyops.training.tracking import TrackingStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +19,8 @@ TINY = ["-p", "images=48", "-p", "image_size=96", "-p", "batch=8", "-p", "min_ma
 
 
 def skyops_run(state: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SKYOPS_STATE_DIR": str(state), "COLUMNS": "200"}
+    # As from a user's shell: without the OpenMP setting this test process got from importing skyops.training.
+    env = {**{k: v for k, v in os.environ.items() if k != OPENMP_SPIN_VARIABLE}, "SKYOPS_STATE_DIR": str(state), "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "skyops", "run", "drone-detection", *args],
         env=env,
@@ -40,6 +42,9 @@ def test_pipeline_trains_evaluates_registers_and_summarises(tmp_path: Path) -> N
     training = json.loads((model_dir(tmp_path) / "training.json").read_text())
     assert training["epochs_completed"] == 2 and training["resumed_from_epoch"] is None
     assert "metrics    mAP50 " in done.stdout and f"MLflow     run {training['mlflow_run_id']}" in done.stdout
+    # The step's process set its OpenMP wait before torch loaded, and trained channels-last (both on record).
+    params = TrackingStore.local(tmp_path).client.get_run(training["mlflow_run_id"]).data.params
+    assert (params["openmp_spin"], training["memory_format"]) == (OPENMP_SPIN, "channels_last")
     record = load_record(tmp_path / "runs", "latest")
     evaluation = json.loads(Path(record.steps["evaluate"].outputs["evaluation"]["path"], "evaluation.json").read_text())
     assert evaluation["dataset"]["split"] == "test" and evaluation["model"]["imgsz"] == 96

@@ -83,8 +83,10 @@ def aerial_cars() -> Path:
 def run_python() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run a snippet in a fresh interpreter, without pytest's variables (Ultralytics and MLflow change behaviour under tests)."""
 
-    def run(code: str, *, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "YOLO_", "MLFLOW_"))}
+    def run(
+        code: str, *, env: dict[str, str] | None = None, unset: tuple[str, ...] = (), timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "YOLO_", "MLFLOW_")) and k not in unset}
         return subprocess.run(
             [sys.executable, "-c", textwrap.dedent(code)], env={**base, **(env or {})}, capture_output=True, text=True, timeout=timeout
         )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from skyops.training.threads import resolve_threads, usable_cpus
+from skyops.training.threads import OPENMP_SPIN, OPENMP_SPIN_VARIABLE, resolve_threads, usable_cpus
 from skyops.training.train import TrainConfig, run_identity, train, ultralytics_args
 
 
@@ -67,3 +68,36 @@ def test_training_and_its_validations_run_on_every_core(
         ("on_val_batch_end (standalone)", usable_cpus()),  # best.pt after the last epoch
     }
     assert torch.get_num_threads() == before  # the caller's own setting is back
+
+
+RunPython = Callable[..., subprocess.CompletedProcess[str]]  # the run_python fixture (conftest.py)
+REPORT = """
+import os
+from skyops.training.threads import openmp_set_by_skyops, openmp_spin, torch_threads
+with torch_threads(2), torch_threads(2):  # the warning, if any, comes once
+    pass
+print(os.environ.get("GOMP_SPINCOUNT"), "|", openmp_spin(), "|", openmp_set_by_skyops())
+"""
+
+
+def test_importing_skyops_training_before_torch_sets_the_openmp_spin_count_for_torch_and_its_children(run_python: RunPython) -> None:
+    done = run_python("import skyops.training, torch\n" + REPORT, unset=(OPENMP_SPIN_VARIABLE,))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == f"{OPENMP_SPIN} | {OPENMP_SPIN} | True"
+    assert "OpenMP" not in done.stderr
+
+
+def test_a_spin_count_the_user_set_is_kept(run_python: RunPython) -> None:
+    done = run_python("import torch\n" + REPORT, env={OPENMP_SPIN_VARIABLE: "1000000"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "1000000 | 1000000 | False"  # set before torch loaded: in effect
+    assert "OpenMP" not in done.stderr
+
+
+def test_torch_imported_first_is_recorded_and_warned_about_once_where_threads_are_set(run_python: RunPython) -> None:
+    done = run_python("import torch\n" + REPORT, unset=(OPENMP_SPIN_VARIABLE,))
+    assert done.returncode == 0, done.stderr
+    # The variable is set for the processes this one starts; this one's libgomp had read its environment already.
+    assert done.stdout.split("\n")[0] == f"{OPENMP_SPIN} | libgomp default (torch loaded first) | True"
+    assert done.stderr.count("torch was imported before skyops.training") == 1, done.stderr
+    assert f"set GOMP_SPINCOUNT={OPENMP_SPIN} before torch" in done.stderr

@@ -61,6 +61,7 @@ def test_a_tracked_run_holds_params_metrics_tags_and_artifacts(tracking_store: T
     assert (run.run_id, run.name, run.status) == (tracker.run_id, "train-run-7", "FINISHED")
     assert run.params["epochs"] == "3" and run.params["imgsz"] == "64" and run.params["weights"] == ""
     assert (run.params["threads"], run.params["threads_used"]) == ("0", "2")  # the setting, and the count it meant
+    assert run.params["openmp_spin"] == "300000"  # skyops.training was imported before torch (threads.prepare_openmp)
     assert run.metrics["metrics/mAP50B"] == pytest.approx(0.3) and run.metrics["final/metrics/mAP50B"] == pytest.approx(0.35)
     assert tracking_store.run_metrics_history(run.run_id, "metrics/mAP50(B)") == [(1, 0.1), (2, 0.2), (3, pytest.approx(0.3))]
     assert run.tags["skyops.dataset_fingerprint"] == "abc123"

@@ -43,6 +43,7 @@ from typing import Any
 import skyops
 from skyops.pipeline.config import StepConfig, config_to_dict, to_argument
 from skyops.training.signals import Terminated
+from skyops.training.threads import openmp_spin
 from skyops.training.train import EpochMetrics, TrainResult
 from skyops.training.uris import local_tracking_uri as local_tracking_uri  # re-exported: callers import it from here
 from skyops.training.uris import sqlite_path as sqlite_path
@@ -324,8 +325,10 @@ class Tracker:
         client = self.store.client
         # The config's `threads` (0 = every core) is a param already; this is the count it meant here.
         client.log_param(self.run_id, "threads_used", str(result.threads))
+        client.log_param(self.run_id, "openmp_spin", openmp_spin())  # how its OpenMP threads waited (threads.py)
         for key, value in {
             "device": result.device,
+            "memory_format": result.memory_format,
             "epochs_completed": str(result.epochs_completed),
             "resumed_from_epoch": str(result.resumed_from_epoch or ""),
             "train_seconds": f"{result.seconds:.1f}",

@@ -39,6 +39,7 @@ from skyops.errors import ConfigError, DataValidationError
 from skyops.pipeline.config import Range, StepConfig, config_to_dict
 from skyops.training import distributed
 from skyops.training.device import resolve_device
+from skyops.training.memory_format import CHANNELS_LAST, CONTIGUOUS, train_channels_last
 from skyops.training.threads import pin_threads, resolve_threads, torch_threads
 from skyops.training.ultra import import_ultralytics
 
@@ -128,6 +129,7 @@ class TrainResult:
     device: str
     threads: int  # torch CPU threads this call trained on
     seconds: float  # wall time of this call
+    memory_format: str = CONTIGUOUS  # the weights' layout while training (memory_format.py)
     writer: bool = True  # False on a follower rank of a distributed run: it published nothing, paths are rank 0's
 
 
@@ -244,7 +246,13 @@ def train(
         device=device,
         threads=threads,
         seconds=time.perf_counter() - started,
+        memory_format=_memory_format(device, distributed_run=rank.distributed),
     )
+
+
+def _memory_format(device: str, *, distributed_run: bool) -> str:
+    """Channels-last for a CPU training in one process (memory_format.py); otherwise torch's default layout."""
+    return CHANNELS_LAST if device == "cpu" and not distributed_run else CONTIGUOUS
 
 
 def _train_model(
@@ -278,6 +286,8 @@ def _train_model(
     if trainer is not None:
         args["trainer"] = trainer
     pin_threads(model, threads)  # Ultralytics sets cores - 1 when it picks the CPU; ours wins (threads.py)
+    if _memory_format(device, distributed_run=trainer is not None) == CHANNELS_LAST:
+        train_channels_last(model)
     with torch_threads(threads):
         model.train(**args)
 

@@ -212,6 +212,7 @@ def train_and_track(inputs: dict[str, Path], outputs: dict[str, Path], env: dict
         "final_metrics": result.final_metrics,
         "device": result.device,
         "threads": result.threads,
+        "memory_format": result.memory_format,
         "seconds": round(result.seconds, 1),
         "imgsz": args.imgsz,
     }
