@@ -18,7 +18,7 @@ Two threads only pay if torch's second OpenMP thread is awake when work comes. A
 thousands of short parallel regions with Python between them; with `GOMP_SPINCOUNT` unset, torch's
 libgomp (GCC 8.5 in the torch 2.14 wheel) lets that thread go to sleep between them in the train step's
 process: measured on 2 cores, one demo-recipe epoch's batches took 14.5-15.5 s on two threads against
-16.1 s on one, and 9.0-10.4 s with `GOMP_SPINCOUNT=300000`, the spin count libgomp documents as its
+16.1 s on one, and 9.0-10.1 s with `GOMP_SPINCOUNT=300000`, the spin count libgomp documents as its
 default (setting 100 behaves like unset; `OMP_DISPLAY_ENV` reports the same settings either way, so why
 the unset default does not spin here is not established). libgomp reads the variable once, when torch
 loads it: `prepare_openmp()` sets it (unless the user did) when `skyops.training` is imported, before
@@ -121,7 +121,7 @@ def torch_threads(count: int) -> Iterator[None]:
         _openmp.warned = True
         log.warning(
             "torch was imported before skyops.training, so its OpenMP threads wait with libgomp's default and "
-            "%d threads train slower (on 2 cores, ~1.4x); import skyops.training first, or set %s=%s before torch",
+            "%d threads run slower (a training epoch on 2 cores: ~1.3x); import skyops.training first, or set %s=%s before torch",
             count,
             OPENMP_SPIN_VARIABLE,
             OPENMP_SPIN,
