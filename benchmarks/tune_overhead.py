@@ -6,6 +6,7 @@ gives (skyops.training.train.ultralytics_args) on a copy of the very same split,
 Torch threads: the same on both sides. Ultralytics alone trains on `min(8, cores - 1)` threads (one on 2 cores),
 the train step on every core by default (`threads: 0`, issue 15's item 0, measured by train_overhead.py); the
 bench pipeline sets Ultralytics' count, so that this ratio is the tuner's overhead, not the threads' gain.
+Likewise the anchor trains channels-last, as the train step does on the CPU (skyops.training.memory_format).
 
 skyops side: `skyops tune` over a 4-step pipeline (ingest -> validate -> split -> train) whose data
 steps were cached by a warm-up study, with pruning off (warm-up epochs >= epochs): every trial is a
@@ -61,6 +62,7 @@ ANCHOR = """
 import sys
 import optuna
 from ultralytics import YOLO
+from skyops.training.memory_format import train_channels_last
 from skyops.training.train import TrainConfig, ultralytics_args
 
 data_yaml, work, trials, epochs, imgsz, seed = sys.argv[1:]
@@ -71,6 +73,7 @@ def objective(trial):
                          lr0=trial.suggest_float("lr0", 0.001, 0.05, log=True), batch=trial.suggest_categorical("batch", [8, 16]))
     args = ultralytics_args(config, data_yaml, "cpu") | {"project": work, "name": f"t{trial.number}", "exist_ok": True}
     model = YOLO("yolo11n.yaml")
+    train_channels_last(model)  # as the train step does on the CPU: the same training, the tuner's overhead apart
     model.train(**args)
     return float(model.trainer.metrics["metrics/mAP50(B)"])
 
