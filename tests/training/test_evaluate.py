@@ -25,7 +25,7 @@ from skyops.data.layout import IMAGES, LABELS, write_data_yaml
 from skyops.errors import ConfigError, DataValidationError
 from skyops.evaluation.detmetrics import slice_metrics
 from skyops.training.evaluate import compare, evaluate, load_schema, run_validation, validate_evaluation, write_evaluation
-from skyops.training.threads import usable_cpus
+from skyops.training.threads import pin_threads, torch_threads, usable_cpus
 
 NAMES = ["red", "green", "blue"]  # "blue" never occurs: its per-class entry must be null
 COLOURS = [(230, 40, 40), (40, 220, 40)]
@@ -233,17 +233,13 @@ def direct_val(weights: Path, squares_yaml: Path, state_dir: Path, tmp_path_fact
     On the evaluation's thread count too: Ultralytics' own (cores - 1) sums in another order, and on some
     CPUs that moves a class's precision by ~1e-9, past the equality's tolerance.
     """
-    import torch
     from ultralytics import YOLO
 
-    before = torch.get_num_threads()
     model = YOLO(str(weights))
-    model.add_callback("on_val_start", lambda _: torch.set_num_threads(usable_cpus()))  # after Ultralytics sets its own
+    pin_threads(model, usable_cpus())  # after Ultralytics sets its own
     args = {k: v for k, v in SETTINGS.items() if k != "names"}
-    try:
+    with torch_threads(usable_cpus()):
         return model.val(data=str(squares_yaml), **args, project=str(tmp_path_factory.mktemp("val")), name="val", verbose=False)
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_document_is_valid_json_with_plain_numbers(evaluation: tuple[dict[str, Any], list[str]]) -> None:

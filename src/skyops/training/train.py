@@ -205,6 +205,7 @@ def train(
     device = resolve_device(config.device)
     rank = distributed.current()
     threads = _rank_threads(config.threads, rank)
+    memory_format = _memory_format(device, distributed_run=rank.distributed)
     with tempfile.TemporaryDirectory(prefix="skyops-rank-") as private:
         if rank.writer:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -213,7 +214,7 @@ def train(
         if not rank.writer:
             if plan.action != "finish":
                 # Ultralytics' validator makes its save dir on every rank: a follower's is private.
-                _train_model(plan, config, data_yaml, device, Path(private), trainer, threads, reporter=None)
+                _train_model(plan, config, data_yaml, device, Path(private), trainer, threads, memory_format, reporter=None)
             return _follower_result(out_dir, device, threads, plan, started)
         reporter = _EpochReporter(checkpoint_dir, on_epoch)
         if plan.action == "finish":
@@ -225,7 +226,7 @@ def train(
             _write_state(checkpoint_dir, identity, "running")
             if plan.action == "resume":
                 _truncate_results(run_dir / "results.csv", plan.next_epoch - 1)  # rows written after the checkpoint
-            _train_model(plan, config, data_yaml, device, checkpoint_dir, trainer, threads, reporter=reporter)
+            _train_model(plan, config, data_yaml, device, checkpoint_dir, trainer, threads, memory_format, reporter=reporter)
 
     epochs = _read_results(run_dir / "results.csv")
     if plan.action != "finish":  # DDP workers do not run our callbacks: report what they trained from results.csv
@@ -246,7 +247,7 @@ def train(
         device=device,
         threads=threads,
         seconds=time.perf_counter() - started,
-        memory_format=_memory_format(device, distributed_run=rank.distributed),
+        memory_format=memory_format,
     )
 
 
@@ -263,6 +264,7 @@ def _train_model(
     checkpoint_dir: Path,
     trainer: type | None,
     threads: int,
+    memory_format: str,
     *,
     reporter: _EpochReporter | None,
 ) -> None:
@@ -286,7 +288,7 @@ def _train_model(
     if trainer is not None:
         args["trainer"] = trainer
     pin_threads(model, threads)  # Ultralytics sets cores - 1 when it picks the CPU; ours wins (threads.py)
-    if _memory_format(device, distributed_run=trainer is not None) == CHANNELS_LAST:
+    if memory_format == CHANNELS_LAST:
         train_channels_last(model)
     with torch_threads(threads):
         model.train(**args)
